@@ -1,0 +1,81 @@
+// HDF5 files: RAII handles and checked reads/writes of whole datasets and
+// attributes. Every failure names the file and the object (DESIGN §8, §11).
+// The parallel (MPI-IO) dataset reader builds on this in io/.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace curaclip {
+
+// Owns one HDF5 identifier and closes it with the matching H5?close.
+class H5Id {
+public:
+    H5Id() = default;
+    explicit H5Id(hid_t id) : id_(id) {}
+    ~H5Id() { reset(); }
+    H5Id(const H5Id&) = delete;
+    H5Id& operator=(const H5Id&) = delete;
+    H5Id(H5Id&& o) noexcept : id_(o.id_) { o.id_ = H5I_INVALID_HID; }
+    H5Id& operator=(H5Id&& o) noexcept {
+        if (this != &o) { reset(); id_ = o.id_; o.id_ = H5I_INVALID_HID; }
+        return *this;
+    }
+    hid_t get() const { return id_; }
+    bool valid() const { return id_ >= 0; }
+    void reset();
+
+private:
+    hid_t id_ = H5I_INVALID_HID;
+};
+
+class H5File {
+public:
+    enum class Mode { read, create_exclusive, read_write };
+    // Opens (or, with create_exclusive, creates - never overwriting) a file.
+    H5File(const std::string& path, Mode mode);
+    const std::string& path() const { return path_; }
+    hid_t id() const { return file_.get(); }
+
+    bool exists(const std::string& object) const;
+    std::vector<int64_t> shape(const std::string& dataset) const;
+
+    // Whole-dataset reads converted to the requested type; `shape` gets the dims.
+    std::vector<double> read_f64(const std::string& dataset, std::vector<int64_t>* shape = nullptr) const;
+    std::vector<float> read_f32(const std::string& dataset, std::vector<int64_t>* shape = nullptr) const;
+    std::vector<int32_t> read_i32(const std::string& dataset, std::vector<int64_t>* shape = nullptr) const;
+    std::vector<uint8_t> read_u8(const std::string& dataset, std::vector<int64_t>* shape = nullptr) const;
+
+    // Whole-dataset writes (intermediate groups are created).
+    void write_f32(const std::string& dataset, const float* data, const std::vector<int64_t>& shape);
+    void write_f64(const std::string& dataset, const double* data, const std::vector<int64_t>& shape);
+    void write_i32(const std::string& dataset, const int32_t* data, const std::vector<int64_t>& shape);
+
+    double attr_f64(const std::string& object, const std::string& name) const;
+    int64_t attr_i64(const std::string& object, const std::string& name) const;
+    std::string attr_string(const std::string& object, const std::string& name) const;
+    bool has_attr(const std::string& object, const std::string& name) const;
+    void set_attr(const std::string& object, const std::string& name, double value);
+    void set_attr(const std::string& object, const std::string& name, int64_t value);
+    void set_attr(const std::string& object, const std::string& name, const std::string& value);
+
+    void flush();
+
+private:
+    template <typename T>
+    std::vector<T> read_as(const std::string& dataset, hid_t mem_type, std::vector<int64_t>* shape) const;
+    void write_as(const std::string& dataset, hid_t mem_type, hid_t file_type, const void* data,
+                  const std::vector<int64_t>& shape);
+    H5Id open_dataset(const std::string& dataset) const;
+
+    std::string path_;
+    H5Id file_;
+};
+
+// Turns HDF5's automatic error printing off (we report errors ourselves).
+void h5_quiet();
+
+}  // namespace curaclip

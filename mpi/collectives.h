@@ -1,0 +1,61 @@
+// Collectives: the communication that model, loss and trainer code needs, over
+// backend tensors.
+//
+// Callers see only this interface; which transport moves the bytes is decided
+// once, where the run is set up: MPI on host memory (CPU backends), MPI staged
+// through host buffers (any other backend: correct, not fast), single process
+// (no communication), or NCCL on device memory (cuda/, later). Callers never
+// branch on it.
+//
+// Shapes: a "gathered" tensor has P = size() times the rows of its local part,
+// rank r's part at rows [r*n, (r+1)*n) (leading dimension), the other
+// dimensions equal. Float tensors of any float dtype; allgather also moves
+// i32/u8 tensors. Every call is collective: every rank calls it, in the same
+// order, with the same shapes.
+//
+// Determinism (see mpi/communicator.cpp): allreduce_sum and
+// allreduce_sum_host give bitwise identical results on every rank (each
+// element is reduced once by its owner, then copied), so data-parallel replicas
+// never drift; for a fixed number of ranks and MPI configuration results are
+// reproducible run to run. Results for different rank counts agree to rounding.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "backend/backend.h"
+#include "core/tensor.h"
+
+namespace curaclip {
+
+class Communicator;
+
+class Collectives {
+public:
+    virtual ~Collectives() = default;
+
+    virtual int rank() const = 0;
+    virtual int size() const = 0;
+
+    // out [P*n, ...] = the in [n, ...] of every rank, in rank order.
+    virtual void allgather(Tensor out, Tensor in) = 0;
+    // out [n, ...] = sum over ranks of rows [rank*n, (rank+1)*n) of their in [P*n, ...].
+    // Overwrites out; in is left unchanged.
+    virtual void reduce_scatter_sum(Tensor out, Tensor in) = 0;
+    // x = sum over ranks of x, in place.
+    virtual void allreduce_sum(Tensor x) = 0;
+    // data[0..n) = sum over ranks, in place, on host memory (metrics, counters).
+    virtual void allreduce_sum_host(double* data, size_t n) = 0;
+};
+
+// MPI over `comm` for tensors of `backend`. The CPU backends keep tensors in
+// host memory and MPI works on them directly; any other backend is staged
+// through host buffers with download/upload (force_staging picks that path for
+// the CPU backends too, for tests). Both objects must outlive the result.
+std::unique_ptr<Collectives> make_mpi_collectives(const Communicator& comm, Backend& backend,
+                                                  bool force_staging = false);
+
+// One process: size 1, rank 0; allgather and reduce_scatter copy, allreduce does nothing.
+std::unique_ptr<Collectives> make_single_process_collectives(Backend& backend);
+
+}  // namespace curaclip

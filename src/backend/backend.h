@@ -1,0 +1,163 @@
+// Backend: the complete list of operations a CLIP training step needs.
+//
+// Model, loss and optimizer code call these ops and never branch on the device
+// (flashlight's small-interface idea). Every backend implements every op; the
+// CPU backend (src/cpu/) is the reference that all others are tested against
+// (tests/unit/test_backend_ops.cpp).
+//
+// Conventions, binding for every implementation:
+//  * Tensors are row-major. A "matrix" view of a tensor is [shape.rows(), shape.cols()].
+//  * Float tensors are in the backend's compute dtype (dtype()), unless an op says
+//    otherwise; token ids and indices are i32, raw images u8.
+//  * Forward ops overwrite their outputs.
+//  * Backward ops ACCUMULATE (+=) into every gradient they write (dinp, dweight,
+//    dbias, ...), so that residual branches and shared parameters need no extra
+//    adds. The caller zeroes gradient buffers before a backward pass. A gradient
+//    argument may be an empty Tensor, meaning "not needed".
+//  * Scalars that live on the device (logit scale t, logit bias b, loss
+//    accumulators) are tensors of shape [1], so no op needs a host round trip.
+//  * Linear layers store weights as PyTorch does: weight [out, in], y = x W^T + b.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace curaclip {
+
+enum class Activation : uint8_t {
+    gelu,        // exact erf GELU (torch.nn.GELU, open_clip's default)
+    quick_gelu,  // x * sigmoid(1.702 x) (OpenAI CLIP's weights)
+};
+
+struct AdamWParams {
+    float lr = 1e-3f;
+    float beta1 = 0.9f;
+    float beta2 = 0.98f;
+    float eps = 1e-6f;
+    float weight_decay = 0.0f;  // decoupled: p -= lr * wd * p
+    int64_t step = 1;           // 1-based step for bias correction
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+
+    // ---- identity ---------------------------------------------------------------
+    virtual std::string name() const = 0;  // e.g. "cpu-f32", "cpu-f64", "cuda"
+    virtual DType dtype() const = 0;       // dtype of activations and parameters
+
+    // ---- memory -----------------------------------------------------------------
+    virtual void* alloc(size_t bytes) = 0;
+    virtual void free(void* p) = 0;
+    virtual void memset_zero(void* p, size_t bytes) = 0;
+    // Host <-> device copies with conversion from/to the tensor's dtype.
+    // Float tensors accept f32 or f64 host data; i32/u8 tensors take raw bytes.
+    virtual void upload(Tensor dst, const float* src) = 0;
+    virtual void upload(Tensor dst, const double* src) = 0;
+    virtual void upload_raw(Tensor dst, const void* src) = 0;  // same dtype, no conversion
+    virtual void download(float* dst, Tensor src) = 0;
+    virtual void download(double* dst, Tensor src) = 0;
+    virtual void download_raw(void* dst, Tensor src) = 0;
+    virtual void synchronize() = 0;  // wait for all queued work
+
+    // ---- elementwise and reductions --------------------------------------------
+    virtual void fill(Tensor x, float value) = 0;
+    virtual void copy(Tensor dst, Tensor src) = 0;           // same shape and dtype
+    virtual void add(Tensor out, Tensor a, Tensor b) = 0;    // out = a + b (out may alias a or b)
+    virtual void accumulate(Tensor dst, Tensor src) = 0;     // dst += src
+    virtual void scale(Tensor x, float s) = 0;               // x *= s
+    // out[0] += sum(x^2) in at least fp32 (out is f32 or f64 [1]); for the global grad norm.
+    virtual void sum_squares(Tensor out, Tensor x) = 0;
+
+    // ---- matrix products ---------------------------------------------------------
+    // out[M,N] = alpha * op(a) op(b) + beta * out, op = transpose if the flag is set.
+    // a, b, out are viewed as matrices [rows(), cols()].
+    virtual void matmul(Tensor out, Tensor a, Tensor b, bool trans_a, bool trans_b,
+                        float alpha = 1.0f, float beta = 0.0f) = 0;
+    // out[N,OC] = inp[N,C] weight[OC,C]^T + bias[OC] (bias may be empty).
+    virtual void linear_forward(Tensor out, Tensor inp, Tensor weight, Tensor bias) = 0;
+    // dinp += dout weight; dweight += dout^T inp; dbias += column sums of dout.
+    virtual void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                                 Tensor inp, Tensor weight) = 0;
+
+    // ---- normalization and activations ---------------------------------------------
+    // inp [N,C]; mean, rstd [N] (saved for backward, always f32 or the compute dtype);
+    // eps = 1e-5 as torch.nn.LayerNorm.
+    virtual void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
+                                   Tensor weight, Tensor bias) = 0;
+    virtual void layernorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                                    Tensor inp, Tensor weight, Tensor mean, Tensor rstd) = 0;
+    virtual void activation_forward(Tensor out, Tensor inp, Activation act) = 0;
+    virtual void activation_backward(Tensor dinp, Tensor dout, Tensor inp, Activation act) = 0;
+    // out[N,D] = inp / max(||inp||_2, 1e-12) row-wise (F.normalize); norms [N] saved.
+    virtual void l2_normalize_forward(Tensor out, Tensor norms, Tensor inp) = 0;
+    virtual void l2_normalize_backward(Tensor dinp, Tensor dout, Tensor out, Tensor norms) = 0;
+
+    // ---- attention -------------------------------------------------------------------
+    // Multi-head self-attention core of torch.nn.MultiheadAttention after in_proj:
+    // qkv [B,T,3C] holds q | k | v along the last dim, head h owns columns
+    // [h*hs, (h+1)*hs) of each (hs = C / n_head); scores scaled by 1/sqrt(hs);
+    // causal masks j > i. out [B,T,C] (heads concatenated, before out_proj).
+    // stats [B,n_head,T] saves the row log-sum-exp of the scaled scores, so a
+    // backend may recompute probabilities in the backward (as cuDNN/flash attention).
+    virtual void attention_forward(Tensor out, Tensor stats, Tensor qkv, int n_head,
+                                   bool causal) = 0;
+    virtual void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
+                                    Tensor stats, int n_head, bool causal) = 0;
+
+    // ---- embeddings and token bookkeeping -------------------------------------------------
+    // out[B,T,C] = wte[tokens[b,t]] + wpe[t]; tokens i32 [B,T].
+    virtual void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe) = 0;
+    virtual void embedding_backward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) = 0;
+    // Images u8 [B,H,W,Cin] (HWC as stored in the datasets) -> normalized patches
+    // out [B*P, Cin*p*p], P = (H/p)*(W/p), patch order row-major over the grid,
+    // column index c*p*p + ky*p + kx (the flattening of a conv weight [OC,Cin,p,p]).
+    // Pixel value: (u8/255 - mean[c]) / std[c]; mean and std are host arrays of Cin.
+    virtual void patchify(Tensor out, Tensor images, int patch, const float* mean,
+                          const float* std) = 0;
+    // x[B,T,C], T = P+1: x[b,0] = cls + pos[0]; x[b,1+p] = patches[b,p] + pos[1+p].
+    // patches [B,P,C] (or [B*P,C]), cls [C], pos [T,C].
+    virtual void vit_embed_forward(Tensor out, Tensor patches, Tensor cls, Tensor pos) = 0;
+    virtual void vit_embed_backward(Tensor dpatches, Tensor dcls, Tensor dpos, Tensor dout) = 0;
+    // idx i32 [B] = position of the largest token id in each row of tokens [B,T]
+    // (the end-of-text token, as open_clip's argmax pooling; first one on ties).
+    virtual void argmax_rows(Tensor idx, Tensor tokens) = 0;
+    // out[B,C] = x[b, idx[b], :] with x [B,T,C]; backward scatters (accumulates).
+    virtual void gather_rows(Tensor out, Tensor x, Tensor idx) = 0;
+    virtual void gather_rows_backward(Tensor dx, Tensor dout, Tensor idx) = 0;
+
+    // ---- contrastive losses (row kernels; the GEMMs around them use matmul) ---------------
+    // dots [M,N] = raw dot products of normalized embeddings (rows: this rank's
+    // anchors, columns: the whole global batch); the positive of row i is column
+    // label_offset + i. t = logit_scale[0] (the logit is exp(t) * dot).
+    //
+    // Softmax cross-entropy of each row (one direction of the CLIP loss):
+    //   loss[0]   += weight * sum_i (lse_i - logit_{i,label_i})
+    //   ddots      = weight * exp(t) * (softmax - onehot)   (overwritten; may be empty)
+    //   dscale[0] += weight * sum_ij (softmax - onehot)_ij * logit_ij   (may be empty)
+    virtual void softmax_xent_rows(Tensor loss, Tensor ddots, Tensor dscale, Tensor dots,
+                                   Tensor logit_scale, int64_t label_offset, float weight) = 0;
+    // Sigmoid (SigLIP) pairwise loss with z_ij = +1 on the positive, -1 elsewhere:
+    //   loss[0]   += weight * sum_ij softplus(-z_ij (exp(t) dot_ij + b))
+    //   ddots      = weight * exp(t) * g_ij, g_ij = -z_ij sigmoid(-z_ij logit_ij)  (overwritten)
+    //   dscale[0] += weight * sum_ij g_ij exp(t) dot_ij;  dbias[0] += weight * sum_ij g_ij
+    virtual void sigmoid_pairwise_rows(Tensor loss, Tensor ddots, Tensor dscale, Tensor dbias,
+                                       Tensor dots, Tensor logit_scale, Tensor logit_bias,
+                                       int64_t label_offset, float weight) = 0;
+
+    // ---- optimizer -------------------------------------------------------------------------
+    // AdamW on one parameter tensor (m, v are f32 or the master dtype):
+    //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+    //   p -= lr * ( mhat / (sqrt(vhat) + eps) + wd * p ),  mhat = m/(1-b1^step), vhat = v/(1-b2^step)
+    // grad_scale multiplies g first (gradient clipping without a separate pass).
+    virtual void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& hp,
+                            float grad_scale) = 0;
+    // x = min(max(x, lo), hi) elementwise (the logit-scale clamp).
+    virtual void clamp(Tensor x, float lo, float hi) = 0;
+};
+
+}  // namespace curaclip

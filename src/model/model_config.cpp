@@ -1,0 +1,183 @@
+#include "model/model_config.h"
+
+#include <sstream>
+
+#include "core/check.h"
+
+namespace po = boost::program_options;
+
+namespace curaclip {
+
+namespace {
+const float kClipMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+const float kClipStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+
+ModelConfig rgb_224(int patch, TowerConfig vision, TowerConfig text, int embed) {
+    ModelConfig c;
+    c.image_size = 224;
+    c.patch_size = patch;
+    c.channels = 3;
+    c.vision = vision;
+    c.image_mean.assign(kClipMean, kClipMean + 3);
+    c.image_std.assign(kClipStd, kClipStd + 3);
+    c.context_length = 77;
+    c.vocab_size = 49408;
+    c.text = text;
+    c.embed_dim = embed;
+    return c;
+}
+
+std::vector<float> parse_floats(const std::string& s, const char* what) {
+    std::vector<float> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        try {
+            size_t used = 0;
+            out.push_back(std::stof(item, &used));
+            CC_CHECK(item.find_first_not_of(" \t", used) == std::string::npos, "");
+        } catch (const std::exception&) {
+            CC_FAIL("model.", what, ": '", s, "' is not a comma-separated list of numbers");
+        }
+    }
+    return out;
+}
+}  // namespace
+
+Activation parse_activation(const std::string& s) {
+    if (s == "gelu") return Activation::gelu;
+    if (s == "quick_gelu") return Activation::quick_gelu;
+    CC_FAIL("model.activation: '", s, "' is not one of gelu, quick_gelu");
+}
+
+const char* activation_name(Activation a) { return a == Activation::gelu ? "gelu" : "quick_gelu"; }
+
+ModelConfig ModelConfig::preset(const std::string& name) {
+    if (name == "tiny") return ModelConfig{};  // 28 px, patch 7, width 64, 2 layers
+    if (name == "small") {                     // the mid-size CPU benchmark shape
+        ModelConfig c;
+        c.image_size = 32;
+        c.patch_size = 4;
+        c.vision = {256, 4, 4, 4};
+        c.text = {256, 4, 4, 4};
+        c.context_length = 32;
+        c.vocab_size = 4096;
+        c.embed_dim = 256;
+        return c;
+    }
+    if (name == "vit_b32") return rgb_224(32, {768, 12, 12, 4}, {512, 12, 8, 4}, 512);
+    if (name == "vit_b16") return rgb_224(16, {768, 12, 12, 4}, {512, 12, 8, 4}, 512);
+    if (name == "vit_l14") return rgb_224(14, {1024, 24, 16, 4}, {768, 12, 12, 4}, 768);
+    std::string names;
+    for (auto& n : preset_names()) names += " " + n;
+    CC_FAIL("unknown model preset '", name, "' (known:", names, ")");
+}
+
+std::vector<std::string> ModelConfig::preset_names() {
+    return {"tiny", "small", "vit_b32", "vit_b16", "vit_l14"};
+}
+
+void ModelConfig::validate() const {
+    auto tower = [](const TowerConfig& t, const char* name) {
+        CC_CHECK(t.width > 0 && t.layers >= 0 && t.heads > 0 && t.mlp_ratio > 0, "model.", name,
+                 ": width, heads and mlp_ratio must be positive and layers >= 0");
+        CC_CHECK(t.width % t.heads == 0, "model.", name, "_width (", t.width,
+                 ") must be divisible by model.", name, "_heads (", t.heads, ")");
+    };
+    tower(vision, "vision");
+    tower(text, "text");
+    CC_CHECK(image_size > 0 && patch_size > 0 && image_size % patch_size == 0,
+             "model.image_size (", image_size, ") must be a positive multiple of model.patch_size (",
+             patch_size, ")");
+    CC_CHECK(channels == 1 || channels == 3, "model.channels must be 1 or 3, got ", channels);
+    CC_CHECK(int(image_mean.size()) == channels && int(image_std.size()) == channels,
+             "model.image_mean / model.image_std need one value per channel (", channels, ")");
+    for (float s : image_std) CC_CHECK(s > 0, "model.image_std values must be positive");
+    CC_CHECK(context_length >= 2, "model.context_length must be >= 2, got ", context_length);
+    CC_CHECK(vocab_size >= 3, "model.vocab_size must be >= 3, got ", vocab_size);
+    CC_CHECK(embed_dim > 0, "model.embed_dim must be positive, got ", embed_dim);
+}
+
+std::string ModelConfig::summary() const {
+    std::ostringstream os;
+    os << "vision " << image_size << "px/" << patch_size << " x" << channels << "ch w" << vision.width
+       << " L" << vision.layers << " H" << vision.heads << " | text ctx" << context_length << " V"
+       << vocab_size << " w" << text.width << " L" << text.layers << " H" << text.heads
+       << " | embed " << embed_dim << " " << activation_name(activation) << " "
+       << (sigmoid_loss ? "sigmoid" : "softmax");
+    return os.str();
+}
+
+double ModelConfig::forward_flops_per_pair() const {
+    auto tower = [](const TowerConfig& t, double T) {
+        const double C = t.width, M = double(t.mlp_ratio) * t.width;
+        const double per_layer = 2 * T * C * 3 * C      // qkv
+                                 + 2 * 2 * T * T * C     // scores and weighted sum
+                                 + 2 * T * C * C         // out proj
+                                 + 2 * 2 * T * C * M;    // mlp
+        return t.layers * per_layer;
+    };
+    const double P = num_patches();
+    const double patch_embed = 2 * P * channels * patch_size * patch_size * vision.width;
+    const double proj = 2.0 * vision.width * embed_dim + 2.0 * text.width * embed_dim;
+    return patch_embed + tower(vision, vision_tokens()) + tower(text, context_length) + proj;
+}
+
+po::options_description model_options() {
+    po::options_description d("Model ([model] section)");
+    d.add_options()
+        ("model.preset", po::value<std::string>(), "starting shape: tiny, small, vit_b32, vit_b16, vit_l14")
+        ("model.image_size", po::value<int>(), "image side in pixels")
+        ("model.patch_size", po::value<int>(), "ViT patch side in pixels")
+        ("model.channels", po::value<int>(), "image channels (1 or 3)")
+        ("model.image_mean", po::value<std::string>(), "per-channel mean, comma separated")
+        ("model.image_std", po::value<std::string>(), "per-channel std, comma separated")
+        ("model.vision_width", po::value<int>(), "vision transformer width")
+        ("model.vision_layers", po::value<int>(), "vision transformer layers")
+        ("model.vision_heads", po::value<int>(), "vision attention heads")
+        ("model.context_length", po::value<int>(), "text context length (tokens)")
+        ("model.vocab_size", po::value<int>(), "text vocabulary size (must match the tokenizer)")
+        ("model.text_width", po::value<int>(), "text transformer width")
+        ("model.text_layers", po::value<int>(), "text transformer layers")
+        ("model.text_heads", po::value<int>(), "text attention heads")
+        ("model.mlp_ratio", po::value<int>(), "MLP hidden size / width (both towers)")
+        ("model.embed_dim", po::value<int>(), "joint embedding dimension")
+        ("model.activation", po::value<std::string>(), "gelu or quick_gelu")
+        ("model.loss", po::value<std::string>(), "softmax (CLIP) or sigmoid (SigLIP)");
+    return d;
+}
+
+ModelConfig model_config_from(const po::variables_map& vm) {
+    ModelConfig c = vm.count("model.preset") ? ModelConfig::preset(vm["model.preset"].as<std::string>())
+                                             : ModelConfig{};
+    auto set = [&](const char* key, int& field) {
+        if (vm.count(key)) field = vm[key].as<int>();
+    };
+    set("model.image_size", c.image_size);
+    set("model.patch_size", c.patch_size);
+    set("model.channels", c.channels);
+    set("model.vision_width", c.vision.width);
+    set("model.vision_layers", c.vision.layers);
+    set("model.vision_heads", c.vision.heads);
+    set("model.context_length", c.context_length);
+    set("model.vocab_size", c.vocab_size);
+    set("model.text_width", c.text.width);
+    set("model.text_layers", c.text.layers);
+    set("model.text_heads", c.text.heads);
+    set("model.embed_dim", c.embed_dim);
+    if (vm.count("model.mlp_ratio")) c.vision.mlp_ratio = c.text.mlp_ratio = vm["model.mlp_ratio"].as<int>();
+    if (vm.count("model.image_mean"))
+        c.image_mean = parse_floats(vm["model.image_mean"].as<std::string>(), "image_mean");
+    if (vm.count("model.image_std"))
+        c.image_std = parse_floats(vm["model.image_std"].as<std::string>(), "image_std");
+    if (vm.count("model.activation")) c.activation = parse_activation(vm["model.activation"].as<std::string>());
+    if (vm.count("model.loss")) {
+        const std::string l = vm["model.loss"].as<std::string>();
+        CC_CHECK(l == "softmax" || l == "sigmoid", "model.loss: '", l, "' is not one of softmax, sigmoid");
+        c.sigmoid_loss = l == "sigmoid";
+    }
+    c.validate();
+    return c;
+}
+
+}  // namespace curaclip

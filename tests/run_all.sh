@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds curaclip (CUDA backend included where the
+# toolkit is present) with warnings as errors, and runs the whole test suite:
+# unit, backend-parity, gradient-check and MPI tests (1, 2 and 4 ranks); then the
+# unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# GPU tests skip cleanly on a machine without a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash jobs/install_deps.sh
+jobs_n=$(nproc)
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCURACLIP_WERROR=ON
+cmake --build build -j "$jobs_n"
+(cd build && ctest --output-on-failure -j "$jobs_n" --timeout 900)
+
+if [ "${CURACLIP_SKIP_SANITIZERS:-0}" != "1" ]; then
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCURACLIP_WERROR=ON \
+        -DCURACLIP_SANITIZE=ON -DCURACLIP_CUDA=OFF
+  cmake --build build-asan -j "$jobs_n" --target curaclip_tests
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+     ctest --output-on-failure -j "$jobs_n" -L unit --timeout 900)
+fi

@@ -1,0 +1,662 @@
+// Per-op parity harness (in the spirit of ggml's test-backend-ops): every op of
+// backend.h, on several shapes, runs on fresh random inputs on every registered
+// and available backend and is compared with the float64 CPU reference
+// ("cpu-f64") by the normalized error NMSE = sum (a - b)^2 / sum b^2.
+// Tolerance by the tested backend's dtype: f32 1e-10 (~1e-5 relative), bf16 1e-4.
+//
+// Inputs are drawn on the host, rounded to the tested dtype and given to both
+// backends, so the comparison measures the op, not the input rounding.
+// Forward outputs are pre-filled with NaN (an element an op forgets to write
+// shows up as NaN). Gradient outputs are pre-filled with random values and the
+// accumulate rule (backward ops add, +=) is checked on every backend, the
+// reference included, by running the same case again with zeroed gradients.
+//
+// A new backend (e.g. "cuda") is picked up from registered_backends() with no
+// change here; one whose unavailable_reason() is non-empty is skipped.
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/registry.h"
+#include "cpu/cpu_backend.h"
+
+namespace curaclip {
+namespace {
+
+constexpr const char* kReference = "cpu-f64";
+
+double tolerance(DType dt) {
+    switch (dt) {
+        case DType::f32: return 1e-10;
+        case DType::bf16: return 1e-4;
+        default: return 1e-20;  // f64 against itself (accumulate check of the reference)
+    }
+}
+
+// Round-to-nearest-even into bfloat16, returned as double.
+double round_bf16(double x) {
+    const float f = float(x);
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    float r;
+    std::memcpy(&r, &u, 4);
+    return r;
+}
+double round_to(DType dt, double x) {
+    if (dt == DType::f32) return double(float(x));
+    if (dt == DType::bf16) return round_bf16(x);
+    return x;
+}
+
+// NMSE of `got` against `ref`; infinite on a size mismatch or any non-finite value.
+double nmse(const std::vector<double>& got, const std::vector<double>& ref) {
+    if (got.size() != ref.size()) return std::numeric_limits<double>::infinity();
+    double err = 0.0, den = 0.0;
+    for (size_t i = 0; i < got.size(); ++i) {
+        if (!std::isfinite(got[i]) || !std::isfinite(ref[i]))
+            return std::numeric_limits<double>::infinity();
+        err += (got[i] - ref[i]) * (got[i] - ref[i]);
+        den += ref[i] * ref[i];
+    }
+    if (den == 0.0) return err == 0.0 ? 0.0 : std::numeric_limits<double>::infinity();
+    return err / den;
+}
+
+enum class Kind { output, accum, inout };
+
+struct Result {
+    std::string name;
+    Kind kind;
+    Tensor t;
+    std::vector<double> prefill;  // accum: what the tensor held before the op
+    std::vector<double> values;   // after the op
+};
+
+// Builds a case's tensors on one backend. The same calls in the same order draw the same
+// numbers on every backend; gradient prefills come from a separate stream, so zeroing them
+// (prefill_grads = false) leaves every input unchanged.
+class OpEnv {
+public:
+    OpEnv(Backend& be, uint64_t seed, DType quant, bool prefill_grads)
+        : be(be), rng_(seed), grad_rng_(seed ^ 0x9e3779b97f4a7c15ull), quant_(quant),
+          prefill_(prefill_grads) {}
+    ~OpEnv() {
+        for (void* p : mem_) be.free(p);
+    }
+    OpEnv(const OpEnv&) = delete;
+    OpEnv& operator=(const OpEnv&) = delete;
+
+    Backend& be;
+
+    DType dt() const { return be.dtype(); }
+    // Saved statistics, accumulators and device scalars: at least f32.
+    DType stat() const { return be.dtype() == DType::f64 ? DType::f64 : DType::f32; }
+
+    Tensor rand(Shape s, double lo = -1.0, double hi = 1.0) { return rand_as(s, dt(), lo, hi); }
+    Tensor rand_as(Shape s, DType dtype, double lo = -1.0, double hi = 1.0) {
+        Tensor t = alloc(s, dtype);
+        be.upload(t, draw(rng_, s.numel(), lo, hi).data());
+        return t;
+    }
+    Tensor scalar(double v, DType dtype) {
+        Tensor t = alloc({1}, dtype);
+        const double q = round_to(quant_, v);
+        be.upload(t, &q);
+        return t;
+    }
+    Tensor zeros(Shape s, DType dtype) {
+        Tensor t = alloc(s, dtype);
+        be.memset_zero(t.data, t.bytes());
+        return t;
+    }
+    Tensor ints(Shape s, int lo, int hi) {
+        std::vector<int32_t> v(size_t(s.numel()));
+        std::uniform_int_distribution<int> d(lo, hi - 1);
+        for (auto& x : v) x = d(rng_);
+        return ints_from(s, v);
+    }
+    Tensor ints_from(Shape s, const std::vector<int32_t>& v) {
+        Tensor t = alloc(s, DType::i32);
+        be.upload_raw(t, v.data());
+        return t;
+    }
+    Tensor bytes(Shape s) {
+        std::vector<uint8_t> v(size_t(s.numel()));
+        std::uniform_int_distribution<int> d(0, 255);
+        for (auto& x : v) x = uint8_t(d(rng_));
+        Tensor t = alloc(s, DType::u8);
+        be.upload_raw(t, v.data());
+        return t;
+    }
+    // A forward output: NaN before the op, compared after it.
+    Tensor output(const std::string& name, Shape s, DType dtype) {
+        Tensor t = alloc(s, dtype);
+        if (dtype == DType::i32) {
+            std::vector<int32_t> v(size_t(s.numel()), -12345);
+            be.upload_raw(t, v.data());
+        } else {
+            std::vector<double> v(size_t(s.numel()), std::numeric_limits<double>::quiet_NaN());
+            be.upload(t, v.data());
+        }
+        results_.push_back({name, Kind::output, t, {}, {}});
+        return t;
+    }
+    Tensor output(const std::string& name, Shape s) { return output(name, s, dt()); }
+    // A gradient (or accumulator) the op adds to: random or zero before, compared after.
+    Tensor grad(const std::string& name, Shape s, DType dtype) {
+        Tensor t = alloc(s, dtype);
+        std::vector<double> v = draw(grad_rng_, s.numel(), -1.0, 1.0);
+        if (!prefill_) std::fill(v.begin(), v.end(), 0.0);
+        be.upload(t, v.data());
+        results_.push_back({name, Kind::accum, t, v, {}});
+        return t;
+    }
+    Tensor grad(const std::string& name, Shape s) { return grad(name, s, dt()); }
+    // An input the op updates in place (matmul with beta, optimizer state, fill, ...).
+    Tensor inout(const std::string& name, Tensor t) {
+        results_.push_back({name, Kind::inout, t, {}, {}});
+        return t;
+    }
+
+    std::vector<Result>& collect() {
+        be.synchronize();
+        for (auto& r : results_) {
+            r.values.resize(size_t(r.t.numel()));
+            if (r.t.dtype == DType::i32) {
+                std::vector<int32_t> v(r.values.size());
+                be.download_raw(v.data(), r.t);
+                for (size_t i = 0; i < v.size(); ++i) r.values[i] = v[i];
+            } else {
+                be.download(r.values.data(), r.t);
+            }
+        }
+        return results_;
+    }
+
+private:
+    Tensor alloc(Shape s, DType dtype) {
+        void* p = be.alloc(std::max<size_t>(size_t(s.numel()) * dtype_size(dtype), 1));
+        mem_.push_back(p);
+        return Tensor{p, dtype, s};
+    }
+    std::vector<double> draw(std::mt19937_64& rng, int64_t n, double lo, double hi) {
+        std::uniform_real_distribution<double> d(lo, hi);
+        std::vector<double> v(size_t(n));
+        for (auto& x : v) x = round_to(quant_, d(rng));
+        return v;
+    }
+
+    std::mt19937_64 rng_, grad_rng_;
+    DType quant_;
+    bool prefill_;
+    std::vector<void*> mem_;
+    std::vector<Result> results_;
+};
+
+struct OpCase {
+    std::string op, shape;
+    std::function<void(OpEnv&)> run;
+};
+
+std::string dims(std::initializer_list<int64_t> v) {
+    std::string s;
+    for (int64_t x : v) s += (s.empty() ? "" : "x") + std::to_string(x);
+    return s;
+}
+
+// ---- the case table -------------------------------------------------------------------
+std::vector<OpCase> make_cases() {
+    std::vector<OpCase> c;
+    auto add = [&](std::string op, std::string shape, std::function<void(OpEnv&)> f) {
+        c.push_back({std::move(op), std::move(shape), std::move(f)});
+    };
+
+    // elementwise and reductions
+    add("fill", "37x5", [](OpEnv& e) { e.be.fill(e.output("x", {37, 5}), 0.37f); });
+    add("fill", "1", [](OpEnv& e) { e.be.fill(e.output("x", {1}, e.stat()), -2.5f); });
+    add("copy", "129", [](OpEnv& e) { e.be.copy(e.output("dst", {129}), e.rand({129})); });
+    add("copy", "3x4x5", [](OpEnv& e) { e.be.copy(e.output("dst", {3, 4, 5}), e.rand({3, 4, 5})); });
+    add("add", "17x33", [](OpEnv& e) {
+        e.be.add(e.output("out", {17, 33}), e.rand({17, 33}), e.rand({17, 33}));
+    });
+    add("add", "17x33 out=a", [](OpEnv& e) {
+        Tensor a = e.inout("out", e.rand({17, 33}));
+        e.be.add(a, a, e.rand({17, 33}));
+    });
+    for (Shape s : {Shape{3, 7, 11}, Shape{1}})
+        add("accumulate", s.str(), [s](OpEnv& e) { e.be.accumulate(e.grad("dst", s), e.rand(s)); });
+    add("scale", "1000", [](OpEnv& e) { e.be.scale(e.inout("x", e.rand({1000})), -0.7f); });
+    for (int64_t n : {1, 33 * 65, 100003})
+        add("sum_squares", std::to_string(n), [n](OpEnv& e) {
+            e.be.sum_squares(e.grad("out", {1}, e.stat()), e.rand({n}));
+        });
+    add("clamp", "257", [](OpEnv& e) { e.be.clamp(e.inout("x", e.rand({257})), -0.3f, 0.5f); });
+
+    // matrix products
+    struct Mm {
+        int64_t M, N, K;
+        bool ta, tb;
+        float alpha, beta;
+    };
+    for (Mm m : {Mm{7, 9, 5, false, false, 1, 0}, Mm{7, 9, 5, true, false, 1, 0},
+                 Mm{7, 9, 5, false, true, 1, 0}, Mm{7, 9, 5, true, true, 1, 0},
+                 Mm{33, 17, 65, false, true, 0.5f, 0.75f}, Mm{1, 1, 1, true, false, 2, 1},
+                 Mm{64, 3, 130, true, true, -1, 0.25f}}) {
+        const std::string name = dims({m.M, m.N, m.K}) + (m.ta ? " tA" : "") + (m.tb ? " tB" : "") +
+                                  (m.beta != 0 ? " beta" : "");
+        add("matmul", name, [m](OpEnv& e) {
+            Tensor a = m.ta ? e.rand({m.K, m.M}) : e.rand({m.M, m.K});
+            Tensor b = m.tb ? e.rand({m.N, m.K}) : e.rand({m.K, m.N});
+            Tensor out = m.beta != 0 ? e.inout("out", e.rand({m.M, m.N})) : e.output("out", {m.M, m.N});
+            e.be.matmul(out, a, b, m.ta, m.tb, m.alpha, m.beta);
+        });
+    }
+    struct Lin {
+        int64_t N, C, OC;
+        bool bias;
+    };
+    for (Lin l : {Lin{13, 31, 17, true}, Lin{13, 31, 17, false}, Lin{1, 64, 3, true},
+                  Lin{70, 129, 65, true}}) {
+        const std::string shape = dims({l.N, l.C, l.OC}) + (l.bias ? "" : " no-bias");
+        add("linear_forward", shape, [l](OpEnv& e) {
+            Tensor inp = e.rand({l.N, l.C}), w = e.rand({l.OC, l.C});
+            Tensor b = l.bias ? e.rand({l.OC}) : Tensor{};
+            e.be.linear_forward(e.output("out", {l.N, l.OC}), inp, w, b);
+        });
+    }
+    for (int mask : {7, 1, 6, 4}) {  // bits: dinp, dweight, dbias
+        const Lin l = mask == 7 ? Lin{13, 31, 17, true} : Lin{70, 129, 65, true};
+        const std::string shape = dims({l.N, l.C, l.OC}) + (mask & 1 ? "" : " -dinp") +
+                                  (mask & 2 ? "" : " -dweight") + (mask & 4 ? "" : " -dbias");
+        add("linear_backward", shape, [l, mask](OpEnv& e) {
+            Tensor inp = e.rand({l.N, l.C}), w = e.rand({l.OC, l.C}), dout = e.rand({l.N, l.OC});
+            Tensor dinp = mask & 1 ? e.grad("dinp", {l.N, l.C}) : Tensor{};
+            Tensor dw = mask & 2 ? e.grad("dweight", {l.OC, l.C}) : Tensor{};
+            Tensor db = mask & 4 ? e.grad("dbias", {l.OC}) : Tensor{};
+            e.be.linear_backward(dinp, dw, db, dout, inp, w);
+        });
+    }
+
+    // normalization and activations
+    for (Shape s : {Shape{13, 31}, Shape{2, 5, 64}, Shape{1, 1}}) {
+        const int64_t N = s.rows(), C = s.cols();
+        add("layernorm_forward", s.str(), [s, N, C](OpEnv& e) {
+            Tensor inp = e.rand(s, -2.0, 3.0), w = e.rand({C}), b = e.rand({C});
+            e.be.layernorm_forward(e.output("out", s), e.output("mean", {N}, e.stat()),
+                                   e.output("rstd", {N}, e.stat()), inp, w, b);
+        });
+    }
+    for (int mask : {7, 1, 6}) {
+        const Shape s = mask == 7 ? Shape{13, 31} : Shape{2, 5, 64};
+        const int64_t N = s.rows(), C = s.cols();
+        const std::string shape =
+            s.str() + (mask & 1 ? "" : " -dinp") + (mask & 2 ? "" : " -dweight") + (mask & 4 ? "" : " -dbias");
+        add("layernorm_backward", shape, [s, N, C, mask](OpEnv& e) {
+            Tensor inp = e.rand(s, -2.0, 3.0), w = e.rand({C}), b = e.rand({C}), dout = e.rand(s);
+            Tensor out = e.zeros(s, e.dt()), mean = e.zeros({N}, e.stat()), rstd = e.zeros({N}, e.stat());
+            e.be.layernorm_forward(out, mean, rstd, inp, w, b);
+            Tensor dinp = mask & 1 ? e.grad("dinp", s) : Tensor{};
+            Tensor dw = mask & 2 ? e.grad("dweight", {C}) : Tensor{};
+            Tensor db = mask & 4 ? e.grad("dbias", {C}) : Tensor{};
+            e.be.layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd);
+        });
+    }
+    for (Activation act : {Activation::gelu, Activation::quick_gelu}) {
+        const std::string an = act == Activation::gelu ? " gelu" : " quick_gelu";
+        for (Shape s : {Shape{3, 77}, Shape{5}}) {
+            add("activation_forward", s.str() + an, [s, act](OpEnv& e) {
+                e.be.activation_forward(e.output("out", s), e.rand(s, -5.0, 5.0), act);
+            });
+            add("activation_backward", s.str() + an, [s, act](OpEnv& e) {
+                Tensor inp = e.rand(s, -5.0, 5.0), dout = e.rand(s);
+                e.be.activation_backward(e.grad("dinp", s), dout, inp, act);
+            });
+        }
+    }
+    for (Shape s : {Shape{7, 33}, Shape{1, 512}, Shape{4, 3}}) {
+        const int64_t N = s.rows();
+        add("l2_normalize_forward", s.str(), [s, N](OpEnv& e) {
+            e.be.l2_normalize_forward(e.output("out", s), e.output("norms", {N}, e.stat()), e.rand(s));
+        });
+        add("l2_normalize_backward", s.str(), [s, N](OpEnv& e) {
+            Tensor inp = e.rand(s), dout = e.rand(s);
+            Tensor out = e.zeros(s, e.dt()), norms = e.zeros({N}, e.stat());
+            e.be.l2_normalize_forward(out, norms, inp);
+            e.be.l2_normalize_backward(e.grad("dinp", s), dout, out, norms);
+        });
+    }
+    add("l2_normalize_forward", "3x4 zero-row", [](OpEnv& e) {
+        Tensor inp = e.rand({3, 4});
+        e.be.memset_zero(static_cast<char*>(inp.data) + 4 * dtype_size(inp.dtype), 4 * dtype_size(inp.dtype));
+        e.be.l2_normalize_forward(e.output("out", {3, 4}), e.output("norms", {3}, e.stat()), inp);
+    });
+
+    // attention
+    struct Att {
+        int64_t B, T, C;
+        int NH;
+    };
+    for (Att a : {Att{2, 7, 12, 3}, Att{1, 13, 16, 2}, Att{3, 5, 6, 1}, Att{2, 1, 8, 2}, Att{1, 77, 64, 4}}) {
+        for (bool causal : {false, true}) {
+            const std::string shape = dims({a.B, a.T, a.C}) + " h" + std::to_string(a.NH) +
+                                      (causal ? " causal" : "");
+            add("attention_forward", shape, [a, causal](OpEnv& e) {
+                Tensor qkv = e.rand({a.B, a.T, 3 * a.C}, -2.0, 2.0);
+                e.be.attention_forward(e.output("out", {a.B, a.T, a.C}),
+                                       e.output("stats", {a.B, a.NH, a.T}, e.stat()), qkv, a.NH, causal);
+            });
+            add("attention_backward", shape, [a, causal](OpEnv& e) {
+                Tensor qkv = e.rand({a.B, a.T, 3 * a.C}, -2.0, 2.0), dout = e.rand({a.B, a.T, a.C});
+                Tensor out = e.zeros({a.B, a.T, a.C}, e.dt()), stats = e.zeros({a.B, a.NH, a.T}, e.stat());
+                e.be.attention_forward(out, stats, qkv, a.NH, causal);
+                e.be.attention_backward(e.grad("dqkv", {a.B, a.T, 3 * a.C}), dout, qkv, out, stats,
+                                        a.NH, causal);
+            });
+        }
+    }
+
+    // embeddings and token bookkeeping
+    struct Emb {
+        int64_t B, T, C, V, Tmax;
+    };
+    for (Emb m : {Emb{3, 7, 10, 11, 9}, Emb{1, 1, 3, 2, 1}, Emb{4, 16, 33, 5, 16}}) {
+        const std::string shape = dims({m.B, m.T, m.C}) + " V" + std::to_string(m.V);
+        add("embedding_forward", shape, [m](OpEnv& e) {
+            Tensor tok = e.ints({m.B, m.T}, 0, int(m.V)), wte = e.rand({m.V, m.C}), wpe = e.rand({m.Tmax, m.C});
+            e.be.embedding_forward(e.output("out", {m.B, m.T, m.C}), tok, wte, wpe);
+        });
+        for (int mask : {3, 1, 2})
+            add("embedding_backward", shape + (mask & 1 ? "" : " -dwte") + (mask & 2 ? "" : " -dwpe"),
+                [m, mask](OpEnv& e) {
+                    Tensor tok = e.ints({m.B, m.T}, 0, int(m.V)), dout = e.rand({m.B, m.T, m.C});
+                    Tensor dwte = mask & 1 ? e.grad("dwte", {m.V, m.C}) : Tensor{};
+                    Tensor dwpe = mask & 2 ? e.grad("dwpe", {m.Tmax, m.C}) : Tensor{};
+                    e.be.embedding_backward(dwte, dwpe, dout, tok);
+                });
+    }
+    struct Pat {
+        int64_t B, H, W, Cin;
+        int p;
+    };
+    for (Pat q : {Pat{2, 6, 9, 3, 3}, Pat{1, 4, 4, 1, 2}, Pat{3, 16, 16, 3, 8}}) {
+        add("patchify", dims({q.B, q.H, q.W, q.Cin}) + " p" + std::to_string(q.p), [q](OpEnv& e) {
+            const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+            const float std_[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+            const int64_t P = (q.H / q.p) * (q.W / q.p), K = q.Cin * q.p * q.p;
+            e.be.patchify(e.output("out", {q.B * P, K}), e.bytes({q.B, q.H, q.W, q.Cin}), q.p, mean, std_);
+        });
+    }
+    for (bool flat : {false, true}) {
+        const int64_t B = 2, P = 4, C = 6, T = P + 1;
+        add("vit_embed_forward", dims({B, T, C}) + (flat ? " flat" : ""), [=](OpEnv& e) {
+            Tensor patches = flat ? e.rand({B * P, C}) : e.rand({B, P, C});
+            e.be.vit_embed_forward(e.output("out", {B, T, C}), patches, e.rand({C}), e.rand({T, C}));
+        });
+    }
+    for (int mask : {7, 5, 2}) {  // bits: dpatches, dcls, dpos
+        const int64_t B = 3, P = 9, C = 5, T = P + 1;
+        add("vit_embed_backward",
+            dims({B, T, C}) + (mask & 1 ? "" : " -dpatches") + (mask & 2 ? "" : " -dcls") + (mask & 4 ? "" : " -dpos"),
+            [=](OpEnv& e) {
+                Tensor dout = e.rand({B, T, C});
+                Tensor dp = mask & 1 ? e.grad("dpatches", {B * P, C}) : Tensor{};
+                Tensor dc = mask & 2 ? e.grad("dcls", {C}) : Tensor{};
+                Tensor dq = mask & 4 ? e.grad("dpos", {T, C}) : Tensor{};
+                e.be.vit_embed_backward(dp, dc, dq, dout);
+            });
+    }
+    add("argmax_rows", "5x9 ties", [](OpEnv& e) {
+        // Row 0 has its maximum twice, row 4 is constant: the first one must win.
+        const std::vector<int32_t> tok = {3, 9, 1, 9, 0, 0, 0, 0, 0,  49406, 5, 49407, 0, 0, 0, 0, 0, 0,
+                                          1, 2, 3, 4, 5, 6, 7, 8, 99, 7, 7, 3, 2, 7, 1, 0, 0, 0,
+                                          4, 4, 4, 4, 4, 4, 4, 4, 4};
+        e.be.argmax_rows(e.output("idx", {5}, DType::i32), e.ints_from({5, 9}, tok));
+    });
+    add("argmax_rows", "6x77 random", [](OpEnv& e) {
+        e.be.argmax_rows(e.output("idx", {6}, DType::i32), e.ints({6, 77}, 0, 50));
+    });
+    for (Shape s : {Shape{4, 6, 5}, Shape{1, 1, 7}}) {
+        const int64_t B = s[0], T = s[1], C = s[2];
+        add("gather_rows", s.str(), [=](OpEnv& e) {
+            Tensor x = e.rand(s), idx = e.ints({B}, 0, int(T));
+            e.be.gather_rows(e.output("out", {B, C}), x, idx);
+        });
+        add("gather_rows_backward", s.str(), [=](OpEnv& e) {
+            Tensor dout = e.rand({B, C}), idx = e.ints({B}, 0, int(T));
+            e.be.gather_rows_backward(e.grad("dx", s), dout, idx);
+        });
+    }
+
+    // contrastive losses
+    struct Loss {
+        int64_t M, N, off;
+        float w;
+        int mask;  // bits: ddots, dscale, dbias
+    };
+    for (Loss l : {Loss{6, 6, 0, 1.0f, 7}, Loss{3, 8, 5, 0.5f, 7}, Loss{4, 12, 4, 1.0f, 2},
+                   Loss{5, 5, 0, 2.0f, 1}, Loss{1, 1, 0, 1.0f, 0}}) {
+        const std::string shape = dims({l.M, l.N}) + " off" + std::to_string(l.off) + " w" +
+                                  std::to_string(l.w).substr(0, 3) + (l.mask & 1 ? "" : " -ddots") +
+                                  (l.mask & 2 ? "" : " -dscale");
+        add("softmax_xent_rows", shape, [l](OpEnv& e) {
+            Tensor dots = e.rand({l.M, l.N}), t = e.scalar(std::log(1 / 0.07), e.stat());
+            Tensor loss = e.grad("loss", {1}, e.stat());
+            Tensor dd = l.mask & 1 ? e.output("ddots", {l.M, l.N}) : Tensor{};
+            Tensor ds = l.mask & 2 ? e.grad("dscale", {1}, e.stat()) : Tensor{};
+            e.be.softmax_xent_rows(loss, dd, ds, dots, t, l.off, l.w);
+        });
+        add("sigmoid_pairwise_rows", shape + (l.mask & 4 ? "" : " -dbias"), [l](OpEnv& e) {
+            Tensor dots = e.rand({l.M, l.N}), t = e.scalar(std::log(10.0), e.stat());
+            Tensor b = e.scalar(l.off ? -10.0 : 0.3, e.stat());
+            Tensor loss = e.grad("loss", {1}, e.stat());
+            Tensor dd = l.mask & 1 ? e.output("ddots", {l.M, l.N}) : Tensor{};
+            Tensor ds = l.mask & 2 ? e.grad("dscale", {1}, e.stat()) : Tensor{};
+            Tensor db = l.mask & 4 ? e.grad("dbias", {1}, e.stat()) : Tensor{};
+            e.be.sigmoid_pairwise_rows(loss, dd, ds, db, dots, t, b, l.off, l.w);
+        });
+    }
+
+    // optimizer
+    for (int64_t step : {1, 7, 1000}) {
+        add("adamw_step", "1000 step" + std::to_string(step), [step](OpEnv& e) {
+            const int64_t n = 1000;
+            Tensor p = e.inout("param", e.rand({n})), g = e.rand({n});
+            Tensor m = e.inout("m", step == 1 ? e.zeros({n}, e.stat()) : e.rand_as({n}, e.stat(), -0.1, 0.1));
+            Tensor v = e.inout("v", step == 1 ? e.zeros({n}, e.stat()) : e.rand_as({n}, e.stat(), 0.0, 0.02));
+            AdamWParams hp;
+            hp.lr = 5e-4f;
+            hp.weight_decay = step == 7 ? 0.0f : 0.2f;
+            hp.step = step;
+            e.be.adamw_step(p, g, m, v, hp, step == 7 ? 0.5f : 1.0f);
+        });
+    }
+    return c;
+}
+
+// ---- running cases --------------------------------------------------------------------
+uint64_t case_seed(size_t i) { return 0x5eed0000ull + i * 7919ull; }
+
+std::vector<Result> run_case(Backend& be, const OpCase& c, uint64_t seed, DType quant, bool prefill) {
+    OpEnv env(be, seed, quant, prefill);
+    c.run(env);
+    return env.collect();
+}
+
+std::vector<std::string> tested_backends() {
+    std::vector<std::string> names;
+    for (const auto& f : registered_backends())
+        if (f.name != kReference) names.push_back(f.name);
+    return names;
+}
+std::vector<std::string> all_backends() {
+    std::vector<std::string> names;
+    for (const auto& f : registered_backends()) names.push_back(f.name);
+    return names;
+}
+std::string unavailable(const std::string& name) {
+    for (const auto& f : registered_backends())
+        if (f.name == name) return f.unavailable_reason();
+    return "not registered";
+}
+std::string test_name(const testing::TestParamInfo<std::string>& info) {
+    std::string s = info.param;
+    for (char& ch : s)
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+    return s;
+}
+
+void print_row(const std::string& op, const std::string& shape, const std::string& backend,
+               const std::string& what, double err, bool ok) {
+    std::printf("  %-22s %-28s %-8s %-9s %10.3e  %s\n", op.c_str(), shape.c_str(), backend.c_str(),
+                what.c_str(), err, ok ? "ok" : "FAIL");
+}
+
+class BackendOps : public testing::TestWithParam<std::string> {};
+class BackendAccumulate : public testing::TestWithParam<std::string> {};
+
+// Every op against the float64 reference.
+TEST_P(BackendOps, MatchesReference) {
+    const std::string name = GetParam();
+    if (const std::string why = unavailable(name); !why.empty())
+        GTEST_SKIP() << "backend '" << name << "' unavailable: " << why;
+    std::unique_ptr<Backend> be = make_backend(name), ref = make_backend(kReference);
+    const DType dt = be->dtype();
+    const double tol = tolerance(dt);
+    const auto cases = make_cases();
+    std::printf("  %-22s %-28s %-8s %-9s %10s  %s\n", "op", "shape", "backend", "output", "NMSE", "ok");
+    int failures = 0;
+    for (size_t i = 0; i < cases.size(); ++i) {
+        const auto got = run_case(*be, cases[i], case_seed(i), dt, true);
+        const auto want = run_case(*ref, cases[i], case_seed(i), dt, true);
+        ASSERT_EQ(got.size(), want.size()) << cases[i].op;
+        for (size_t r = 0; r < got.size(); ++r) {
+            const double err = nmse(got[r].values, want[r].values);
+            const bool ok = err <= tol;
+            print_row(cases[i].op, cases[i].shape, name, got[r].name, err, ok);
+            if (!ok) ++failures;
+            EXPECT_LE(err, tol) << cases[i].op << " " << cases[i].shape << " output " << got[r].name
+                                << " on " << name << " (" << dtype_name(dt) << ")";
+        }
+    }
+    std::printf("  %zu cases on %s, %d outputs over tolerance %.0e\n", cases.size(), name.c_str(),
+                failures, tol);
+}
+
+// Backward ops and accumulators add to what their outputs held: the result with random
+// prefills minus the prefill equals the result with zeroed outputs.
+TEST_P(BackendAccumulate, GradientsAreAddedTo) {
+    const std::string name = GetParam();
+    if (const std::string why = unavailable(name); !why.empty())
+        GTEST_SKIP() << "backend '" << name << "' unavailable: " << why;
+    std::unique_ptr<Backend> be = make_backend(name);
+    const DType dt = be->dtype();
+    const auto cases = make_cases();
+    int checked = 0;
+    for (size_t i = 0; i < cases.size(); ++i) {
+        const auto pre = run_case(*be, cases[i], case_seed(i), dt, true);
+        const auto zero = run_case(*be, cases[i], case_seed(i), dt, false);
+        ASSERT_EQ(pre.size(), zero.size());
+        for (size_t r = 0; r < pre.size(); ++r) {
+            if (pre[r].kind != Kind::accum) continue;
+            std::vector<double> added(pre[r].values.size());
+            for (size_t k = 0; k < added.size(); ++k) added[k] = pre[r].values[k] - pre[r].prefill[k];
+            const double err = nmse(added, zero[r].values);
+            // The prefill must be non-trivial for the check to mean anything.
+            double pre_sq = 0.0;
+            for (double x : pre[r].prefill) pre_sq += x * x;
+            EXPECT_GT(pre_sq, 0.0) << cases[i].op << " " << pre[r].name;
+            EXPECT_LE(err, std::max(tolerance(dt), 1e-20))
+                << cases[i].op << " " << cases[i].shape << ": " << pre[r].name
+                << " is not accumulated into on " << name;
+            ++checked;
+        }
+    }
+    std::printf("  %d accumulated outputs checked on %s\n", checked, name.c_str());
+    EXPECT_GT(checked, 20);
+}
+
+INSTANTIATE_TEST_SUITE_P(Registered, BackendOps, testing::ValuesIn(tested_backends()), test_name);
+INSTANTIATE_TEST_SUITE_P(Registered, BackendAccumulate, testing::ValuesIn(all_backends()), test_name);
+
+// The table covers every op of backend.h (update both when an op is added).
+TEST(BackendOpsHarness, CoversEveryOp) {
+    const std::set<std::string> all = {
+        "fill", "copy", "add", "accumulate", "scale", "sum_squares", "matmul", "linear_forward",
+        "linear_backward", "layernorm_forward", "layernorm_backward", "activation_forward",
+        "activation_backward", "l2_normalize_forward", "l2_normalize_backward", "attention_forward",
+        "attention_backward", "embedding_forward", "embedding_backward", "patchify",
+        "vit_embed_forward", "vit_embed_backward", "argmax_rows", "gather_rows",
+        "gather_rows_backward", "softmax_xent_rows", "sigmoid_pairwise_rows", "adamw_step", "clamp"};
+    std::set<std::string> seen;
+    for (const auto& c : make_cases()) {
+        EXPECT_TRUE(all.count(c.op)) << "unknown op name in the table: " << c.op;
+        seen.insert(c.op);
+    }
+    for (const auto& op : all) EXPECT_TRUE(seen.count(op)) << "op without a parity case: " << op;
+}
+
+// The harness can fail: a wrong op, a perturbed output or a missing accumulation all
+// exceed the tolerance.
+TEST(BackendOpsHarness, DetectsErrors) {
+    std::unique_ptr<Backend> be = make_backend("cpu"), ref = make_backend(kReference);
+    auto gelu = [](Activation act) {
+        return OpCase{"activation_forward", "", [act](OpEnv& e) {
+                          e.be.activation_forward(e.output("out", {8, 9}), e.rand({8, 9}, -3, 3), act);
+                      }};
+    };
+    const auto a = run_case(*be, gelu(Activation::gelu), 1, DType::f32, true);
+    const auto b = run_case(*ref, gelu(Activation::quick_gelu), 1, DType::f32, true);
+    const auto c = run_case(*ref, gelu(Activation::gelu), 1, DType::f32, true);
+    EXPECT_LE(nmse(a[0].values, c[0].values), tolerance(DType::f32));
+    EXPECT_GT(nmse(a[0].values, b[0].values), tolerance(DType::f32));  // wrong activation
+    auto perturbed = c[0].values;
+    perturbed[17] *= 1.0 + 1e-3;  // one element off by 1e-3 relative
+    EXPECT_GT(nmse(perturbed, c[0].values), tolerance(DType::f32));
+    perturbed = c[0].values;
+    perturbed[3] = std::numeric_limits<double>::quiet_NaN();  // an element never written
+    EXPECT_GT(nmse(perturbed, c[0].values), tolerance(DType::bf16));
+    // An op that overwrote instead of adding: pre - prefill != zero-prefill result.
+    const OpCase acc{"accumulate", "", [](OpEnv& e) { e.be.accumulate(e.grad("dst", {50}), e.rand({50})); }};
+    const auto pre = run_case(*be, acc, 2, DType::f32, true);
+    const auto zero = run_case(*be, acc, 2, DType::f32, false);
+    EXPECT_GT(nmse(pre[0].values, zero[0].values), tolerance(DType::bf16));
+    EXPECT_EQ(round_bf16(1.0 + 1.0 / 256), 1.0);  // ties to even
+    EXPECT_EQ(round_bf16(1.0 + 3.0 / 256), 1.0 + 4.0 / 256);
+}
+
+// Misuse becomes a curaclip::Error, not a crash.
+TEST(BackendOpsHarness, RejectsBadArguments) {
+    for (const std::string name : {"cpu", "cpu-f64"}) {
+        std::unique_ptr<Backend> be = make_backend(name);
+        OpEnv e(*be, 3, be->dtype(), true);
+        EXPECT_THROW(be->matmul(e.zeros({3, 4}, e.dt()), e.rand({3, 5}), e.rand({4, 4}), false, false), Error);
+        EXPECT_THROW(be->linear_forward(e.zeros({3, 4}, e.dt()), e.rand({3, 5}), e.rand({4, 6}), Tensor{}), Error);
+        EXPECT_THROW(be->embedding_forward(e.zeros({1, 2, 3}, e.dt()), e.ints_from({1, 2}, {0, 7}),
+                                           e.rand({5, 3}), e.rand({2, 3})), Error);
+        EXPECT_THROW(be->attention_forward(e.zeros({1, 2, 6}, e.dt()), e.zeros({1, 4, 2}, e.stat()),
+                                           e.rand({1, 2, 18}), 4, false), Error);
+        EXPECT_THROW(be->softmax_xent_rows(e.zeros({1}, e.stat()), Tensor{}, Tensor{}, e.rand({3, 4}),
+                                           e.scalar(1.0, e.stat()), 2, 1.0f), Error);
+        EXPECT_THROW(be->gather_rows(e.zeros({2, 3}, e.dt()), e.rand({2, 4, 3}), e.ints_from({2}, {0, 4})), Error);
+        const DType other = be->dtype() == DType::f32 ? DType::f64 : DType::f32;
+        EXPECT_THROW(be->activation_forward(e.zeros({4}, other), e.rand({4}), Activation::gelu), Error);
+        EXPECT_THROW(be->upload(e.zeros({2}, DType::i32), std::vector<float>{1, 2}.data()), Error);
+    }
+    EXPECT_THROW(make_cpu_backend(DType::bf16), Error);
+}
+
+}  // namespace
+}  // namespace curaclip
