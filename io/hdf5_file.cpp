@@ -6,10 +6,23 @@
 
 namespace curaclip {
 
-void h5_quiet() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+namespace io {
+std::recursive_mutex& hdf5_mutex() {
+    static std::recursive_mutex m;
+    return m;
+}
+}  // namespace io
+
+#define CC_H5_LOCK std::lock_guard<std::recursive_mutex> cc_h5_lock_(io::hdf5_mutex())
+
+void h5_quiet() {
+    CC_H5_LOCK;
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 void H5Id::reset() {
     if (id_ < 0) return;
+    CC_H5_LOCK;
     switch (H5Iget_type(id_)) {
         case H5I_FILE: H5Fclose(id_); break;
         case H5I_GROUP: H5Gclose(id_); break;
@@ -24,6 +37,7 @@ void H5Id::reset() {
 }
 
 H5File::H5File(const std::string& path, Mode mode) : path_(path) {
+    CC_H5_LOCK;
     h5_quiet();
     struct stat st {};
     const bool present = ::stat(path.c_str(), &st) == 0;
@@ -40,6 +54,7 @@ H5File::H5File(const std::string& path, Mode mode) : path_(path) {
 }
 
 bool H5File::exists(const std::string& object) const {
+    CC_H5_LOCK;
     // Check every prefix: H5Lexists fails on a missing intermediate group.
     size_t pos = 0;
     while (true) {
@@ -52,6 +67,7 @@ bool H5File::exists(const std::string& object) const {
 }
 
 H5Id H5File::open_dataset(const std::string& dataset) const {
+    CC_H5_LOCK;
     CC_CHECK(exists(dataset), path_, ": no dataset '", dataset, "'");
     H5Id d(H5Dopen2(file_.get(), dataset.c_str(), H5P_DEFAULT));
     CC_CHECK(d.valid(), path_, ": cannot open dataset '", dataset, "'");
@@ -59,6 +75,7 @@ H5Id H5File::open_dataset(const std::string& dataset) const {
 }
 
 std::vector<int64_t> H5File::shape(const std::string& dataset) const {
+    CC_H5_LOCK;
     H5Id d = open_dataset(dataset);
     H5Id space(H5Dget_space(d.get()));
     const int nd = H5Sget_simple_extent_ndims(space.get());
@@ -70,6 +87,7 @@ std::vector<int64_t> H5File::shape(const std::string& dataset) const {
 
 template <typename T>
 std::vector<T> H5File::read_as(const std::string& dataset, hid_t mem_type, std::vector<int64_t>* shape_out) const {
+    CC_H5_LOCK;
     const std::vector<int64_t> dims = shape(dataset);
     int64_t n = 1;
     for (int64_t v : dims) n *= v;
@@ -89,8 +107,10 @@ std::vector<uint8_t> H5File::read_u8(const std::string& d, std::vector<int64_t>*
 
 void H5File::write_as(const std::string& dataset, hid_t mem_type, hid_t file_type, const void* data,
                       const std::vector<int64_t>& shape) {
+    CC_H5_LOCK;
     std::vector<hsize_t> dims(shape.begin(), shape.end());
-    H5Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr));
+    // An empty shape is a scalar (as torch stores 0-d tensors such as logit_scale).
+    H5Id space(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(int(dims.size()), dims.data(), nullptr));
     H5Id lcpl(H5Pcreate(H5P_LINK_CREATE));
     H5Pset_create_intermediate_group(lcpl.get(), 1);
     H5Id d(H5Dcreate2(file_.get(), dataset.c_str(), file_type, space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT));
@@ -104,10 +124,12 @@ void H5File::write_f64(const std::string& d, const double* p, const std::vector<
 void H5File::write_i32(const std::string& d, const int32_t* p, const std::vector<int64_t>& s) { write_as(d, H5T_NATIVE_INT32, H5T_STD_I32LE, p, s); }
 
 bool H5File::has_attr(const std::string& object, const std::string& name) const {
+    CC_H5_LOCK;
     return exists(object) && H5Aexists_by_name(file_.get(), object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
 double H5File::attr_f64(const std::string& object, const std::string& name) const {
+    CC_H5_LOCK;
     CC_CHECK(has_attr(object, name), path_, ": '", object, "' has no attribute '", name, "'");
     H5Id a(H5Aopen_by_name(file_.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
     double v = 0;
@@ -116,6 +138,7 @@ double H5File::attr_f64(const std::string& object, const std::string& name) cons
 }
 
 int64_t H5File::attr_i64(const std::string& object, const std::string& name) const {
+    CC_H5_LOCK;
     CC_CHECK(has_attr(object, name), path_, ": '", object, "' has no attribute '", name, "'");
     H5Id a(H5Aopen_by_name(file_.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
     int64_t v = 0;
@@ -124,6 +147,7 @@ int64_t H5File::attr_i64(const std::string& object, const std::string& name) con
 }
 
 std::string H5File::attr_string(const std::string& object, const std::string& name) const {
+    CC_H5_LOCK;
     CC_CHECK(has_attr(object, name), path_, ": '", object, "' has no attribute '", name, "'");
     H5Id a(H5Aopen_by_name(file_.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
     H5Id type(H5Aget_type(a.get()));
@@ -149,6 +173,7 @@ std::string H5File::attr_string(const std::string& object, const std::string& na
 namespace {
 void write_attr(hid_t file, const std::string& path, const std::string& object, const std::string& name,
                 hid_t type, const void* value) {
+    CC_H5_LOCK;
     if (H5Aexists_by_name(file, object.c_str(), name.c_str(), H5P_DEFAULT) > 0)
         H5Adelete_by_name(file, object.c_str(), name.c_str(), H5P_DEFAULT);
     H5Id space(H5Screate(H5S_SCALAR));
@@ -162,12 +187,16 @@ void write_attr(hid_t file, const std::string& path, const std::string& object, 
 void H5File::set_attr(const std::string& o, const std::string& n, double v) { write_attr(file_.get(), path_, o, n, H5T_NATIVE_DOUBLE, &v); }
 void H5File::set_attr(const std::string& o, const std::string& n, int64_t v) { write_attr(file_.get(), path_, o, n, H5T_NATIVE_INT64, &v); }
 void H5File::set_attr(const std::string& o, const std::string& n, const std::string& v) {
+    CC_H5_LOCK;
     H5Id type(H5Tcopy(H5T_C_S1));
     H5Tset_size(type.get(), H5T_VARIABLE);
     const char* s = v.c_str();
     write_attr(file_.get(), path_, o, n, type.get(), &s);
 }
 
-void H5File::flush() { H5Fflush(file_.get(), H5F_SCOPE_GLOBAL); }
+void H5File::flush() {
+    CC_H5_LOCK;
+    H5Fflush(file_.get(), H5F_SCOPE_GLOBAL);
+}
 
 }  // namespace curaclip

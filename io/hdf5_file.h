@@ -1,15 +1,29 @@
 // HDF5 files: RAII handles and checked reads/writes of whole datasets and
 // attributes. Every failure names the file and the object (DESIGN §8, §11).
 // The parallel (MPI-IO) dataset reader builds on this in io/.
+//
+// THREADS. The HDF5 library we link (Debian's hdf5-openmpi) is not built
+// thread-safe, and the data loader reads from a prefetch thread. Every HDF5 call
+// in the process must therefore hold io::hdf5_mutex() (recursive). H5File and
+// H5Id take it in every member, so code that goes through them is safe; code that
+// calls the H5* API directly must take it itself (std::lock_guard on
+// io::hdf5_mutex()) around the calls *and* around the destruction of its H5Ids
+// (H5Id::reset takes it, so that part is automatic).
 #pragma once
 
 #include <hdf5.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
 namespace curaclip {
+
+namespace io {
+// The one process-wide lock around the (not thread-safe) HDF5 library.
+std::recursive_mutex& hdf5_mutex();
+}  // namespace io
 
 // Owns one HDF5 identifier and closes it with the matching H5?close.
 class H5Id {

@@ -17,6 +17,7 @@ packages=(
   openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools
   libboost-program-options-dev
+  zlib1g-dev
   libopenblas-openmp-dev
   libgtest-dev googletest
   dataset-fashion-mnist

@@ -153,6 +153,8 @@ public:
     // AdamW on one parameter tensor (m, v are f32 or the master dtype):
     //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
     //   p -= lr * ( mhat / (sqrt(vhat) + eps) + wd * p ),  mhat = m/(1-b1^step), vhat = v/(1-b2^step)
+    // evaluated as torch.optim.AdamW does (same math, torch's rounding order):
+    //   p *= 1 - lr*wd;  p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps),  bc_i = 1 - b_i^step
     // grad_scale multiplies g first (gradient clipping without a separate pass).
     virtual void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& hp,
                             float grad_scale) = 0;

@@ -4,7 +4,9 @@
 #include <string>
 
 #include "backend/registry.h"
+#include "cli/commands.h"
 #include "model/clip_model.h"
+#include "mpi/communicator.h"
 
 namespace {
 
@@ -12,12 +14,17 @@ void usage() {
     std::printf(
         "usage: curaclip <command> [options]\n"
         "commands:\n"
+        "  prep      prepare a dataset as HDF5 (prep fashion-mnist)\n"
+        "  train     data-parallel CLIP training (run under mpirun for several ranks)\n"
+        "  eval      zero-shot classification and retrieval of a checkpoint\n"
         "  info      compiled backends, model presets and their sizes\n"
         "run `curaclip <command> --help` for the options of a command\n");
 }
 
-int cmd_info() {
-    using namespace curaclip;
+}  // namespace
+
+namespace curaclip {
+int cmd_info(int, char**) {
     std::printf("backends:\n");
     for (const auto& f : registered_backends()) {
         const std::string why = f.unavailable_reason();
@@ -38,8 +45,7 @@ int cmd_info() {
     }
     return 0;
 }
-
-}  // namespace
+}  // namespace curaclip
 
 int main(int argc, char** argv) {
     if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
@@ -47,13 +53,25 @@ int main(int argc, char** argv) {
         return argc < 2 ? 2 : 0;
     }
     const std::string cmd = argv[1];
-    try {
-        if (cmd == "info") return cmd_info();
+    if (cmd != "prep" && cmd != "train" && cmd != "eval" && cmd != "info") {
         std::fprintf(stderr, "curaclip: unknown command '%s'\n", cmd.c_str());
         usage();
         return 2;
+    }
+    // MPI for every command, so that each can run under mpirun; a single process
+    // started by hand is a world of one.
+    curaclip::MpiEnvironment mpi(&argc, &argv);
+    const curaclip::Communicator world = curaclip::Communicator::world();
+    try {
+        if (cmd == "prep") return curaclip::cmd_prep(argc - 1, argv + 1);
+        if (cmd == "train") return curaclip::cmd_train(argc - 1, argv + 1, world);
+        if (cmd == "eval") return curaclip::cmd_eval(argc - 1, argv + 1, world);
+        return curaclip::cmd_info(argc - 1, argv + 1);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "curaclip %s: error: %s\n", cmd.c_str(), e.what());
+        const std::string msg = "curaclip " + cmd + ": error: " + e.what();
+        // One failing rank must not leave the others waiting in a collective.
+        if (world.size() > 1) world.abort(1, msg);
+        std::fprintf(stderr, "%s\n", msg.c_str());
         return 1;
     }
 }

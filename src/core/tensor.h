@@ -52,6 +52,13 @@ struct Shape {
         CC_CHECK(dims.size() <= kMaxDims, "too many dimensions");
         for (int64_t v : dims) d[ndim++] = v;
     }
+    template <typename Container>
+    static Shape from(const Container& dims) {
+        Shape s;
+        CC_CHECK(dims.size() <= kMaxDims, "too many dimensions: ", dims.size());
+        for (auto v : dims) s.d[s.ndim++] = int64_t(v);
+        return s;
+    }
     int64_t operator[](int i) const {
         if (i < 0) i += ndim;
         CC_CHECK(i >= 0 && i < ndim, "dimension ", i, " out of range for ", str());

@@ -12,10 +12,14 @@
 #include <vector>
 
 #include "cpu/cpu_kernels.h"
+#include "cpu/cpu_math.h"
 
 namespace curaclip::cpu {
 
 namespace {
+
+// Below this much work (B * n_head * T * T * hs) one thread beats a parallel region.
+constexpr int64_t kParallelMin = 1 << 15;
 
 struct AttnDims {
     int64_t B, T, C, NH, hs;
@@ -48,6 +52,35 @@ void scores(T* s, const T* q, const T* k, const AttnDims& d, T scale) {
     gemm<T>(false, true, d.T, d.T, d.hs, scale, q, 3 * d.C, k, 3 * d.C, T(0), s, d.T);
 }
 
+// Row loops: row[j] = exp(row[j] - shift) for j < len; returns the row sum (in double).
+template <typename T>
+inline double exp_row(T* row, int64_t len, T shift) {
+    for (int64_t j = 0; j < len; ++j) row[j] = k_exp(row[j] - shift);
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < len; ++j) sum += double(row[j]);
+    return sum;
+}
+// dS row: r[j] = p[j] (r[j] - d) scale.
+template <typename T>
+inline void dscores_row(T* r, const T* p, int64_t n, T d, T scale) {
+    for (int64_t j = 0; j < n; ++j) r[j] = p[j] * (r[j] - d) * scale;
+}
+CC_VECTOR_CLONES double exp_row_f32(float* row, int64_t len, float shift) {
+    return exp_row(row, len, shift);
+}
+CC_VECTOR_CLONES void dscores_row_f32(float* r, const float* p, int64_t n, float d, float scale) {
+    dscores_row(r, p, n, d, scale);
+}
+inline double exp_row_any(float* row, int64_t len, float shift) { return exp_row_f32(row, len, shift); }
+inline double exp_row_any(double* row, int64_t len, double shift) { return exp_row(row, len, shift); }
+inline void dscores_any(float* r, const float* p, int64_t n, float d, float scale) {
+    dscores_row_f32(r, p, n, d, scale);
+}
+inline void dscores_any(double* r, const double* p, int64_t n, double d, double scale) {
+    dscores_row(r, p, n, d, scale);
+}
+
 }  // namespace
 
 template <typename T>
@@ -62,7 +95,7 @@ void attention_forward(Tensor out, Tensor stats, Tensor qkv, int n_head, bool ca
     std::vector<T> scratch(size_t(nthreads) * size_t(Tn * Tn));
     with_float_ptr(stats, [&](auto* lse) {
         using S = std::remove_pointer_t<decltype(lse)>;
-#pragma omp parallel for schedule(dynamic, 1) if (nbh > 1)
+#pragma omp parallel for schedule(dynamic, 1) if (nbh > 1 && nbh * Tn * Tn * hs > kParallelMin)
         for (int64_t bh = 0; bh < nbh; ++bh) {
             const int64_t b = bh / d.NH, h = bh % d.NH;
             T* s = scratch.data() + size_t(omp_get_thread_num()) * size_t(Tn * Tn);
@@ -74,11 +107,7 @@ void attention_forward(Tensor out, Tensor stats, Tensor qkv, int n_head, bool ca
                 const int64_t len = causal ? i + 1 : Tn;
                 T mx = row[0];
                 for (int64_t j = 1; j < len; ++j) mx = std::max(mx, row[j]);
-                double sum = 0.0;
-                for (int64_t j = 0; j < len; ++j) {
-                    row[j] = std::exp(row[j] - mx);
-                    sum += double(row[j]);
-                }
+                const double sum = exp_row_any(row, len, mx);
                 const T inv = T(1.0 / sum);
                 for (int64_t j = 0; j < len; ++j) row[j] *= inv;
                 for (int64_t j = len; j < Tn; ++j) row[j] = T(0);
@@ -112,7 +141,7 @@ void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor
     const size_t per_thread = size_t(2 * Tn * Tn + Tn);
     std::vector<T> scratch(size_t(nthreads) * per_thread);
     with_float_ptr(stats, [&](const auto* lse) {
-#pragma omp parallel for schedule(dynamic, 1) if (nbh > 1)
+#pragma omp parallel for schedule(dynamic, 1) if (nbh > 1 && nbh * Tn * Tn * hs > kParallelMin)
         for (int64_t bh = 0; bh < nbh; ++bh) {
             const int64_t b = bh / d.NH, h = bh % d.NH;
             T* p = scratch.data() + size_t(omp_get_thread_num()) * per_thread;
@@ -134,7 +163,7 @@ void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor
                 T* row = p + i * Tn;
                 const int64_t len = causal ? i + 1 : Tn;
                 const T l = T(lrow[i]);
-                for (int64_t j = 0; j < len; ++j) row[j] = std::exp(row[j] - l);
+                exp_row_any(row, len, l);
                 for (int64_t j = len; j < Tn; ++j) row[j] = T(0);
                 // D_i = <dO_i, O_i> = sum_j P_ij dP_ij
                 double acc = 0.0;
@@ -146,12 +175,7 @@ void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor
             // dP = dO V^T
             gemm<T>(false, true, Tn, Tn, hs, T(1), gh, C, v, 3 * C, T(0), dp, Tn);
             // dS = P * (dP - D) * scale (the softmax Jacobian and the score scale)
-            for (int64_t i = 0; i < Tn; ++i) {
-                T* r = dp + i * Tn;
-                const T* pr = p + i * Tn;
-                const T di = drow[i];
-                for (int64_t j = 0; j < Tn; ++j) r[j] = pr[j] * (r[j] - di) * scale;
-            }
+            for (int64_t i = 0; i < Tn; ++i) dscores_any(dp + i * Tn, p + i * Tn, Tn, drow[i], scale);
             // dQ += dS K;  dK += dS^T Q
             gemm<T>(false, false, Tn, hs, Tn, T(1), dp, Tn, k, 3 * C, T(1), dq, 3 * C);
             gemm<T>(true, false, Tn, hs, Tn, T(1), dp, Tn, q, 3 * C, T(1), dk, 3 * C);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cpu/cpu_kernels.h"
+#include "cpu/cpu_math.h"
 
 namespace curaclip::cpu {
 
@@ -169,9 +170,65 @@ constexpr double kQuickGeluAlpha = 1.702;
 constexpr double kInvSqrt2 = 0.70710678118654752440;
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 
+// Element loops over [0, n). GELU is x Phi(x); d/dx = Phi(x) + x phi(x).
+// QuickGELU is x s(ax); d/dx = s + a x s (1 - s). Backward adds into dx.
 template <typename T>
-inline T sigmoid(T x) {
-    return T(1) / (T(1) + std::exp(-x));
+inline void gelu_fwd(T* y, const T* x, int64_t n) {
+    const T c = T(kInvSqrt2);
+    for (int64_t i = 0; i < n; ++i) y[i] = T(0.5) * x[i] * (T(1) + k_erf(x[i] * c));
+}
+template <typename T>
+inline void gelu_bwd(T* dx, const T* g, const T* x, int64_t n) {
+    const T c = T(kInvSqrt2), k = T(kInvSqrt2Pi);
+    for (int64_t i = 0; i < n; ++i) {
+        const T xi = x[i];
+        const T cdf = T(0.5) * (T(1) + k_erf(xi * c));
+        const T pdf = k * k_exp(T(-0.5) * xi * xi);
+        dx[i] += g[i] * (cdf + xi * pdf);
+    }
+}
+template <typename T>
+inline void quick_gelu_fwd(T* y, const T* x, int64_t n) {
+    const T a = T(kQuickGeluAlpha);
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] / (T(1) + k_exp(-a * x[i]));
+}
+template <typename T>
+inline void quick_gelu_bwd(T* dx, const T* g, const T* x, int64_t n) {
+    const T a = T(kQuickGeluAlpha);
+    for (int64_t i = 0; i < n; ++i) {
+        const T xi = x[i];
+        const T s = T(1) / (T(1) + k_exp(-a * xi));
+        dx[i] += g[i] * (s + a * xi * s * (T(1) - s));
+    }
+}
+// float versions cloned for wide vector units (the double reference stays generic).
+CC_VECTOR_CLONES void gelu_fwd_f32(float* y, const float* x, int64_t n) { gelu_fwd(y, x, n); }
+CC_VECTOR_CLONES void gelu_bwd_f32(float* dx, const float* g, const float* x, int64_t n) {
+    gelu_bwd(dx, g, x, n);
+}
+CC_VECTOR_CLONES void quick_gelu_fwd_f32(float* y, const float* x, int64_t n) { quick_gelu_fwd(y, x, n); }
+CC_VECTOR_CLONES void quick_gelu_bwd_f32(float* dx, const float* g, const float* x, int64_t n) {
+    quick_gelu_bwd(dx, g, x, n);
+}
+void act_fwd(float* y, const float* x, int64_t n, Activation act) {
+    if (act == Activation::gelu) gelu_fwd_f32(y, x, n);
+    else quick_gelu_fwd_f32(y, x, n);
+}
+void act_fwd(double* y, const double* x, int64_t n, Activation act) {
+    if (act == Activation::gelu) gelu_fwd(y, x, n);
+    else quick_gelu_fwd(y, x, n);
+}
+void act_bwd(float* dx, const float* g, const float* x, int64_t n, Activation act) {
+    if (act == Activation::gelu) gelu_bwd_f32(dx, g, x, n);
+    else quick_gelu_bwd_f32(dx, g, x, n);
+}
+void act_bwd(double* dx, const double* g, const double* x, int64_t n, Activation act) {
+    if (act == Activation::gelu) gelu_bwd(dx, g, x, n);
+    else quick_gelu_bwd(dx, g, x, n);
+}
+void check_activation(Activation act, const char* op) {
+    CC_CHECK(act == Activation::gelu || act == Activation::quick_gelu, op, ": unknown activation ",
+             int(act));
 }
 }  // namespace
 
@@ -181,24 +238,11 @@ void activation_forward(Tensor out, Tensor inp, Activation act) {
     check_compute<T>(out, op, "out");
     check_compute<T>(inp, op, "inp");
     check_numel(out, inp.numel(), op, "out");
-    const int64_t n = inp.numel();
+    check_activation(act, op);
     const T* x = inp.as<T>();
     T* y = out.as<T>();
-    switch (act) {
-        case Activation::gelu: {
-            const T c = T(kInvSqrt2);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-            for (int64_t i = 0; i < n; ++i) y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * c));
-            break;
-        }
-        case Activation::quick_gelu: {
-            const T a = T(kQuickGeluAlpha);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-            for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(a * x[i]);
-            break;
-        }
-        default: CC_FAIL(op, ": unknown activation ", int(act));
-    }
+    parallel_chunks(inp.numel(), kParallelMin,
+                    [&](int64_t b, int64_t e) { act_fwd(y + b, x + b, e - b, act); });
 }
 
 template <typename T>
@@ -210,35 +254,12 @@ void activation_backward(Tensor dinp, Tensor dout, Tensor inp, Activation act) {
     const int64_t n = inp.numel();
     check_numel(dinp, n, op, "dinp");
     check_numel(dout, n, op, "dout");
+    check_activation(act, op);
     const T* x = inp.as<T>();
     const T* g = dout.as<T>();
     T* dx = dinp.as<T>();
-    switch (act) {
-        case Activation::gelu: {
-            // d/dx [x Phi(x)] = Phi(x) + x phi(x)
-            const T c = T(kInvSqrt2), k = T(kInvSqrt2Pi);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-            for (int64_t i = 0; i < n; ++i) {
-                const T xi = x[i];
-                const T cdf = T(0.5) * (T(1) + std::erf(xi * c));
-                const T pdf = k * std::exp(T(-0.5) * xi * xi);
-                dx[i] += g[i] * (cdf + xi * pdf);
-            }
-            break;
-        }
-        case Activation::quick_gelu: {
-            // d/dx [x s(ax)] = s + a x s (1 - s)
-            const T a = T(kQuickGeluAlpha);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-            for (int64_t i = 0; i < n; ++i) {
-                const T xi = x[i];
-                const T s = sigmoid(a * xi);
-                dx[i] += g[i] * (s + a * xi * s * (T(1) - s));
-            }
-            break;
-        }
-        default: CC_FAIL(op, ": unknown activation ", int(act));
-    }
+    parallel_chunks(n, kParallelMin,
+                    [&](int64_t b, int64_t e) { act_bwd(dx + b, g + b, x + b, e - b, act); });
 }
 
 template <typename T>

@@ -174,12 +174,12 @@ std::string html_unescape(std::string_view s) {
                 break;
             }
         if (!done) {
-            // Longest legacy prefix, shorter than the whole name (Python's rule).
+            // The whole name, or its longest prefix, among the legacy names (Python's rule).
             size_t best = 0;
             const char* text = nullptr;
             for (const Entity& e : kEntitiesLegacy) {
                 const size_t n = std::strlen(e.name);
-                if (n < name.size() && n > best && name.substr(0, n) == e.name) best = n, text = e.text;
+                if (n <= name.size() && n > best && name.substr(0, n) == e.name) best = n, text = e.text;
             }
             if (text) {
                 out += text;
@@ -286,6 +286,8 @@ uint32_t to_lower(uint32_t cp) {
     }
     if ((cp >= 0x1E00 && cp <= 0x1E95) || (cp >= 0x1EA0 && cp <= 0x1EFF))  // Latin Ext. Additional
         return (cp & 1) ? cp : cp + 1;
+    if (cp >= 0x2160 && cp <= 0x216F) return cp + 16;  // Roman numerals
+    if (cp >= 0x24B6 && cp <= 0x24CF) return cp + 26;  // circled letters
     if (cp >= 0xFF21 && cp <= 0xFF3A) return cp + 32;
     return cp;
 }
@@ -296,6 +298,156 @@ bool starts_with(std::string_view s, size_t i, std::string_view what) {
 
 constexpr std::string_view kSot = "<|startoftext|>";
 constexpr std::string_view kEot = "<|endoftext|>";
+
+// ------------------------------------------------------------ ftfy-lite ----
+
+// ftfy's unescape_html: only "&#?[0-9A-Za-z]{1,24};", known names (with their
+// all-caps forms) and whole numeric references.
+std::string ftfy_unescape(std::string_view s) {
+    if (s.find('&') == std::string_view::npos) return std::string(s);
+    static constexpr Entity kFtfyExtra[] = {{"APOS;", "'"}, {"NBSP;", "\xC2\xA0"}};
+    const auto alnum = [](char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); };
+    std::string out;
+    out.reserve(s.size());
+    size_t i = 0;
+    while (i < s.size()) {
+        if (s[i] != '&') {
+            out.push_back(s[i++]);
+            continue;
+        }
+        size_t j = i + 1;
+        const bool numeric = j < s.size() && s[j] == '#';
+        if (numeric) ++j;
+        const size_t name_start = j;
+        while (j < s.size() && j - name_start < 25 && alnum(s[j])) ++j;
+        const size_t len = j - name_start;
+        if (len < 1 || len > 24 || j >= s.size() || s[j] != ';') {
+            out.push_back(s[i++]);
+            continue;
+        }
+        const std::string_view name = s.substr(name_start, len + 1);  // with ';'
+        bool done = false;
+        if (!numeric) {
+            for (const Entity& e : kEntitiesSemi)
+                if (name == e.name) out += e.text, done = true;
+            for (const Entity& e : kFtfyExtra)
+                if (!done && name == e.name) out += e.text, done = true;
+        } else {
+            const bool hex = name[0] == 'x' || name[0] == 'X';
+            const std::string_view digits = name.substr(hex ? 1 : 0, name.size() - (hex ? 2 : 1));
+            bool ok = !digits.empty();
+            uint64_t num = 0;
+            for (const char c : digits) {
+                if (!(hex ? is_hex(c) : (c >= '0' && c <= '9'))) ok = false;
+                if (!ok) break;
+                num = std::min<uint64_t>(num * (hex ? 16 : 10) + static_cast<uint64_t>(hex ? hex_value(c) : c - '0'), 0x110000);
+            }
+            if (ok) append_charref(out, num), done = true;
+        }
+        if (!done) out.append(s.substr(i, j + 1 - i));
+        i = j + 1;
+    }
+    return out;
+}
+
+// Latin ligatures ftfy's fix_latin_ligatures breaks up (UTF-8 replacements).
+const char* ligature(uint32_t cp) {
+    switch (cp) {
+        case 0x132: return "IJ";
+        case 0x133: return "ij";
+        case 0x149: return "\xCA\xBCn";
+        case 0x1C4: return "D\xC5\xBD";
+        case 0x1C5: return "D\xC5\xBE";
+        case 0x1C6: return "d\xC5\xBE";
+        case 0x1C7: return "LJ";
+        case 0x1C8: return "Lj";
+        case 0x1C9: return "lj";
+        case 0x1CA: return "NJ";
+        case 0x1CB: return "Nj";
+        case 0x1CC: return "nj";
+        case 0x1F1: return "DZ";
+        case 0x1F2: return "Dz";
+        case 0x1F3: return "dz";
+        case 0xFB00: return "ff";
+        case 0xFB01: return "fi";
+        case 0xFB02: return "fl";
+        case 0xFB03: return "ffi";
+        case 0xFB04: return "ffl";
+        case 0xFB05: return "\xC5\xBFt";
+        case 0xFB06: return "st";
+        default: return nullptr;
+    }
+}
+
+// One round of ftfy's character fixers, in its order: fix_c1_controls,
+// fix_latin_ligatures, fix_character_width (full width -> ASCII only),
+// uncurl_quotes, fix_line_breaks, remove_terminal_escapes, remove_control_chars.
+std::string ftfy_char_fixes(std::string_view s) {
+    std::vector<uint32_t> cps;
+    cps.reserve(s.size());
+    const auto push = [&cps](uint32_t cp) {
+        if (cp >= 0xFF01 && cp <= 0xFF5E) cp -= 0xFEE0;
+        else if (cp == 0x3000) cp = ' ';
+        if (cp == 0x02BC || (cp >= 0x2018 && cp <= 0x201B)) cp = '\'';
+        else if (cp >= 0x201C && cp <= 0x201F) cp = '"';
+        if (cp == 0x2028 || cp == 0x2029) cp = '\n';
+        cps.push_back(cp);
+    };
+    for (size_t i = 0; i < s.size();) {
+        uint32_t cp = utf8_next(s, i);
+        if (cp >= 0x80 && cp <= 0x9F && cp != 0x81 && cp != 0x8D && cp != 0x8F && cp != 0x90 && cp != 0x9D)
+            cp = kCp1252[cp - 0x80];
+        if (const char* lig = ligature(cp)) {
+            const std::string_view l(lig);
+            for (size_t k = 0; k < l.size();) push(utf8_next(l, k));
+            continue;
+        }
+        if (cp == '\r') {  // \r\n and \r -> \n
+            if (i < s.size() && s[i] == '\n') continue;
+            cp = '\n';
+        }
+        push(cp);
+    }
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < cps.size(); ++i) {
+        if (cps[i] == 0x1B && i + 1 < cps.size() && cps[i + 1] == '[') {  // ESC [ [0-9;]* [A-Za-z]
+            size_t k = i + 2;
+            while (k < cps.size() && ((cps[k] >= '0' && cps[k] <= '9') || cps[k] == ';')) ++k;
+            if (k < cps.size() && cps[k] < 0x80 && ((cps[k] | 0x20) >= 'a' && (cps[k] | 0x20) <= 'z')) {
+                i = k;
+                continue;
+            }
+        }
+        if (is_removed_control(cps[i])) continue;
+        utf8_append(out, cps[i]);
+    }
+    return out;
+}
+
+// ftfy.fix_text, for what ordinary captions need: line by line, ftfy's HTML
+// unescaping (off from the first line holding a '<' on) and character fixers,
+// repeated until nothing changes. No mojibake repair, no NFC.
+std::string ftfy_lite(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    bool unescape = true;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t end = text.find('\n', pos);
+        end = end == std::string_view::npos ? text.size() : end + 1;
+        std::string seg(text.substr(pos, end - pos));
+        pos = end;
+        if (unescape && seg.find('<') != std::string::npos) unescape = false;
+        for (int round = 0; round < 16; ++round) {
+            std::string fixed = ftfy_char_fixes(unescape ? ftfy_unescape(seg) : seg);
+            if (fixed == seg) break;
+            seg.swap(fixed);
+        }
+        out += seg;
+    }
+    return out;
+}
 
 }  // namespace
 
@@ -313,17 +465,18 @@ CharClass clip_char_class(uint32_t cp) {
 }
 
 std::string clip_clean_text(std::string_view text) {
-    // html.unescape twice (ftfy also unescapes once; two levels are what CLIP's
-    // pipeline undoes for ordinary text).
-    std::string s = html_unescape(html_unescape(utf8_sanitize(text)));
+    // ftfy.fix_text, then html.unescape twice, as CLIP's basic_clean.
+    const std::string s = html_unescape(html_unescape(ftfy_lite(utf8_sanitize(text))));
 
+    // whitespace_clean (collapse runs to one space, strip), then lower().
     std::string out;
     out.reserve(s.size());
     bool pending_space = false;  // a whitespace run seen after some output
-    const auto emit = [&](uint32_t cp) {
+    for (size_t i = 0; i < s.size();) {
+        const uint32_t cp = utf8_next(s, i);
         if (is_space(cp)) {
             pending_space = !out.empty();
-            return;
+            continue;
         }
         if (pending_space) {
             out.push_back(' ');
@@ -332,23 +485,9 @@ std::string clip_clean_text(std::string_view text) {
         if (cp == 0x130) {  // 'İ'.lower() == 'i' + U+0307
             out.push_back('i');
             utf8_append(out, 0x307);
-            return;
+        } else {
+            utf8_append(out, to_lower(cp));
         }
-        utf8_append(out, to_lower(cp));
-    };
-    for (size_t i = 0; i < s.size();) {
-        uint32_t cp = utf8_next(s, i);
-        if (is_removed_control(cp)) continue;
-        // ftfy: uncurl quotes, full width -> ASCII, Latin ligatures.
-        if (cp == 0x02BC || (cp >= 0x2018 && cp <= 0x201B)) cp = '\'';
-        else if (cp >= 0x201C && cp <= 0x201F) cp = '"';
-        else if (cp >= 0xFF01 && cp <= 0xFF5E) cp -= 0xFEE0;
-        else if (cp >= 0xFB00 && cp <= 0xFB06) {
-            static constexpr const char* kLig[] = {"ff", "fi", "fl", "ffi", "ffl", "st", "st"};
-            for (const char* p = kLig[cp - 0xFB00]; *p; ++p) emit(static_cast<uint8_t>(*p));
-            continue;
-        }
-        emit(cp);
     }
     return out;
 }

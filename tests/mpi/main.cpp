@@ -21,17 +21,21 @@ namespace {
 class RankFailurePrinter : public ::testing::EmptyTestEventListener {
 public:
     explicit RankFailurePrinter(int rank) : rank_(rank) {}
+    // The test's name is kept from OnTestStart: calling UnitTest::current_test_info()
+    // inside OnTestPartResult would deadlock on gtest's own mutex.
+    void OnTestStart(const ::testing::TestInfo& t) override {
+        test_ = std::string(t.test_suite_name()) + "." + t.name();
+    }
     void OnTestPartResult(const ::testing::TestPartResult& r) override {
         if (!r.failed()) return;
-        const ::testing::TestInfo* t = ::testing::UnitTest::GetInstance()->current_test_info();
-        std::fprintf(stderr, "[rank %d] FAILED %s.%s at %s:%d\n%s\n", rank_,
-                     t ? t->test_suite_name() : "?", t ? t->name() : "?",
+        std::fprintf(stderr, "[rank %d] FAILED %s at %s:%d\n%s\n", rank_, test_.c_str(),
                      r.file_name() ? r.file_name() : "?", r.line_number(), r.message());
         std::fflush(stderr);
     }
 
 private:
     int rank_;
+    std::string test_;
 };
 
 }  // namespace

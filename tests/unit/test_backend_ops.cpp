@@ -194,7 +194,7 @@ private:
     }
     std::vector<double> draw(std::mt19937_64& rng, int64_t n, double lo, double hi) {
         std::uniform_real_distribution<double> d(lo, hi);
-        std::vector<double> v(size_t(n));
+        std::vector<double> v(static_cast<size_t>(n));
         for (auto& x : v) x = round_to(quant_, d(rng));
         return v;
     }
@@ -211,9 +211,20 @@ struct OpCase {
     std::function<void(OpEnv&)> run;
 };
 
+std::string dims(Shape s) {
+    std::string r;
+    for (int i = 0; i < s.ndim; ++i) {
+        if (i) r += 'x';
+        r += std::to_string(s.d[i]);
+    }
+    return r;
+}
 std::string dims(std::initializer_list<int64_t> v) {
     std::string s;
-    for (int64_t x : v) s += (s.empty() ? "" : "x") + std::to_string(x);
+    for (int64_t x : v) {
+        if (!s.empty()) s += 'x';
+        s += std::to_string(x);
+    }
     return s;
 }
 
@@ -237,7 +248,7 @@ std::vector<OpCase> make_cases() {
         e.be.add(a, a, e.rand({17, 33}));
     });
     for (Shape s : {Shape{3, 7, 11}, Shape{1}})
-        add("accumulate", s.str(), [s](OpEnv& e) { e.be.accumulate(e.grad("dst", s), e.rand(s)); });
+        add("accumulate", dims(s), [s](OpEnv& e) { e.be.accumulate(e.grad("dst", s), e.rand(s)); });
     add("scale", "1000", [](OpEnv& e) { e.be.scale(e.inout("x", e.rand({1000})), -0.7f); });
     for (int64_t n : {1, 33 * 65, 100003})
         add("sum_squares", std::to_string(n), [n](OpEnv& e) {
@@ -293,7 +304,7 @@ std::vector<OpCase> make_cases() {
     // normalization and activations
     for (Shape s : {Shape{13, 31}, Shape{2, 5, 64}, Shape{1, 1}}) {
         const int64_t N = s.rows(), C = s.cols();
-        add("layernorm_forward", s.str(), [s, N, C](OpEnv& e) {
+        add("layernorm_forward", dims(s), [s, N, C](OpEnv& e) {
             Tensor inp = e.rand(s, -2.0, 3.0), w = e.rand({C}), b = e.rand({C});
             e.be.layernorm_forward(e.output("out", s), e.output("mean", {N}, e.stat()),
                                    e.output("rstd", {N}, e.stat()), inp, w, b);
@@ -303,7 +314,7 @@ std::vector<OpCase> make_cases() {
         const Shape s = mask == 7 ? Shape{13, 31} : Shape{2, 5, 64};
         const int64_t N = s.rows(), C = s.cols();
         const std::string shape =
-            s.str() + (mask & 1 ? "" : " -dinp") + (mask & 2 ? "" : " -dweight") + (mask & 4 ? "" : " -dbias");
+            dims(s) + (mask & 1 ? "" : " -dinp") + (mask & 2 ? "" : " -dweight") + (mask & 4 ? "" : " -dbias");
         add("layernorm_backward", shape, [s, N, C, mask](OpEnv& e) {
             Tensor inp = e.rand(s, -2.0, 3.0), w = e.rand({C}), b = e.rand({C}), dout = e.rand(s);
             Tensor out = e.zeros(s, e.dt()), mean = e.zeros({N}, e.stat()), rstd = e.zeros({N}, e.stat());
@@ -317,10 +328,10 @@ std::vector<OpCase> make_cases() {
     for (Activation act : {Activation::gelu, Activation::quick_gelu}) {
         const std::string an = act == Activation::gelu ? " gelu" : " quick_gelu";
         for (Shape s : {Shape{3, 77}, Shape{5}}) {
-            add("activation_forward", s.str() + an, [s, act](OpEnv& e) {
+            add("activation_forward", dims(s) + an, [s, act](OpEnv& e) {
                 e.be.activation_forward(e.output("out", s), e.rand(s, -5.0, 5.0), act);
             });
-            add("activation_backward", s.str() + an, [s, act](OpEnv& e) {
+            add("activation_backward", dims(s) + an, [s, act](OpEnv& e) {
                 Tensor inp = e.rand(s, -5.0, 5.0), dout = e.rand(s);
                 e.be.activation_backward(e.grad("dinp", s), dout, inp, act);
             });
@@ -328,10 +339,10 @@ std::vector<OpCase> make_cases() {
     }
     for (Shape s : {Shape{7, 33}, Shape{1, 512}, Shape{4, 3}}) {
         const int64_t N = s.rows();
-        add("l2_normalize_forward", s.str(), [s, N](OpEnv& e) {
+        add("l2_normalize_forward", dims(s), [s, N](OpEnv& e) {
             e.be.l2_normalize_forward(e.output("out", s), e.output("norms", {N}, e.stat()), e.rand(s));
         });
-        add("l2_normalize_backward", s.str(), [s, N](OpEnv& e) {
+        add("l2_normalize_backward", dims(s), [s, N](OpEnv& e) {
             Tensor inp = e.rand(s), dout = e.rand(s);
             Tensor out = e.zeros(s, e.dt()), norms = e.zeros({N}, e.stat());
             e.be.l2_normalize_forward(out, norms, inp);
@@ -430,11 +441,11 @@ std::vector<OpCase> make_cases() {
     });
     for (Shape s : {Shape{4, 6, 5}, Shape{1, 1, 7}}) {
         const int64_t B = s[0], T = s[1], C = s[2];
-        add("gather_rows", s.str(), [=](OpEnv& e) {
+        add("gather_rows", dims(s), [=](OpEnv& e) {
             Tensor x = e.rand(s), idx = e.ints({B}, 0, int(T));
             e.be.gather_rows(e.output("out", {B, C}), x, idx);
         });
-        add("gather_rows_backward", s.str(), [=](OpEnv& e) {
+        add("gather_rows_backward", dims(s), [=](OpEnv& e) {
             Tensor dout = e.rand({B, C}), idx = e.ints({B}, 0, int(T));
             e.be.gather_rows_backward(e.grad("dx", s), dout, idx);
         });
@@ -588,6 +599,51 @@ TEST_P(BackendAccumulate, GradientsAreAddedTo) {
     EXPECT_GT(checked, 20);
 }
 
+// Memory and host transfers: conversions both ways, raw copies, zeroing, alignment.
+TEST_P(BackendAccumulate, TransfersRoundTrip) {
+    const std::string name = GetParam();
+    if (const std::string why = unavailable(name); !why.empty())
+        GTEST_SKIP() << "backend '" << name << "' unavailable: " << why;
+    std::unique_ptr<Backend> be = make_backend(name);
+    const int64_t n = 1001;
+    std::vector<double> host(n);
+    for (int64_t i = 0; i < n; ++i) host[size_t(i)] = round_to(be->dtype(), std::sin(0.37 * double(i)) * 3.0);
+    void* p = be->alloc(size_t(n) * dtype_size(be->dtype()));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u) << "alloc is not 64-byte aligned";
+    Tensor t;
+    t.data = p;
+    t.dtype = be->dtype();
+    t.shape = Shape{n};
+    be->upload(t, host.data());
+    std::vector<double> back(n);
+    std::vector<float> backf(n);
+    be->download(back.data(), t);
+    be->download(backf.data(), t);
+    be->synchronize();
+    EXPECT_EQ(back, host);
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(backf[size_t(i)], float(host[size_t(i)]));
+    std::vector<float> hf(backf);
+    be->upload(t, hf.data());
+    be->download(backf.data(), t);
+    EXPECT_EQ(backf, hf);
+    be->memset_zero(p, t.bytes());
+    be->download(back.data(), t);
+    EXPECT_EQ(back, std::vector<double>(n, 0.0));
+    be->free(p);
+    std::vector<int32_t> ids = {0, -7, 49407, 2147483647}, ids_back(4);
+    std::vector<uint8_t> px = {0, 1, 128, 255, 7}, px_back(5);
+    void* q = be->alloc(16);
+    void* r = be->alloc(5);
+    be->upload_raw(Tensor{q, DType::i32, {4}}, ids.data());
+    be->download_raw(ids_back.data(), Tensor{q, DType::i32, {4}});
+    be->upload_raw(Tensor{r, DType::u8, {5}}, px.data());
+    be->download_raw(px_back.data(), Tensor{r, DType::u8, {5}});
+    EXPECT_EQ(ids_back, ids);
+    EXPECT_EQ(px_back, px);
+    be->free(q);
+    be->free(r);
+}
+
 INSTANTIATE_TEST_SUITE_P(Registered, BackendOps, testing::ValuesIn(tested_backends()), test_name);
 INSTANTIATE_TEST_SUITE_P(Registered, BackendAccumulate, testing::ValuesIn(all_backends()), test_name);
 
@@ -635,6 +691,220 @@ TEST(BackendOpsHarness, DetectsErrors) {
     EXPECT_GT(nmse(pre[0].values, zero[0].values), tolerance(DType::bf16));
     EXPECT_EQ(round_bf16(1.0 + 1.0 / 256), 1.0);  // ties to even
     EXPECT_EQ(round_bf16(1.0 + 3.0 / 256), 1.0 + 4.0 / 256);
+}
+
+// ---- the reference against the spec ----------------------------------------------------
+// Parity only shows that backends agree with cpu-f64; these naive loops, written from the
+// comments in backend.h (and torch's definitions), check cpu-f64 itself.
+std::vector<double> host(Backend& be, Tensor t) {
+    std::vector<double> v(size_t(t.numel()));
+    be.download(v.data(), t);
+    return v;
+}
+double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
+    EXPECT_EQ(a.size(), b.size());
+    double m = 0.0;
+    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+    return m;
+}
+constexpr double kSpecTol = 1e-12;
+
+TEST(ReferenceSpec, LinearLayerNormActivationsL2) {
+    std::unique_ptr<Backend> be = make_backend(kReference);
+    OpEnv e(*be, 41, DType::f64, false);
+    const int64_t N = 3, C = 5, OC = 4;
+    Tensor x = e.rand({N, C}, -2, 2), w = e.rand({OC, C}), b = e.rand({OC}), g = e.rand({C}), bb = e.rand({C});
+    const auto X = host(*be, x), W = host(*be, w), B = host(*be, b), G = host(*be, g), BB = host(*be, bb);
+    Tensor y = e.zeros({N, OC}, DType::f64);
+    be->linear_forward(y, x, w, b);
+    std::vector<double> want(N * OC);
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < OC; ++o) {
+            double acc = B[o];
+            for (int64_t c = 0; c < C; ++c) acc += X[n * C + c] * W[o * C + c];
+            want[n * OC + o] = acc;
+        }
+    EXPECT_LE(max_abs_diff(host(*be, y), want), kSpecTol) << "linear";
+    Tensor ln = e.zeros({N, C}, DType::f64), mean = e.zeros({N}, DType::f64), rstd = e.zeros({N}, DType::f64);
+    be->layernorm_forward(ln, mean, rstd, x, g, bb);
+    want.assign(N * C, 0.0);
+    for (int64_t n = 0; n < N; ++n) {
+        double m = 0, v = 0;
+        for (int64_t c = 0; c < C; ++c) m += X[n * C + c] / C;
+        for (int64_t c = 0; c < C; ++c) v += (X[n * C + c] - m) * (X[n * C + c] - m) / C;  // biased
+        for (int64_t c = 0; c < C; ++c) want[n * C + c] = (X[n * C + c] - m) / std::sqrt(v + 1e-5) * G[c] + BB[c];
+    }
+    EXPECT_LE(max_abs_diff(host(*be, ln), want), kSpecTol) << "layernorm";
+    Tensor act = e.zeros({N, C}, DType::f64);
+    be->activation_forward(act, x, Activation::gelu);
+    for (size_t i = 0; i < X.size(); ++i) want[i] = 0.5 * X[i] * (1 + std::erf(X[i] / std::sqrt(2.0)));
+    EXPECT_LE(max_abs_diff(host(*be, act), want), kSpecTol) << "gelu";
+    be->activation_forward(act, x, Activation::quick_gelu);
+    for (size_t i = 0; i < X.size(); ++i) want[i] = X[i] / (1 + std::exp(-1.702 * X[i]));
+    EXPECT_LE(max_abs_diff(host(*be, act), want), kSpecTol) << "quick_gelu";
+    Tensor l2 = e.zeros({N, C}, DType::f64), norms = e.zeros({N}, DType::f64);
+    be->l2_normalize_forward(l2, norms, x);
+    for (int64_t n = 0; n < N; ++n) {
+        double s = 0;
+        for (int64_t c = 0; c < C; ++c) s += X[n * C + c] * X[n * C + c];
+        for (int64_t c = 0; c < C; ++c) want[n * C + c] = X[n * C + c] / std::sqrt(s);
+    }
+    EXPECT_LE(max_abs_diff(host(*be, l2), want), kSpecTol) << "l2_normalize";
+}
+
+TEST(ReferenceSpec, Attention) {
+    std::unique_ptr<Backend> be = make_backend(kReference);
+    for (bool causal : {false, true}) {
+        OpEnv e(*be, 42, DType::f64, false);
+        const int64_t B = 2, T = 4, C = 6, NH = 2, hs = C / NH;
+        Tensor qkv = e.rand({B, T, 3 * C}, -2, 2), out = e.zeros({B, T, C}, DType::f64);
+        Tensor stats = e.zeros({B, NH, T}, DType::f64);
+        be->attention_forward(out, stats, qkv, int(NH), causal);
+        const auto Q = host(*be, qkv);
+        std::vector<double> want(B * T * C), lse(B * NH * T);
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t h = 0; h < NH; ++h)
+                for (int64_t i = 0; i < T; ++i) {
+                    std::vector<double> s(T, -INFINITY);
+                    double mx = -INFINITY, sum = 0;
+                    for (int64_t j = 0; j < (causal ? i + 1 : T); ++j) {
+                        s[j] = 0;
+                        for (int64_t d = 0; d < hs; ++d)
+                            s[j] += Q[(b * T + i) * 3 * C + h * hs + d] * Q[(b * T + j) * 3 * C + C + h * hs + d];
+                        s[j] /= std::sqrt(double(hs));
+                        mx = std::max(mx, s[j]);
+                    }
+                    for (int64_t j = 0; j < T; ++j) sum += std::exp(s[j] - mx);
+                    lse[(b * NH + h) * T + i] = mx + std::log(sum);
+                    for (int64_t d = 0; d < hs; ++d) {
+                        double acc = 0;
+                        for (int64_t j = 0; j < T; ++j)
+                            acc += std::exp(s[j] - mx) / sum * Q[(b * T + j) * 3 * C + 2 * C + h * hs + d];
+                        want[(b * T + i) * C + h * hs + d] = acc;
+                    }
+                }
+        EXPECT_LE(max_abs_diff(host(*be, out), want), kSpecTol) << "attention causal=" << causal;
+        EXPECT_LE(max_abs_diff(host(*be, stats), lse), kSpecTol) << "attention stats causal=" << causal;
+    }
+}
+
+TEST(ReferenceSpec, EmbeddingsAndPatches) {
+    std::unique_ptr<Backend> be = make_backend(kReference);
+    OpEnv e(*be, 43, DType::f64, false);
+    // patchify: u8 HWC -> rows over the patch grid, columns c*p*p + ky*p + kx.
+    const int64_t B = 2, H = 4, W = 6, Ci = 3, p = 2, gw = W / p, P = (H / p) * gw;
+    const float mean[3] = {0.1f, 0.5f, 0.9f}, sd[3] = {0.2f, 0.3f, 0.4f};
+    Tensor img = e.bytes({B, H, W, Ci}), pat = e.zeros({B * P, Ci * p * p}, DType::f64);
+    std::vector<uint8_t> px(size_t(B * H * W * Ci));
+    be->download_raw(px.data(), img);
+    be->patchify(pat, img, int(p), mean, sd);
+    std::vector<double> want(size_t(B * P * Ci * p * p));
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t q = 0; q < P; ++q)
+            for (int64_t c = 0; c < Ci; ++c)
+                for (int64_t ky = 0; ky < p; ++ky)
+                    for (int64_t kx = 0; kx < p; ++kx) {
+                        const int64_t yy = (q / gw) * p + ky, xx = (q % gw) * p + kx;
+                        const double u = px[size_t(((b * H + yy) * W + xx) * Ci + c)];
+                        want[size_t((b * P + q) * Ci * p * p + c * p * p + ky * p + kx)] =
+                            (u / 255.0 - double(mean[c])) / double(sd[c]);
+                    }
+    EXPECT_LE(max_abs_diff(host(*be, pat), want), kSpecTol) << "patchify";
+    // vit_embed: row 0 is cls + pos[0], row 1 + p is patch p + pos[1 + p].
+    const int64_t T = P + 1, C = 3;
+    Tensor patches = e.rand({B * P, C}), cls = e.rand({C}), pos = e.rand({T, C}), x = e.zeros({B, T, C}, DType::f64);
+    be->vit_embed_forward(x, patches, cls, pos);
+    const auto PA = host(*be, patches), CL = host(*be, cls), PO = host(*be, pos);
+    want.assign(size_t(B * T * C), 0.0);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < T; ++t)
+            for (int64_t c = 0; c < C; ++c)
+                want[(b * T + t) * C + c] = (t == 0 ? CL[c] : PA[(b * P + t - 1) * C + c]) + PO[t * C + c];
+    EXPECT_LE(max_abs_diff(host(*be, x), want), kSpecTol) << "vit_embed";
+    // embedding + argmax (first maximum) + gather.
+    const std::vector<int32_t> tok = {5, 2, 7, 7, 1, 0, 3, 3};
+    Tensor tk = e.ints_from({2, 4}, tok), wte = e.rand({8, C}), wpe = e.rand({5, C}), emb = e.zeros({2, 4, C}, DType::f64);
+    be->embedding_forward(emb, tk, wte, wpe);
+    const auto WT = host(*be, wte), WP = host(*be, wpe);
+    want.assign(size_t(2 * 4 * C), 0.0);
+    for (int64_t bt = 0; bt < 8; ++bt)
+        for (int64_t c = 0; c < C; ++c) want[bt * C + c] = WT[tok[bt] * C + c] + WP[(bt % 4) * C + c];
+    EXPECT_LE(max_abs_diff(host(*be, emb), want), kSpecTol) << "embedding";
+    Tensor idx = e.zeros({2}, DType::i32);
+    be->argmax_rows(idx, tk);
+    std::vector<int32_t> id(2);
+    be->download_raw(id.data(), idx);
+    EXPECT_EQ(id, (std::vector<int32_t>{2, 2}));
+    Tensor pooled = e.zeros({2, C}, DType::f64);
+    be->gather_rows(pooled, emb, idx);
+    const auto E = host(*be, emb), PL = host(*be, pooled);
+    for (int64_t b = 0; b < 2; ++b)
+        for (int64_t c = 0; c < C; ++c) EXPECT_EQ(PL[b * C + c], E[(b * 4 + 2) * C + c]);
+}
+
+TEST(ReferenceSpec, LossesAndAdamW) {
+    std::unique_ptr<Backend> be = make_backend(kReference);
+    OpEnv e(*be, 44, DType::f64, false);
+    const int64_t M = 3, N = 7, off = 2;
+    const double t = 2.3, bias = -1.5, w = 0.5;
+    Tensor dots = e.rand({M, N}), ts = e.scalar(t, DType::f64), bs = e.scalar(bias, DType::f64);
+    const auto D = host(*be, dots);
+    Tensor loss = e.zeros({1}, DType::f64), dd = e.zeros({M, N}, DType::f64), ds = e.zeros({1}, DType::f64),
+           db = e.zeros({1}, DType::f64);
+    be->softmax_xent_rows(loss, dd, ds, dots, ts, off, float(w));
+    double L = 0, S = 0;
+    std::vector<double> want(M * N);
+    for (int64_t i = 0; i < M; ++i) {
+        double z = 0;
+        for (int64_t j = 0; j < N; ++j) z += std::exp(std::exp(t) * D[i * N + j]);
+        L += std::log(z) - std::exp(t) * D[i * N + off + i];
+        for (int64_t j = 0; j < N; ++j) {
+            const double q = std::exp(std::exp(t) * D[i * N + j]) / z - (j == off + i);
+            want[i * N + j] = w * std::exp(t) * q;
+            S += q * std::exp(t) * D[i * N + j];
+        }
+    }
+    EXPECT_NEAR(host(*be, loss)[0], w * L, kSpecTol) << "softmax loss";
+    EXPECT_NEAR(host(*be, ds)[0], w * S, kSpecTol) << "softmax dscale";
+    EXPECT_LE(max_abs_diff(host(*be, dd), want), kSpecTol) << "softmax ddots";
+    be->fill(loss, 0.0f);
+    be->fill(ds, 0.0f);
+    be->sigmoid_pairwise_rows(loss, dd, ds, db, dots, ts, bs, off, float(w));
+    L = S = 0;
+    double Bg = 0;
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            const double zz = j == off + i ? 1.0 : -1.0, logit = std::exp(t) * D[i * N + j] + bias;
+            L += -std::log(1 / (1 + std::exp(-zz * logit)));  // -log sigmoid(z logit)
+            const double g = -zz / (1 + std::exp(zz * logit));
+            want[i * N + j] = w * std::exp(t) * g;
+            S += g * std::exp(t) * D[i * N + j];
+            Bg += g;
+        }
+    EXPECT_NEAR(host(*be, loss)[0], w * L, kSpecTol) << "sigmoid loss";
+    EXPECT_NEAR(host(*be, ds)[0], w * S, kSpecTol) << "sigmoid dscale";
+    EXPECT_NEAR(host(*be, db)[0], w * Bg, kSpecTol) << "sigmoid dbias";
+    EXPECT_LE(max_abs_diff(host(*be, dd), want), kSpecTol) << "sigmoid ddots";
+    // AdamW, torch.optim.AdamW's single-tensor update written out.
+    const int64_t n = 6;
+    Tensor p = e.rand({n}), gr = e.rand({n}), m = e.rand({n}, -0.1, 0.1), v = e.rand({n}, 0.0, 0.02);
+    auto P = host(*be, p), G = host(*be, gr), Mo = host(*be, m), V = host(*be, v);
+    AdamWParams hp;
+    hp.lr = 0.01f;
+    hp.weight_decay = 0.1f;
+    hp.step = 3;
+    const double gs = 0.5;
+    be->adamw_step(p, gr, m, v, hp, float(gs));
+    for (int64_t i = 0; i < n; ++i) {
+        const double gi = G[i] * gs, b1 = hp.beta1, b2 = hp.beta2, lr = hp.lr;
+        Mo[i] = b1 * Mo[i] + (1 - b1) * gi;
+        V[i] = b2 * V[i] + (1 - b2) * gi * gi;
+        const double mhat = Mo[i] / (1 - std::pow(b1, 3)), vhat = V[i] / (1 - std::pow(b2, 3));
+        P[i] -= lr * (mhat / (std::sqrt(vhat) + double(hp.eps)) + double(hp.weight_decay) * P[i]);
+    }
+    EXPECT_LE(max_abs_diff(host(*be, p), P), kSpecTol) << "adamw param";
+    EXPECT_LE(max_abs_diff(host(*be, m), Mo), kSpecTol) << "adamw m";
+    EXPECT_LE(max_abs_diff(host(*be, v), V), kSpecTol) << "adamw v";
 }
 
 // Misuse becomes a curaclip::Error, not a crash.

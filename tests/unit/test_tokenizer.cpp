@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -140,7 +141,8 @@ TEST(Tokenizer, ClipVocabulary) {
     EXPECT_EQ(t.token_string(0), "!");
     EXPECT_EQ(t.token_string(256), "!</w>");
     EXPECT_EQ(t.token_string(49407), "<|endoftext|>");
-    EXPECT_EQ(t.id_hex().size(), 16u);
+    // FNV-1a 64 of the 48894 "a b\n" merge lines; fixed so datasets keep matching.
+    EXPECT_EQ(t.id_hex(), "84ddd99cc594e5a6");
 }
 
 TEST(Tokenizer, MatchesClipOnAsciiReference) {
@@ -234,7 +236,9 @@ TEST(Tokenizer, PretokenizeLikeClip) {
     };
     EXPECT_EQ(pieces("It's   a  DOG's\tlife!!"),
               (std::vector<std::string>{"it", "'s", "a", "dog", "'s", "life", "!!"}));
-    EXPECT_EQ(pieces("x2024 ,.;'re"), (std::vector<std::string>{"x", "2", "0", "2", "4", ",.;", "'re"}));
+    // A run of punctuation swallows the apostrophe, as the regex does.
+    EXPECT_EQ(pieces("x2024 ,.;'re 're"), (std::vector<std::string>{"x", "2", "0", "2", "4", ",.;'", "re", "'re"}));
+    EXPECT_EQ(pieces("tom &amp jerry &lt3 &gtfo"), (std::vector<std::string>{"tom", "&", "jerry", "<", "3", ">", "fo"}));
     EXPECT_EQ(pieces("a<|endoftext|>b"), (std::vector<std::string>{"a", "<|endoftext|>", "b"}));
     EXPECT_EQ(pieces("''s"), (std::vector<std::string>{"''", "s"}));
     EXPECT_EQ(clip_clean_text(" \t Fish &amp;amp; Chips\n\n"), "fish & chips");
@@ -261,7 +265,11 @@ TEST(Tokenizer, TrainSizeDeterminismRoundTrip) {
         tokens += ids.size();
         // Every caption is a photo of something: letters, digits, ", /-." and spaces.
         std::string spaced;
-        for (auto p : clip_pretokenize(clip_clean_text(c))) spaced += (spaced.empty() ? "" : " ") + std::string(p);
+        const std::string cleaned = clip_clean_text(c);
+        for (auto p : clip_pretokenize(cleaned)) {
+            if (!spaced.empty()) spaced.push_back(' ');
+            spaced.append(p);
+        }
         ASSERT_EQ(t.decode(ids), spaced);
         ASSERT_EQ(t.tokenize(t.decode(ids)), ids);
     }

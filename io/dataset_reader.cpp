@@ -1,0 +1,298 @@
+#include "io/dataset_reader.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "core/check.h"
+
+namespace curaclip::io {
+namespace {
+
+using Lock = std::lock_guard<std::recursive_mutex>;
+
+struct DsInfo {
+    H5T_class_t cls = H5T_NO_CLASS;
+    size_t size = 0;
+    H5T_sign_t sign = H5T_SGN_ERROR;
+    std::vector<int64_t> dims;
+};
+
+const char* class_name(H5T_class_t c) {
+    switch (c) {
+        case H5T_INTEGER: return "integer";
+        case H5T_FLOAT: return "float";
+        case H5T_STRING: return "string";
+        default: return "other";
+    }
+}
+
+DsInfo info(hid_t d) {
+    DsInfo o;
+    H5Id type(H5Dget_type(d));
+    o.cls = H5Tget_class(type.get());
+    o.size = H5Tget_size(type.get());
+    if (o.cls == H5T_INTEGER) o.sign = H5Tget_sign(type.get());
+    H5Id space(H5Dget_space(d));
+    const int nd = H5Sget_simple_extent_ndims(space.get());
+    if (nd > 0) {
+        std::vector<hsize_t> dims(static_cast<size_t>(nd));
+        H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+        o.dims.assign(dims.begin(), dims.end());
+    }
+    return o;
+}
+
+std::string dims_str(const std::vector<int64_t>& d) {
+    std::string s = "[";
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+    return s + "]";
+}
+
+// Selects, in `space`, the rows (first dim) listed in sorted unique `rows`,
+// merging consecutive ones into runs.
+void select_rows(hid_t space, const std::vector<int64_t>& rows, const std::vector<int64_t>& dims) {
+    H5Sselect_none(space);
+    std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
+    size_t i = 0;
+    while (i < rows.size()) {
+        size_t j = i + 1;
+        while (j < rows.size() && rows[j] == rows[j - 1] + 1) ++j;
+        start[0] = hsize_t(rows[i]);
+        count[0] = hsize_t(j - i);
+        CC_CHECK(H5Sselect_hyperslab(space, H5S_SELECT_OR, start.data(), nullptr, count.data(), nullptr) >= 0,
+                 "cannot select rows");
+        i = j;
+    }
+}
+
+}  // namespace
+
+struct DatasetReader::Impl {
+    H5File file;
+    H5Id images, tokens, labels, corrupted;
+    explicit Impl(const std::string& p) : file(p, H5File::Mode::read) {}
+};
+
+std::vector<std::string> h5_read_strings(hid_t file, const std::string& path, const std::string& name,
+                                         int64_t start, int64_t count) {
+    Lock lock(hdf5_mutex());
+    H5Id d(H5Dopen2(file, name.c_str(), H5P_DEFAULT));
+    CC_CHECK(d.valid(), path, ": cannot open dataset '", name, "'");
+    const DsInfo in = info(d.get());
+    CC_CHECK(in.cls == H5T_STRING && in.dims.size() == 1, path, ": dataset '", name,
+             "' should be a 1-D array of strings, found ", class_name(in.cls), " ", dims_str(in.dims));
+    const int64_t n = in.dims[0];
+    if (count < 0) count = n - start;
+    CC_CHECK(start >= 0 && count >= 0 && start + count <= n, path, ": rows [", start, ", ", start + count,
+             ") of '", name, "' out of range (", n, " rows)");
+    std::vector<std::string> out(static_cast<size_t>(count));
+    if (count == 0) return out;
+    H5Id ftype(H5Dget_type(d.get()));
+    H5Id space(H5Dget_space(d.get()));
+    const hsize_t s0 = hsize_t(start), c0 = hsize_t(count);
+    H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, &s0, nullptr, &c0, nullptr);
+    H5Id mspace(H5Screate_simple(1, &c0, nullptr));
+    H5Id mtype(H5Tcopy(H5T_C_S1));
+    if (H5Tis_variable_str(ftype.get()) > 0) {
+        H5Tset_size(mtype.get(), H5T_VARIABLE);
+        H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get()));
+        std::vector<char*> ptrs(size_t(count), nullptr);
+        CC_CHECK(H5Dread(d.get(), mtype.get(), mspace.get(), space.get(), H5P_DEFAULT, ptrs.data()) >= 0,
+                 path, ": reading the strings of '", name, "' failed (truncated or corrupt file?)");
+        for (size_t i = 0; i < ptrs.size(); ++i) out[i] = ptrs[i] ? ptrs[i] : "";
+#if H5_VERSION_GE(1, 12, 0)
+        H5Treclaim(mtype.get(), mspace.get(), H5P_DEFAULT, ptrs.data());
+#else
+        H5Dvlen_reclaim(mtype.get(), mspace.get(), H5P_DEFAULT, ptrs.data());
+#endif
+    } else {
+        const size_t len = H5Tget_size(ftype.get());
+        H5Tset_size(mtype.get(), len);
+        std::vector<char> buf(len * size_t(count));
+        CC_CHECK(H5Dread(d.get(), mtype.get(), mspace.get(), space.get(), H5P_DEFAULT, buf.data()) >= 0,
+                 path, ": reading the strings of '", name, "' failed (truncated or corrupt file?)");
+        for (size_t i = 0; i < out.size(); ++i) {
+            const char* p = buf.data() + i * len;
+            out[i].assign(p, std::find(p, p + len, '\0'));
+        }
+    }
+    return out;
+}
+
+DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) : path_(path) {
+    Lock lock(hdf5_mutex());
+    impl_ = new Impl(path);
+    try {
+        H5File& f = impl_->file;
+        // -- attributes
+        CC_CHECK(f.has_attr("/", "format_version"), path, ": no attribute 'format_version' on '/': not a "
+                 "curaclip dataset (make one with `curaclip prep`)");
+        const int64_t ver = f.attr_i64("/", "format_version");
+        CC_CHECK(ver == kDatasetFormatVersion, path, ": attribute 'format_version' is ", ver,
+                 ", this build reads format ", kDatasetFormatVersion);
+        for (const char* a : {"image_size", "channels", "context_length", "tokenizer_id"})
+            CC_CHECK(f.has_attr("/", a), path, ": attribute '", a, "' missing on '/'");
+        image_size_ = int(f.attr_i64("/", "image_size"));
+        channels_ = int(f.attr_i64("/", "channels"));
+        context_ = int(f.attr_i64("/", "context_length"));
+        tokenizer_id_ = f.attr_string("/", "tokenizer_id");
+        if (f.has_attr("/", "source")) source_ = f.attr_string("/", "source");
+        if (f.has_attr("/", "creation_command")) creation_command_ = f.attr_string("/", "creation_command");
+
+        auto open = [&](const char* name) {
+            CC_CHECK(f.exists(name), path, ": dataset '", name, "' missing");
+            H5Id d(H5Dopen2(f.id(), name, H5P_DEFAULT));
+            CC_CHECK(d.valid(), path, ": cannot open dataset '", name, "' (corrupt file?)");
+            return d;
+        };
+        // -- /images u8 [N, S, S, C]
+        impl_->images = open("/images");
+        const DsInfo im = info(impl_->images.get());
+        CC_CHECK(im.cls == H5T_INTEGER && im.size == 1 && im.sign == H5T_SGN_NONE, path,
+                 ": dataset '/images' should hold uint8, found ", class_name(im.cls), " of ", im.size, " bytes");
+        CC_CHECK(im.dims.size() == 4, path, ": dataset '/images' should be [N, H, W, C], found shape ",
+                 dims_str(im.dims));
+        n_ = im.dims[0];
+        CC_CHECK(im.dims[1] == image_size_ && im.dims[2] == image_size_ && im.dims[3] == channels_, path,
+                 ": dataset '/images' has shape ", dims_str(im.dims), " but the file's attributes say image_size ",
+                 image_size_, ", channels ", channels_);
+        // -- /tokens i32 [N, ctx]
+        impl_->tokens = open("/tokens");
+        const DsInfo tk = info(impl_->tokens.get());
+        CC_CHECK(tk.cls == H5T_INTEGER && tk.size == 4 && tk.sign == H5T_SGN_2, path,
+                 ": dataset '/tokens' should hold int32, found ", class_name(tk.cls), " of ", tk.size, " bytes");
+        CC_CHECK(tk.dims.size() == 2 && tk.dims[0] == n_ && tk.dims[1] == context_, path,
+                 ": dataset '/tokens' has shape ", dims_str(tk.dims), ", expected [", n_, ", ", context_,
+                 "] (N of /images, attribute context_length)");
+        // -- /captions [N]
+        {
+            H5Id c = open("/captions");
+            const DsInfo ci = info(c.get());
+            CC_CHECK(ci.cls == H5T_STRING && ci.dims.size() == 1 && ci.dims[0] == n_, path,
+                     ": dataset '/captions' should be ", n_, " strings, found ", class_name(ci.cls), " ",
+                     dims_str(ci.dims));
+        }
+        // -- optional /labels, /corrupted, /classnames
+        if (f.exists("/labels")) {
+            impl_->labels = open("/labels");
+            const DsInfo li = info(impl_->labels.get());
+            CC_CHECK(li.cls == H5T_INTEGER && li.dims.size() == 1 && li.dims[0] == n_, path,
+                     ": dataset '/labels' should be ", n_, " integers, found ", class_name(li.cls), " ",
+                     dims_str(li.dims));
+            has_labels_ = true;
+        }
+        if (f.exists("/corrupted")) {
+            impl_->corrupted = open("/corrupted");
+            const DsInfo ki = info(impl_->corrupted.get());
+            CC_CHECK(ki.cls == H5T_INTEGER && ki.dims.size() == 1 && ki.dims[0] == n_, path,
+                     ": dataset '/corrupted' should be ", n_, " integers, found ", class_name(ki.cls), " ",
+                     dims_str(ki.dims));
+            has_corrupted_ = true;
+        }
+        if (f.exists("/classnames")) classnames_ = h5_read_strings(f.id(), path, "/classnames");
+
+        // -- the consumer's expectations
+        CC_CHECK(ex.image_size < 0 || ex.image_size == image_size_, path, ": dataset '/images' holds ",
+                 image_size_, "x", image_size_, " images, expected ", ex.image_size, "x", ex.image_size,
+                 " (the model's image size)");
+        CC_CHECK(ex.channels < 0 || ex.channels == channels_, path, ": dataset '/images' has ", channels_,
+                 " channels, expected ", ex.channels);
+        CC_CHECK(ex.context_length < 0 || ex.context_length == context_, path,
+                 ": dataset '/tokens' has context length ", context_, ", expected ", ex.context_length);
+        CC_CHECK(ex.tokenizer_id.empty() || ex.tokenizer_id == tokenizer_id_, path,
+                 ": dataset '/tokens' was made with tokenizer ", tokenizer_id_, ", expected tokenizer ",
+                 ex.tokenizer_id, " (re-run prep with this tokenizer: --tokenizer FILE)");
+    } catch (...) {
+        delete impl_;
+        impl_ = nullptr;
+        throw;
+    }
+}
+
+DatasetReader::~DatasetReader() {
+    Lock lock(hdf5_mutex());
+    delete impl_;
+}
+
+std::string DatasetReader::attribute(const std::string& name) const {
+    Lock lock(hdf5_mutex());
+    if (!impl_->file.has_attr("/", name)) return "";
+    return impl_->file.attr_string("/", name);
+}
+
+void DatasetReader::read_rows(const int64_t* idx, size_t n, uint8_t* images, int32_t* tokens,
+                              int32_t* labels, uint8_t* corrupted) const {
+    if (n == 0) return;
+    std::vector<int64_t> rows(idx, idx + n);
+    for (int64_t r : rows)
+        CC_CHECK(r >= 0 && r < n_, path_, ": row ", r, " out of range (", n_, " rows)");
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+    // position of idx[k] among the sorted unique rows
+    std::vector<size_t> where(n);
+    for (size_t k = 0; k < n; ++k)
+        where[k] = size_t(std::lower_bound(rows.begin(), rows.end(), idx[k]) - rows.begin());
+    const bool identity = rows.size() == n && std::is_sorted(idx, idx + n);
+
+    auto read = [&](const H5Id& d, const char* name, hid_t mem_type, size_t row_elems, size_t elem_bytes,
+                    void* out) {
+        Lock lock(hdf5_mutex());
+        H5Id space(H5Dget_space(d.get()));
+        const DsInfo in = info(d.get());
+        select_rows(space.get(), rows, in.dims);
+        std::vector<hsize_t> mdims(in.dims.begin(), in.dims.end());
+        mdims[0] = hsize_t(rows.size());
+        H5Id mspace(H5Screate_simple(int(mdims.size()), mdims.data(), nullptr));
+        std::vector<uint8_t> tmp;
+        void* dst = out;
+        if (!identity) {
+            tmp.resize(rows.size() * row_elems * elem_bytes);
+            dst = tmp.data();
+        }
+        CC_CHECK(H5Dread(d.get(), mem_type, mspace.get(), space.get(), H5P_DEFAULT, dst) >= 0, path_,
+                 ": reading ", rows.size(), " rows of dataset '", name, "' failed (truncated or corrupt file?)");
+        if (!identity) {
+            const size_t rb = row_elems * elem_bytes;
+            auto* o = static_cast<uint8_t*>(out);
+            for (size_t k = 0; k < n; ++k) std::memcpy(o + k * rb, tmp.data() + where[k] * rb, rb);
+        }
+    };
+    if (images) read(impl_->images, "/images", H5T_NATIVE_UINT8, image_bytes(), 1, images);
+    if (tokens) read(impl_->tokens, "/tokens", H5T_NATIVE_INT32, size_t(context_), 4, tokens);
+    if (labels) {
+        if (has_labels_) read(impl_->labels, "/labels", H5T_NATIVE_INT32, 1, 4, labels);
+        else std::fill(labels, labels + n, -1);
+    }
+    if (corrupted) {
+        if (has_corrupted_) read(impl_->corrupted, "/corrupted", H5T_NATIVE_UINT8, 1, 1, corrupted);
+        else std::fill(corrupted, corrupted + n, uint8_t(0));
+    }
+}
+
+void DatasetReader::read_range(int64_t start, int64_t count, uint8_t* images, int32_t* tokens, int32_t* labels,
+                               uint8_t* corrupted) const {
+    CC_CHECK(start >= 0 && count >= 0 && start + count <= n_, path_, ": rows [", start, ", ", start + count,
+             ") out of range (", n_, " rows)");
+    std::vector<int64_t> idx(static_cast<size_t>(count));
+    std::iota(idx.begin(), idx.end(), start);
+    read_rows(idx.data(), idx.size(), images, tokens, labels, corrupted);
+}
+
+std::vector<std::string> DatasetReader::read_captions(int64_t start, int64_t count) const {
+    Lock lock(hdf5_mutex());
+    return h5_read_strings(impl_->file.id(), path_, "/captions", start, count);
+}
+
+std::vector<std::string> DatasetReader::read_captions(const std::vector<int64_t>& idx) const {
+    Lock lock(hdf5_mutex());
+    std::vector<std::string> out;
+    out.reserve(idx.size());
+    for (int64_t i : idx) {
+        CC_CHECK(i >= 0 && i < n_, path_, ": caption row ", i, " out of range (", n_, " rows)");
+        out.push_back(h5_read_strings(impl_->file.id(), path_, "/captions", i, 1)[0]);
+    }
+    return out;
+}
+
+}  // namespace curaclip::io

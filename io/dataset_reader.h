@@ -1,0 +1,89 @@
+// Reading curaclip datasets (DESIGN §8). One file holds
+//   /images     u8  [N, H, W, C]  chunked along N     (H == W == attribute image_size)
+//   /tokens     i32 [N, context]                       (context == attribute context_length)
+//   /captions   variable-length UTF-8 strings [N]
+//   /labels     i32 [N]          optional
+//   /classnames strings [K]      optional
+//   /corrupted  u8  [N]          1 where prep --noise replaced the caption (absent: all 0)
+// and root attributes format_version (1), image_size, channels, context_length,
+// tokenizer_id, source, creation_command.
+//
+// The constructor validates all of that, and the caller's expectations (image
+// size, channels, context length, tokenizer id), and refuses a mismatch with an
+// Error naming the file, the dataset or attribute, what was expected and what
+// was found. Truncated or corrupt files are Errors too, never crashes.
+//
+// Threads: every member takes io::hdf5_mutex() (io/hdf5_file.h), so one reader
+// may be used from a prefetch thread while the main thread does other HDF5 work.
+// The file is opened with HDF5's default (POSIX) driver; no MPI calls are made.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/hdf5_file.h"
+
+namespace curaclip::io {
+
+inline constexpr int64_t kDatasetFormatVersion = 1;
+
+// What the consumer needs; unset fields (-1 / empty) are not checked.
+struct DatasetExpect {
+    int image_size = -1;
+    int channels = -1;
+    int context_length = -1;
+    std::string tokenizer_id;
+};
+
+class DatasetReader {
+public:
+    explicit DatasetReader(const std::string& path, const DatasetExpect& expect = {});
+    ~DatasetReader();
+    DatasetReader(const DatasetReader&) = delete;
+    DatasetReader& operator=(const DatasetReader&) = delete;
+
+    const std::string& path() const { return path_; }
+    int64_t size() const { return n_; }
+    int image_size() const { return image_size_; }
+    int channels() const { return channels_; }
+    int context_length() const { return context_; }
+    size_t image_bytes() const { return size_t(image_size_) * image_size_ * channels_; }
+    const std::string& tokenizer_id() const { return tokenizer_id_; }
+    const std::string& source() const { return source_; }
+    const std::string& creation_command() const { return creation_command_; }
+    bool has_labels() const { return has_labels_; }
+    bool has_corrupted() const { return has_corrupted_; }
+    const std::vector<std::string>& classnames() const { return classnames_; }
+    // Any root attribute as a string ("" when absent) - e.g. caption_thresholds.
+    std::string attribute(const std::string& name) const;
+
+    // Rows idx[0..n) (any order, repeats allowed) into row-major outputs:
+    // images [n, H, W, C], tokens [n, context], labels [n] (-1 without /labels),
+    // corrupted [n]. Any output pointer may be null (that dataset is not read).
+    void read_rows(const int64_t* idx, size_t n, uint8_t* images, int32_t* tokens, int32_t* labels,
+                   uint8_t* corrupted) const;
+    // Rows [start, start + count).
+    void read_range(int64_t start, int64_t count, uint8_t* images, int32_t* tokens, int32_t* labels,
+                    uint8_t* corrupted) const;
+    std::vector<std::string> read_captions(int64_t start, int64_t count) const;
+    std::vector<std::string> read_captions(const std::vector<int64_t>& idx) const;
+
+private:
+    struct Impl;
+    std::string path_;
+    int64_t n_ = 0;
+    int image_size_ = 0, channels_ = 0, context_ = 0;
+    std::string tokenizer_id_, source_, creation_command_;
+    bool has_labels_ = false, has_corrupted_ = false;
+    std::vector<std::string> classnames_;
+    Impl* impl_ = nullptr;
+};
+
+// Reads a 1-D string dataset (variable or fixed length) rows [start, start+count)
+// (count < 0: to the end). Caller holds no lock; this takes io::hdf5_mutex().
+std::vector<std::string> h5_read_strings(hid_t file, const std::string& file_path,
+                                         const std::string& dataset, int64_t start = 0,
+                                         int64_t count = -1);
+
+}  // namespace curaclip::io

@@ -1,0 +1,253 @@
+#include "cli/cmd_prep.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/options.h"
+#include "core/check.h"
+#include "core/philox.h"
+#include "io/captions.h"
+#include "io/dataset_writer.h"
+#include "io/fashion_mnist.h"
+#include "tokenizer/bpe_tokenizer.h"
+
+namespace curaclip {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+void make_dirs(const std::string& dir) {
+    std::string cur;
+    size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = dir.find('/', pos + 1);
+        cur = dir.substr(0, pos);
+        if (cur.empty()) continue;
+        struct stat st {};
+        if (::stat(cur.c_str(), &st) == 0) {
+            CC_CHECK(S_ISDIR(st.st_mode), "--out: ", cur, " exists and is not a directory");
+            continue;
+        }
+        CC_CHECK(::mkdir(cur.c_str(), 0777) == 0 || errno == EEXIST, "cannot create directory ", cur);
+    }
+}
+
+// The first k entries of a Philox-driven partial Fisher-Yates shuffle of [0, n).
+std::vector<int64_t> sample_without_replacement(int64_t n, int64_t k, uint64_t seed, uint64_t stream) {
+    std::vector<int64_t> p(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) p[size_t(i)] = i;
+    Philox rng(seed, RngPurpose::noise, stream, 0);
+    for (int64_t i = 0; i < k; ++i) {
+        const int64_t j = i + int64_t(rng.below(uint64_t(n - i)));
+        std::swap(p[size_t(i)], p[size_t(j)]);
+    }
+    p.resize(size_t(k));
+    std::sort(p.begin(), p.end());
+    return p;
+}
+
+// Philox step keys of the prep streams (kept apart from the caption templates').
+constexpr uint64_t kNoiseVictims = 1, kNoiseSources = 2, kCurated = 3;
+
+struct Split {
+    io::FashionMnistSplit raw;
+    std::vector<int32_t> labels;
+    std::vector<io::ImageStats> stats;
+    std::vector<std::string> captions;
+};
+
+}  // namespace
+
+int cmd_prep(int argc, char** argv) {
+    const std::string usage =
+        "usage: curaclip prep fashion-mnist --out DIR [options]\n"
+        "Writes DIR/train.h5, DIR/test.h5, DIR/tokenizer.bpe (and DIR/curated.h5 with --curated)\n"
+        "from the Fashion-MNIST idx files, with captions naming the class and attributes measured\n"
+        "on the pixels (docs/data.md). Never overwrites existing files.";
+    po::options_description desc("prep");
+    desc.add_options()
+        ("source", po::value<std::string>()->default_value(io::kFashionMnistDir), "directory with the idx(.gz) files")
+        ("out", po::value<std::string>(), "output directory (created if missing)")
+        ("context", po::value<int>()->default_value(16), "token context length")
+        ("vocab", po::value<int>()->default_value(1024), "BPE vocabulary size when training a tokenizer")
+        ("tokenizer", po::value<std::string>(), "reuse this merges file instead of training one")
+        ("noise", po::value<double>()->default_value(0.0), "fraction of training captions replaced by another image's")
+        ("curated", po::value<int64_t>()->default_value(0), "also write curated.h5: N clean training examples")
+        ("seed", po::value<int64_t>()->default_value(1234), "seed of captions, noise and curated subset")
+        ("limit", po::value<int64_t>()->default_value(-1), "use only the first N examples of each split");
+
+    // argv[1] is the source name; it stands in as "argv[0]" for the option parser.
+    if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+        parse_options(2, argv, desc, usage);
+        return 0;
+    }
+    CC_CHECK(argc >= 2 && argv[1][0] != '-', "prep: name the source first: `curaclip prep fashion-mnist --out DIR`");
+    const std::string which = argv[1];
+    CC_CHECK(which == "fashion-mnist", "prep: unknown source '", which, "' (supported: fashion-mnist)");
+    const ParsedOptions opts = parse_options(argc - 1, argv + 1, desc, usage);
+    if (opts.help) return 0;
+    const auto& vm = opts.vm;
+
+    CC_CHECK(vm.count("out"), "prep: --out DIR is required");
+    const std::string src = vm["source"].as<std::string>();
+    const std::string out = vm["out"].as<std::string>();
+    const int context = vm["context"].as<int>();
+    const int vocab = vm["vocab"].as<int>();
+    const double noise = vm["noise"].as<double>();
+    const int64_t curated = vm["curated"].as<int64_t>();
+    const uint64_t seed = uint64_t(vm["seed"].as<int64_t>());
+    const int64_t limit = vm["limit"].as<int64_t>();
+    CC_CHECK(context >= 4 && context <= 1024, "prep: --context ", context, " out of range [4, 1024]");
+    CC_CHECK(vocab >= BpeTokenizer::kNumByteSymbols + 2, "prep: --vocab ", vocab, " is below the ",
+             BpeTokenizer::kNumByteSymbols + 2, " byte symbols and specials");
+    CC_CHECK(noise >= 0 && noise < 1, "prep: --noise ", noise, " must be in [0, 1)");
+    CC_CHECK(curated >= 0, "prep: --curated ", curated, " must be >= 0");
+    CC_CHECK(limit == -1 || limit > 0, "prep: --limit ", limit, " must be positive");
+
+    const std::string train_path = out + "/train.h5", test_path = out + "/test.h5",
+                      tok_path = out + "/tokenizer.bpe", curated_path = out + "/curated.h5";
+    make_dirs(out);
+    std::vector<std::string> outputs = {train_path, test_path, tok_path};
+    if (curated > 0) outputs.push_back(curated_path);
+    for (const auto& p : outputs) {
+        CC_CHECK(!io::path_exists(p), "prep: refusing to overwrite existing file ", p,
+                 " (choose another --out or delete it)");
+        CC_CHECK(!io::path_exists(p + ".tmp"), "prep: temporary file ", p + ".tmp", " exists (delete it)");
+    }
+    std::string command = "curaclip";
+    for (int i = 0; i < argc; ++i) command += std::string(" ") + argv[i];
+
+    const auto t0 = Clock::now();
+    const auto& classnames = io::fashion_mnist_classnames();
+    Split train, test;
+    train.raw = io::load_fashion_mnist(src, "train", limit);
+    test.raw = io::load_fashion_mnist(src, "test", limit);
+    const double t_read = seconds_since(t0);
+
+    for (Split* s : {&train, &test}) {
+        s->labels.assign(s->raw.labels.begin(), s->raw.labels.end());
+        s->stats = io::image_stats_batch(s->raw.images.pixels.data(), s->raw.images.count, 28, 28, 1);
+    }
+    const io::CaptionThresholds th = io::caption_thresholds(train.stats);
+    train.captions = io::make_captions(train.stats, train.labels, classnames, th, seed, 0);
+    test.captions = io::make_captions(test.stats, test.labels, classnames, th, seed, 1);
+    const double t_cap = seconds_since(t0);
+
+    const auto t_tok0 = Clock::now();
+    const BpeTokenizer tok = vm.count("tokenizer") ? BpeTokenizer::load(vm["tokenizer"].as<std::string>())
+                                                   : BpeTokenizer::train(train.captions, vocab);
+    const double t_tok = seconds_since(t_tok0);
+
+    // Noise: exactly round(noise * N) training captions, each replaced by the
+    // caption of another (uniformly drawn) training image.
+    const int64_t n_train = train.raw.images.count;
+    std::vector<uint8_t> corrupted(size_t(n_train), 0);
+    std::vector<std::string> noisy = train.captions;
+    const int64_t n_noisy = n_train > 1 ? int64_t(noise * double(n_train) + 0.5) : 0;
+    {
+        const std::vector<int64_t> victims = sample_without_replacement(n_train, n_noisy, seed, kNoiseVictims);
+        Philox rng(seed, RngPurpose::noise, kNoiseSources, 0);
+        for (int64_t i : victims) {
+            int64_t j = int64_t(rng.below(uint64_t(n_train - 1)));
+            if (j >= i) ++j;
+            noisy[size_t(i)] = train.captions[size_t(j)];
+            corrupted[size_t(i)] = 1;
+        }
+    }
+
+    auto contents = [&](const Split& s, const std::vector<std::string>& caps) {
+        io::DatasetContents c;
+        c.count = s.raw.images.count;
+        c.image_size = 28;
+        c.channels = 1;
+        c.context_length = context;
+        c.images = s.raw.images.pixels;
+        c.captions = caps;
+        c.labels = s.labels;
+        c.classnames = classnames;
+        c.tokens.resize(size_t(c.count) * size_t(context));
+        tok.encode_batch_into(caps, context, c.tokens);
+        return c;
+    };
+    int64_t truncated = 0;
+    auto count_truncated = [&](const io::DatasetContents& c) {
+        for (int64_t i = 0; i < c.count; ++i)
+            if (c.tokens[size_t(i) * context + context - 1] != 0 &&
+                int64_t(tok.tokenize(c.captions[size_t(i)]).size()) > context - 2)
+                ++truncated;
+    };
+    auto attrs = [&](const std::string& split_desc) {
+        io::DatasetAttributes a;
+        a.tokenizer_id = tok.id_hex();
+        a.source = "Fashion-MNIST " + split_desc;
+        a.creation_command = command;
+        a.extra = {{"caption_thresholds", th.to_string()},
+                   {"caption_noise", std::to_string(noise)}};
+        return a;
+    };
+
+    const auto t_w0 = Clock::now();
+    tok.save(tok_path);
+    {
+        io::DatasetContents c = contents(train, noisy);
+        c.corrupted = corrupted;
+        count_truncated(c);
+        io::write_dataset(train_path, c, attrs("train (" + train.raw.images_path + ")"));
+    }
+    {
+        io::DatasetContents c = contents(test, test.captions);
+        count_truncated(c);
+        auto a = attrs("test (" + test.raw.images_path + ")");
+        a.extra[1].second = "0";
+        io::write_dataset(test_path, c, a);
+    }
+    if (curated > 0) {
+        CC_CHECK(curated <= n_train, "prep: --curated ", curated, " exceeds the ", n_train, " training examples");
+        const std::vector<int64_t> pick = sample_without_replacement(n_train, curated, seed, kCurated);
+        Split sub;
+        sub.raw.images.count = curated;
+        sub.raw.images.rows = sub.raw.images.cols = 28;
+        sub.raw.images.pixels.resize(size_t(curated) * 784);
+        std::vector<std::string> caps;
+        for (size_t k = 0; k < pick.size(); ++k) {
+            std::copy_n(train.raw.images.pixels.begin() + pick[k] * 784, 784, sub.raw.images.pixels.begin() + k * 784);
+            sub.labels.push_back(train.labels[size_t(pick[k])]);
+            caps.push_back(train.captions[size_t(pick[k])]);
+        }
+        io::DatasetContents c = contents(sub, caps);
+        auto a = attrs("train, clean curated subset of " + std::to_string(curated) + " (" + train.raw.images_path + ")");
+        a.extra[1].second = "0";
+        io::write_dataset(curated_path, c, a);
+    }
+    const double t_write = seconds_since(t_w0);
+
+    std::printf("prep fashion-mnist: %lld train, %lld test examples from %s\n", (long long)n_train,
+                (long long)test.raw.images.count, src.c_str());
+    std::printf("  caption thresholds (from train): %s\n", th.to_string().c_str());
+    std::printf("  tokenizer %s: %d ids, id %s%s\n", tok_path.c_str(), tok.vocab_size(), tok.id_hex().c_str(),
+                vm.count("tokenizer") ? " (reused)" : " (trained on the training captions)");
+    std::printf("  noise: %lld of %lld training captions replaced (%.4f), recorded in /corrupted\n",
+                (long long)n_noisy, (long long)n_train, n_train ? double(n_noisy) / double(n_train) : 0.0);
+    if (truncated > 0)
+        std::printf("  warning: %lld captions longer than the context %d were cut\n", (long long)truncated, context);
+    std::printf("  wrote %s, %s, %s%s%s\n", train_path.c_str(), test_path.c_str(), tok_path.c_str(),
+                curated > 0 ? ", " : "", curated > 0 ? curated_path.c_str() : "");
+    std::printf("  examples:\n");
+    for (int64_t i = 0; i < std::min<int64_t>(3, n_train); ++i)
+        std::printf("    [%lld] %-11s \"%s\"%s\n", (long long)i, classnames[size_t(train.labels[size_t(i)])].c_str(),
+                    noisy[size_t(i)].c_str(), corrupted[size_t(i)] ? " (noise)" : "");
+    std::printf("  time: read %.2fs, captions %.2fs, tokenizer %.2fs, encode+write %.2fs, total %.2fs\n", t_read,
+                t_cap - t_read, t_tok, t_write, seconds_since(t0));
+    return 0;
+}
+
+}  // namespace curaclip

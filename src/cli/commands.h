@@ -1,0 +1,13 @@
+// The commands of `curaclip`; each takes argv with argv[0] = the command name.
+#pragma once
+
+namespace curaclip {
+
+class Communicator;
+
+int cmd_prep(int argc, char** argv);
+int cmd_train(int argc, char** argv, const Communicator& world);
+int cmd_eval(int argc, char** argv, const Communicator& world);
+int cmd_info(int argc, char** argv);
+
+}  // namespace curaclip

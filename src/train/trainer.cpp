@@ -1,0 +1,255 @@
+#include "train/trainer.h"
+
+#include <omp.h>
+#include <cblas.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "backend/registry.h"
+#include "eval/evaluate.h"
+#include "io/checkpoint.h"
+#include "io/loader.h"
+#include "loss/contrastive_loss.h"
+#include "model/clip_model.h"
+#include "mpi/collectives.h"
+#include "tokenizer/bpe_tokenizer.h"
+#include "train/preemption.h"
+#include "train/train_step.h"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace curaclip {
+
+po::options_description train_options() {
+    po::options_description d("Training ([data] and [train] sections)");
+    d.add_options()
+        ("data.train", po::value<std::string>()->required(), "training dataset (HDF5, made by `curaclip prep`)")
+        ("data.eval", po::value<std::string>()->default_value(""), "evaluation dataset (zero-shot + retrieval)")
+        ("data.tokenizer", po::value<std::string>()->default_value(""),
+         "tokenizer merges file (default: tokenizer.bpe beside data.train)")
+        ("train.out", po::value<std::string>()->required(), "run folder: checkpoints, metrics.jsonl, config.ini")
+        ("train.resume", po::value<std::string>()->default_value(""), "'latest' or a checkpoint file to continue from")
+        ("train.overwrite", po::value<bool>()->default_value(false), "allow a run folder that already holds a run")
+        ("train.backend", po::value<std::string>()->default_value("cpu"), "cpu or cuda")
+        ("train.batch_size", po::value<int64_t>()->default_value(256), "global batch (pairs over all ranks)")
+        ("train.steps", po::value<int64_t>()->default_value(1000), "optimizer steps")
+        ("train.seed", po::value<int64_t>()->default_value(0), "seed of weights and data order")
+        ("train.lr", po::value<double>()->default_value(5e-4), "peak learning rate")
+        ("train.min_lr", po::value<double>()->default_value(0.0), "floor of the cosine decay")
+        ("train.warmup", po::value<int64_t>()->default_value(100), "linear warmup steps")
+        ("train.weight_decay", po::value<double>()->default_value(0.2), "AdamW decoupled weight decay")
+        ("train.beta1", po::value<double>()->default_value(0.9), "AdamW beta1")
+        ("train.beta2", po::value<double>()->default_value(0.98), "AdamW beta2")
+        ("train.eps", po::value<double>()->default_value(1e-6), "AdamW epsilon")
+        ("train.grad_clip", po::value<double>()->default_value(1.0), "global gradient-norm clip (0 = off)")
+        ("train.log_every", po::value<int64_t>()->default_value(10), "progress line / metrics every N steps")
+        ("train.eval_every", po::value<int64_t>()->default_value(0), "evaluate every N steps (0: only at the end)")
+        ("train.checkpoint_every", po::value<int64_t>()->default_value(0), "checkpoint every N steps (0: only at the end)")
+        ("train.threads", po::value<int>()->default_value(0), "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all)");
+    return d;
+}
+
+TrainOptions train_options_from(const po::variables_map& vm) {
+    TrainOptions o;
+    o.train_path = vm["data.train"].as<std::string>();
+    o.eval_path = vm["data.eval"].as<std::string>();
+    o.tokenizer_path = vm["data.tokenizer"].as<std::string>();
+    if (o.tokenizer_path.empty()) o.tokenizer_path = (fs::path(o.train_path).parent_path() / "tokenizer.bpe").string();
+    o.out_dir = vm["train.out"].as<std::string>();
+    o.resume = vm["train.resume"].as<std::string>();
+    o.overwrite = vm["train.overwrite"].as<bool>();
+    o.backend = vm["train.backend"].as<std::string>();
+    o.global_batch = vm["train.batch_size"].as<int64_t>();
+    o.steps = vm["train.steps"].as<int64_t>();
+    const int64_t seed = vm["train.seed"].as<int64_t>();
+    CC_CHECK(seed >= 0, "train.seed must be >= 0, got ", seed);
+    o.seed = uint64_t(seed);
+    o.optim.lr = vm["train.lr"].as<double>();
+    o.optim.min_lr = vm["train.min_lr"].as<double>();
+    o.optim.warmup_steps = vm["train.warmup"].as<int64_t>();
+    o.optim.weight_decay = vm["train.weight_decay"].as<double>();
+    o.optim.beta1 = vm["train.beta1"].as<double>();
+    o.optim.beta2 = vm["train.beta2"].as<double>();
+    o.optim.eps = vm["train.eps"].as<double>();
+    o.optim.grad_clip_norm = vm["train.grad_clip"].as<double>();
+    o.optim.total_steps = o.steps;
+    o.log_every = vm["train.log_every"].as<int64_t>();
+    o.eval_every = vm["train.eval_every"].as<int64_t>();
+    o.checkpoint_every = vm["train.checkpoint_every"].as<int64_t>();
+    o.threads = vm["train.threads"].as<int>();
+    CC_CHECK(o.global_batch > 0, "train.batch_size must be positive, got ", o.global_batch);
+    CC_CHECK(o.steps > 0, "train.steps must be positive, got ", o.steps);
+    CC_CHECK(o.log_every > 0, "train.log_every must be positive, got ", o.log_every);
+    CC_CHECK(o.eval_every >= 0 && o.checkpoint_every >= 0, "train.eval_every and train.checkpoint_every must be >= 0");
+    CC_CHECK(o.threads >= 0, "train.threads must be >= 0, got ", o.threads);
+    o.optim.validate();
+    return o;
+}
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+// A run folder holds a run when it has a config.ini, checkpoints or metrics.
+bool holds_run(const std::string& dir) {
+    return fs::exists(fs::path(dir) / "config.ini") || fs::exists(fs::path(dir) / "latest") ||
+           fs::exists(fs::path(dir) / "metrics.jsonl");
+}
+
+std::string format_eta(double seconds) {
+    char buf[32];
+    const long s = long(seconds + 0.5);
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+    return buf;
+}
+}  // namespace
+
+int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Communicator& comm) {
+    const bool root = comm.rank() == 0;
+    const int P = comm.size();
+    CC_CHECK(opt.global_batch % P == 0, "train.batch_size (", opt.global_batch, ") must be divisible by the number of ranks (",
+             P, ")");
+    if (opt.threads > 0) {
+        omp_set_num_threads(opt.threads);
+        openblas_set_num_threads(opt.threads);
+    }
+    const bool resuming = !opt.resume.empty();
+    // Refuse to clobber a finished or running experiment; decided on rank 0, agreed by all.
+    int64_t refuse = 0;
+    if (root && !resuming && !opt.overwrite && holds_run(opt.out_dir)) refuse = 1;
+    comm.allreduce_max(&refuse, 1);
+    CC_CHECK(!refuse, "run folder ", opt.out_dir,
+             " already holds a run (config.ini / checkpoints / metrics.jsonl): choose a new train.out, resume it with "
+             "--train.resume latest, or pass --train.overwrite true");
+    if (root) fs::create_directories(opt.out_dir);
+    comm.barrier();
+
+    const BpeTokenizer tok = BpeTokenizer::load(opt.tokenizer_path);
+    CC_CHECK(tok.vocab_size() <= model_cfg.vocab_size, "tokenizer ", opt.tokenizer_path, " has ", tok.vocab_size(),
+             " ids but model.vocab_size is ", model_cfg.vocab_size);
+    io::LoaderOptions lo;
+    lo.expect.image_size = model_cfg.image_size;
+    lo.expect.channels = model_cfg.channels;
+    lo.expect.context_length = model_cfg.context_length;
+    lo.expect.tokenizer_id = tok.id_hex();
+    io::Loader loader(opt.train_path, opt.global_batch, comm, opt.seed, lo);
+
+    auto be = make_backend(opt.backend);
+    const int64_t local_batch = opt.global_batch / P;
+    ClipModel model(*be, model_cfg, local_batch);
+    model.init_weights(opt.seed);
+    auto coll = make_mpi_collectives(comm, *be);
+    ContrastiveLoss loss(*be, model_cfg.sigmoid_loss ? LossKind::sigmoid : LossKind::softmax, local_batch,
+                         model_cfg.embed_dim, *coll);
+    TrainStep step(model, loss, *coll);
+    AdamW adamw(model.params(), opt.optim);
+
+    int64_t start_step = 0;
+    if (resuming) {
+        const std::string path = resolve_checkpoint(opt.out_dir, opt.resume);
+        const CheckpointState st = load_checkpoint(path, model.params(), /*with_optimizer=*/true);
+        CC_CHECK(st.step <= opt.steps, path, " is at step ", st.step, ", past train.steps = ", opt.steps);
+        adamw.set_steps_done(st.step);
+        loader.seek({st.loader_epoch, st.loader_step});
+        start_step = st.step;
+        if (root) std::printf("resumed from %s at step %lld\n", path.c_str(), (long long)st.step);
+    }
+    if (root) {
+        std::ofstream(fs::path(opt.out_dir) / "config.ini") << opt.config_text;
+        std::printf("%s\nranks %d x local batch %lld = global batch %lld, %lld steps, backend %s, %d threads/rank\n",
+                    model.memory_report().c_str(), P, (long long)local_batch, (long long)opt.global_batch,
+                    (long long)opt.steps, be->name().c_str(), omp_get_max_threads());
+        std::fflush(stdout);
+    }
+    std::ofstream metrics;
+    if (root) metrics.open(fs::path(opt.out_dir) / "metrics.jsonl", std::ios::app);
+
+    install_preemption_handlers();
+    auto checkpoint = [&](int64_t done) {
+        if (root) {
+            const io::LoaderPosition pos = loader.position();
+            save_checkpoint(opt.out_dir, checkpoint_name(done), model.params(),
+                            CheckpointState{done, pos.epoch, pos.step, opt.seed, opt.config_text});
+        }
+        comm.barrier();
+    };
+    auto run_eval = [&](int64_t done) {
+        if (opt.eval_path.empty()) return;
+        const EvalReport r = evaluate(model, tok, opt.eval_path, comm);
+        model.set_batch(local_batch);
+        if (root) {
+            std::printf("eval at step %lld on %s\n%s", (long long)done, opt.eval_path.c_str(), format_report(r).c_str());
+            metrics << "{\"step\": " << done << ", \"eval\": true, " << report_json_fields(r) << "}\n";
+            metrics.flush();
+            std::fflush(stdout);
+        }
+    };
+
+    const auto t_start = Clock::now();
+    auto t_window = t_start;
+    int64_t window_examples = 0, skipped = 0;
+    double window_loss = 0;
+    int64_t window_steps = 0;
+    for (int64_t s = start_step; s < opt.steps; ++s) {
+        const io::Batch batch = loader.next();
+        const StepResult r = step.run(batch.images.data(), batch.tokens.data(), adamw);
+        if (r.skipped || !std::isfinite(r.loss)) {
+            ++skipped;
+            if (root) std::printf("step %lld: non-finite loss or gradients, update skipped\n", (long long)s + 1);
+        } else {
+            window_loss += r.loss;
+            ++window_steps;
+        }
+        window_examples += opt.global_batch;
+        const int64_t done = s + 1;
+        if (done % opt.log_every == 0 || done == opt.steps) {
+            const double dt = std::chrono::duration<double>(Clock::now() - t_window).count();
+            const double rate = window_examples / std::max(dt, 1e-9);
+            const double eta = double(opt.steps - done) * opt.global_batch / std::max(rate, 1e-9);
+            const double mean_loss = window_steps ? window_loss / double(window_steps) : NAN;
+            if (root) {
+                std::printf("step %6lld/%lld  loss %.4f  lr %.2e  grad_norm %.3f  %.1f ex/s  eta %s\n", (long long)done,
+                            (long long)opt.steps, mean_loss, adamw.last_lr(), r.grad_norm, rate, format_eta(eta).c_str());
+                std::fflush(stdout);
+                char buf[320];
+                std::snprintf(buf, sizeof buf,
+                              "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"examples_per_s\": %.3f, "
+                              "\"epoch\": %lld, \"skipped\": %lld, \"elapsed_s\": %.3f}\n",
+                              (long long)done, mean_loss, adamw.last_lr(), r.grad_norm, rate, (long long)batch.epoch,
+                              (long long)skipped,
+                              std::chrono::duration<double>(Clock::now() - t_start).count());
+                metrics << buf;
+                metrics.flush();
+            }
+            t_window = Clock::now();
+            window_examples = 0;
+            window_loss = 0;
+            window_steps = 0;
+        }
+        if (opt.checkpoint_every > 0 && done % opt.checkpoint_every == 0 && done != opt.steps) checkpoint(done);
+        if (opt.eval_every > 0 && done % opt.eval_every == 0 && done != opt.steps) run_eval(done);
+        // Every rank agrees whether any rank was asked to stop.
+        int64_t stop = preemption_requested() ? 1 : 0;
+        comm.allreduce_max(&stop, 1);
+        if (stop) {
+            checkpoint(done);
+            if (root) std::printf("preemption signal: checkpointed step %lld in %s, exiting for requeue\n",
+                                  (long long)done, opt.out_dir.c_str());
+            return 0;
+        }
+    }
+    checkpoint(opt.steps);
+    run_eval(opt.steps);
+    if (root) {
+        const double total = std::chrono::duration<double>(Clock::now() - t_start).count();
+        std::printf("done: %lld steps in %.1f s, checkpoint %s/%s\n", (long long)(opt.steps - start_step), total,
+                    opt.out_dir.c_str(), checkpoint_name(opt.steps).c_str());
+    }
+    return 0;
+}
+
+}  // namespace curaclip

@@ -1,0 +1,38 @@
+// `curaclip train`: data-parallel CLIP training on MPI ranks (DESIGN §2, §9-§11).
+//
+// Each rank reads its slice of every global batch (io::Loader), runs one
+// TrainStep (forward, distributed loss, backward, gradient all-reduce, AdamW),
+// and rank 0 prints a progress line and appends metrics to <out>/metrics.jsonl.
+// Checkpoints go to <out>/ every train.checkpoint_every steps, at the end, and
+// when a preemption signal arrives; --train.resume latest continues a run
+// exactly (bit for bit on the CPU backend).
+#pragma once
+
+#include <string>
+
+#include <boost/program_options.hpp>
+
+#include "model/model_config.h"
+#include "mpi/communicator.h"
+#include "optim/adamw.h"
+
+namespace curaclip {
+
+struct TrainOptions {
+    std::string train_path, eval_path, tokenizer_path, out_dir, resume, backend = "cpu";
+    int64_t global_batch = 256, steps = 1000;
+    uint64_t seed = 0;
+    OptimizerConfig optim;
+    int64_t log_every = 10, eval_every = 0, checkpoint_every = 0;
+    int threads = 0;
+    bool overwrite = false;
+    std::string config_text;  // every option in effect, stored in checkpoints and the run folder
+};
+
+boost::program_options::options_description train_options();
+TrainOptions train_options_from(const boost::program_options::variables_map& vm);
+
+// Runs the whole training; returns the process exit code (0 also after a clean preemption stop).
+int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Communicator& comm);
+
+}  // namespace curaclip
