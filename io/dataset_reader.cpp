@@ -147,7 +147,15 @@ DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) :
             return d;
         };
         // -- /images u8 [N, S, S, C]
-        impl_->images = open("/images");
+        {
+            // Rows are read at random: with the chunk cache off, HDF5 reads only the
+            // selected rows of an (uncompressed) chunk instead of the whole chunk.
+            CC_CHECK(f.exists("/images"), path, ": dataset '/images' missing");
+            H5Id dapl(H5Pcreate(H5P_DATASET_ACCESS));
+            H5Pset_chunk_cache(dapl.get(), 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT);
+            impl_->images = H5Id(H5Dopen2(f.id(), "/images", dapl.get()));
+            CC_CHECK(impl_->images.valid(), path, ": cannot open dataset '/images' (corrupt file?)");
+        }
         const DsInfo im = info(impl_->images.get());
         CC_CHECK(im.cls == H5T_INTEGER && im.size == 1 && im.sign == H5T_SGN_NONE, path,
                  ": dataset '/images' should hold uint8, found ", class_name(im.cls), " of ", im.size, " bytes");

@@ -235,6 +235,9 @@ int cmd_prep(int argc, char** argv) {
     std::printf("  caption thresholds (from train): %s\n", th.to_string().c_str());
     std::printf("  tokenizer %s: %d ids, id %s%s\n", tok_path.c_str(), tok.vocab_size(), tok.id_hex().c_str(),
                 vm.count("tokenizer") ? " (reused)" : " (trained on the training captions)");
+    if (!vm.count("tokenizer") && tok.vocab_size() < vocab)
+        std::printf("  note: --vocab %d asked for more ids than the captions need: every word is already one token\n",
+                    vocab);
     std::printf("  noise: %lld of %lld training captions replaced (%.4f), recorded in /corrupted\n",
                 (long long)n_noisy, (long long)n_train, n_train ? double(n_noisy) / double(n_train) : 0.0);
     if (truncated > 0)
