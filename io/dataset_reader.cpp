@@ -49,10 +49,13 @@ std::string dims_str(const std::vector<int64_t>& d) {
     return s + "]";
 }
 
-// Selects, in `space`, the rows (first dim) listed in sorted unique `rows`,
-// merging consecutive ones into runs.
-void select_rows(hid_t space, const std::vector<int64_t>& rows, const std::vector<int64_t>& dims) {
-    H5Sselect_none(space);
+// Reads the rows listed in sorted unique `rows` (first dim) of dataset d into
+// dst, packed in that order: one H5Dread per run of consecutive rows. (One read
+// of the union of all runs is ~40x slower on a chunked dataset in HDF5 1.10:
+// its chunk mapping of a many-piece selection dominates.)
+void read_runs(hid_t d, hid_t mem_type, const std::vector<int64_t>& rows, const std::vector<int64_t>& dims,
+               size_t row_bytes, uint8_t* dst, const std::string& path, const char* name) {
+    H5Id space(H5Dget_space(d));
     std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
     size_t i = 0;
     while (i < rows.size()) {
@@ -60,8 +63,11 @@ void select_rows(hid_t space, const std::vector<int64_t>& rows, const std::vecto
         while (j < rows.size() && rows[j] == rows[j - 1] + 1) ++j;
         start[0] = hsize_t(rows[i]);
         count[0] = hsize_t(j - i);
-        CC_CHECK(H5Sselect_hyperslab(space, H5S_SELECT_OR, start.data(), nullptr, count.data(), nullptr) >= 0,
-                 "cannot select rows");
+        H5Id mspace(H5Screate_simple(int(count.size()), count.data(), nullptr));
+        CC_CHECK(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) >= 0 &&
+                     H5Dread(d, mem_type, mspace.get(), space.get(), H5P_DEFAULT, dst + i * row_bytes) >= 0,
+                 path, ": reading rows [", rows[i], ", ", rows[j - 1] + 1, ") of dataset '", name,
+                 "' failed (truncated or corrupt file?)");
         i = j;
     }
 }
@@ -246,22 +252,16 @@ void DatasetReader::read_rows(const int64_t* idx, size_t n, uint8_t* images, int
     auto read = [&](const H5Id& d, const char* name, hid_t mem_type, size_t row_elems, size_t elem_bytes,
                     void* out) {
         Lock lock(hdf5_mutex());
-        H5Id space(H5Dget_space(d.get()));
         const DsInfo in = info(d.get());
-        select_rows(space.get(), rows, in.dims);
-        std::vector<hsize_t> mdims(in.dims.begin(), in.dims.end());
-        mdims[0] = hsize_t(rows.size());
-        H5Id mspace(H5Screate_simple(int(mdims.size()), mdims.data(), nullptr));
+        const size_t rb = row_elems * elem_bytes;
         std::vector<uint8_t> tmp;
-        void* dst = out;
+        uint8_t* dst = static_cast<uint8_t*>(out);
         if (!identity) {
-            tmp.resize(rows.size() * row_elems * elem_bytes);
+            tmp.resize(rows.size() * rb);
             dst = tmp.data();
         }
-        CC_CHECK(H5Dread(d.get(), mem_type, mspace.get(), space.get(), H5P_DEFAULT, dst) >= 0, path_,
-                 ": reading ", rows.size(), " rows of dataset '", name, "' failed (truncated or corrupt file?)");
+        read_runs(d.get(), mem_type, rows, in.dims, rb, dst, path_, name);
         if (!identity) {
-            const size_t rb = row_elems * elem_bytes;
             auto* o = static_cast<uint8_t*>(out);
             for (size_t k = 0; k < n; ++k) std::memcpy(o + k * rb, tmp.data() + where[k] * rb, rb);
         }

@@ -50,6 +50,8 @@ po::options_description train_options() {
         ("train.log_every", po::value<int64_t>()->default_value(10), "progress line / metrics every N steps")
         ("train.eval_every", po::value<int64_t>()->default_value(0), "evaluate every N steps (0: only at the end)")
         ("train.checkpoint_every", po::value<int64_t>()->default_value(0), "checkpoint every N steps (0: only at the end)")
+        ("train.stop_at", po::value<int64_t>()->default_value(0),
+         "checkpoint and exit after this step, to continue later with --train.resume latest (0: run to the end)")
         ("train.threads", po::value<int>()->default_value(0), "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all)");
     return d;
 }
@@ -82,6 +84,8 @@ TrainOptions train_options_from(const po::variables_map& vm) {
     o.eval_every = vm["train.eval_every"].as<int64_t>();
     o.checkpoint_every = vm["train.checkpoint_every"].as<int64_t>();
     o.threads = vm["train.threads"].as<int>();
+    o.stop_at = vm["train.stop_at"].as<int64_t>();
+    CC_CHECK(o.stop_at >= 0, "train.stop_at must be >= 0, got ", o.stop_at);
     CC_CHECK(o.global_batch > 0, "train.batch_size must be positive, got ", o.global_batch);
     CC_CHECK(o.steps > 0, "train.steps must be positive, got ", o.steps);
     CC_CHECK(o.log_every > 0, "train.log_every must be positive, got ", o.log_every);
@@ -235,10 +239,12 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         // Every rank agrees whether any rank was asked to stop.
         int64_t stop = preemption_requested() ? 1 : 0;
         comm.allreduce_max(&stop, 1);
-        if (stop) {
+        const bool segment_end = opt.stop_at > 0 && done == opt.stop_at && done != opt.steps;
+        if (stop || segment_end) {
             checkpoint(done);
-            if (root) std::printf("preemption signal: checkpointed step %lld in %s, exiting for requeue\n",
-                                  (long long)done, opt.out_dir.c_str());
+            if (root)
+                std::printf("%s: checkpointed step %lld in %s; continue with --train.resume latest\n",
+                            stop ? "preemption signal" : "train.stop_at reached", (long long)done, opt.out_dir.c_str());
             return 0;
         }
     }

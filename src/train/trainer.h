@@ -24,6 +24,7 @@ struct TrainOptions {
     uint64_t seed = 0;
     OptimizerConfig optim;
     int64_t log_every = 10, eval_every = 0, checkpoint_every = 0;
+    int64_t stop_at = 0;  // > 0: checkpoint and exit after this step (a time-limited job segment)
     int threads = 0;
     bool overwrite = false;
     std::string config_text;  // every option in effect, stored in checkpoints and the run folder
