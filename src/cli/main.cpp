@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "model/clip_model.h"
 #include "mpi/communicator.h"
+#include "mpi/launcher_env.h"
 
 namespace {
 
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
     const curaclip::Communicator world = curaclip::Communicator::world();
     try {
         if (cmd == "prep") return curaclip::cmd_prep(argc - 1, argv + 1);
+        if (cmd == "train" || cmd == "eval") curaclip::check_world_matches_launcher(world);
         if (cmd == "train") return curaclip::cmd_train(argc - 1, argv + 1, world);
         if (cmd == "eval") return curaclip::cmd_eval(argc - 1, argv + 1, world);
         return curaclip::cmd_info(argc - 1, argv + 1);

@@ -78,6 +78,9 @@ expect_error "train: resume without a checkpoint" "nothing to resume|latest" "$B
 expect_error "mpirun -n 2: bad dataset aborts all ranks" "nothere.h5" mpirun -n 2 --oversubscribe "$BIN" "${BASE[@]}" --data.train "$W/nothere.h5" --data.tokenizer "$W/d/tokenizer.bpe" --train.out "$W/r14"
 expect_error "mpirun -n 3: batch not divisible by ranks" "divisible" mpirun -n 3 --oversubscribe "$BIN" "${BASE[@]}" --data.train "$W/d/train.h5" --train.batch_size 32 --train.out "$W/r15"
 
+# A world that differs from what Slurm asked for.
+expect_error "train: world differs from SLURM_NTASKS" "SLURM_NTASKS" env SLURM_NTASKS=3 "$BIN" "${TRAIN[@]}" --train.out "$W/r16"
+
 # eval on a wrong file
 expect_error "eval: missing checkpoint" "not found|latest" "$BIN" eval --checkpoint "$W/none.h5" --data "$W/d/test.h5"
 
