@@ -160,6 +160,31 @@ public:
                             float grad_scale) = 0;
     // x = min(max(x, lo), hi) elementwise (the logit-scale clamp).
     virtual void clamp(Tensor x, float lo, float hi) = 0;
+
+    // ---- JEST ------------------------------------------------------------------------------
+    // Pairwise sigmoid (SigLIP) loss matrix of a row block (DESIGN §6): dots [M,N] as for
+    // sigmoid_pairwise_rows (rows: this rank's images, columns: all texts), t = logit_scale[0],
+    // b = logit_bias[0]; nll [M,N] (overwritten) is
+    //   nll[i,j] = -log sigmoid(z_ij (exp(t) dot_ij + b)) = softplus(-z_ij (exp(t) dot_ij + b)),
+    //   z_ij = +1 iff j == label_offset + i, -1 otherwise.
+    // The learnability L = NLL_learner - NLL_reference is then scale(nll_ref, -1) + add.
+    // nll may alias dots (in place).
+    virtual void pairwise_sigmoid_nll(Tensor nll, Tensor dots, Tensor logit_scale,
+                                      Tensor logit_bias, int64_t label_offset) = 0;
+    // ---- end JEST ----------------------------------------------------------------------------
+
+    // ---- k-means ----------------------------------------------------------------------------
+    // Nearest center of each point (MoDE clustering, src/mode/kmeans.h): for x [N,D] and
+    // centers [K,D], assign[i] = argmin_k ||x_i - c_k||^2 (i32 [N]) and dist[i] = that squared
+    // distance (compute dtype [N]), evaluated as GEMM + argmin: assign[i] = argmin_k
+    // (center_sq_norms[k] - 2 x_i.c_k) (ties -> the lowest k), dist[i] = max(0, ||x_i||^2 +
+    // that minimum); center_sq_norms [K] (compute dtype) is given by the caller.
+    // scratch [B,K] (B >= 1, compute dtype) holds the dot products of B rows at a time; its
+    // contents afterwards are unspecified. The result of row i must depend only on x_i and
+    // the centers (not on N, B, the row's position or the threads), so a point gets the same
+    // answer whatever block of a distributed data set it sits in.
+    virtual void kmeans_assign(Tensor assign, Tensor dist, Tensor x, Tensor centers,
+                               Tensor center_sq_norms, Tensor scratch) = 0;
 };
 
 }  // namespace curaclip

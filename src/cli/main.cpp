@@ -8,6 +8,9 @@
 #include "model/clip_model.h"
 #include "mpi/communicator.h"
 #include "mpi/launcher_env.h"
+#ifdef CURACLIP_HAVE_CUDA
+#include "cuda/device_info.h"
+#endif
 
 namespace {
 
@@ -31,6 +34,11 @@ int cmd_info(int, char**) {
         const std::string why = f.unavailable_reason();
         std::printf("  %-8s %s\n", f.name.c_str(), why.empty() ? "available" : why.c_str());
     }
+#ifdef CURACLIP_HAVE_CUDA
+    std::printf("CUDA: %s", cuda::device_report().c_str());
+#else
+    std::printf("CUDA: not compiled in\n");
+#endif
     std::printf("model presets (parameters, forward GFLOP per pair):\n");
     auto be = make_backend("cpu");
     for (const auto& name : ModelConfig::preset_names()) {

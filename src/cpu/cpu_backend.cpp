@@ -174,6 +174,18 @@ public:
     }
     void clamp(Tensor x, float lo, float hi) override { cpu::clamp(x, lo, hi); }
 
+    // ---- k-means ----
+    void kmeans_assign(Tensor assign, Tensor dist, Tensor x, Tensor centers, Tensor center_sq_norms,
+                       Tensor scratch) override {
+        cpu::kmeans_assign<T>(assign, dist, x, centers, center_sq_norms, scratch);
+    }
+
+    // ---- JEST ----
+    void pairwise_sigmoid_nll(Tensor nll, Tensor dots, Tensor logit_scale, Tensor logit_bias,
+                              int64_t label_offset) override {
+        cpu::pairwise_sigmoid_nll<T>(nll, dots, logit_scale, logit_bias, label_offset);
+    }
+
 private:
     static constexpr DType dtype_of() { return cpu::dtype_of<T>(); }
 };

@@ -134,10 +134,20 @@ template <typename T>
 void sigmoid_pairwise_rows(Tensor loss, Tensor ddots, Tensor dscale, Tensor dbias, Tensor dots,
                            Tensor logit_scale, Tensor logit_bias, int64_t label_offset, float weight);
 
+// cpu_jest.cpp
+template <typename T>
+void pairwise_sigmoid_nll(Tensor nll, Tensor dots, Tensor logit_scale, Tensor logit_bias,
+                          int64_t label_offset);
+
 // cpu_optim.cpp
 template <typename T>
 void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& hp,
                 float grad_scale);
+
+// cpu_kmeans.cpp
+template <typename T>
+void kmeans_assign(Tensor assign, Tensor dist, Tensor x, Tensor centers, Tensor center_sq_norms,
+                   Tensor scratch);
 
 }  // namespace curaclip::cpu
 

@@ -1,5 +1,6 @@
 #include "model/clip_model.h"
 
+#include <algorithm>
 #include <sstream>
 
 namespace curaclip {
@@ -14,22 +15,80 @@ ClipModel::ClipModel(Backend& be, const ModelConfig& cfg, int64_t max_batch)
     if (cfg.sigmoid_loss) logit_bias_ = params_.declare("logit_bias", {1}, false);
     params_.finalize();
 
+    // Memory for the largest layout the config allows (batch max_batch at every resolution).
+    plan_bytes_[0] = activation_bytes_for(max_batch, Resolution::full);
+    if (cfg.flexi()) {
+        plan_bytes_[1] = activation_bytes_for(max_batch, Resolution::multires);
+        plan_bytes_[2] = activation_bytes_for(max_batch, Resolution::low);
+    }
+    const size_t bytes = std::max({plan_bytes_[0], plan_bytes_[1], plan_bytes_[2]});
+    activations_ = Arena(be, bytes, "activations");
+    layout(activations_, max_batch, Resolution::full);
+}
+
+const char* resolution_name(ClipModel::Resolution r) {
+    switch (r) {
+        case ClipModel::Resolution::full: return "full";
+        case ClipModel::Resolution::multires: return "multires";
+        case ClipModel::Resolution::low: return "low";
+    }
+    return "?";
+}
+
+std::vector<VisionPassSpec> ClipModel::vision_plan(int64_t b, Resolution r) const {
+    CC_CHECK(r == Resolution::full || config_.flexi(), "resolution '", resolution_name(r),
+             "' needs a multi-resolution model (model.flexi_patch > 0)");
+    switch (r) {
+        case Resolution::full: return {{config_.patch_size, b}};
+        case Resolution::low: return {{config_.flexi_patch, b}};
+        case Resolution::multires: {
+            const int64_t k = config_.flexi_rows(b);
+            return {{config_.flexi_patch, k}, {config_.patch_size, b - k}};
+        }
+    }
+    CC_FAIL("unknown resolution");
+}
+
+int64_t ClipModel::low_rows() const {
+    if (!config_.flexi() || config_.flexi_patch == config_.patch_size) return 0;
+    int64_t n = 0;
+    for (const VisionPassSpec& s : vision_plan(batch_, resolution_))
+        if (s.patch == config_.flexi_patch) n += s.rows;
+    return n;
+}
+
+size_t ClipModel::activation_bytes_for(int64_t b, Resolution r) {
+    // A measuring layout overwrites the towers' tensors: lay out the current one again after.
+    const bool live = activations_.capacity() > 0;
     Arena measure;
-    layout(measure, max_batch);
-    activations_ = Arena(be, measure.used(), "activations");
-    layout(activations_, max_batch);
+    layout(measure, b, r);
+    const size_t bytes = measure.used();
+    if (live) layout(activations_, batch_, resolution_);
+    return bytes;
 }
 
-void ClipModel::layout(Arena& arena, int64_t b) {
+void ClipModel::layout(Arena& arena, int64_t b, Resolution r) {
+    const std::vector<VisionPassSpec> plan = vision_plan(b, r);
     arena.reset();
-    vision_.layout(arena, be_->dtype(), b);
+    vision_.layout(arena, be_->dtype(), plan);
     text_.layout(arena, be_->dtype(), b);
-    batch_ = b;
+    if (!arena.measuring()) {
+        batch_ = b;
+        resolution_ = r;
+    }
 }
 
-void ClipModel::set_batch(int64_t b) {
+void ClipModel::set_batch(int64_t b, Resolution r) {
     CC_CHECK(b > 0 && b <= max_batch_, "batch ", b, " outside [1, ", max_batch_, "] this model was laid out for");
-    if (b != batch_) layout(activations_, b);
+    if (b == batch_ && r == resolution_) return;
+    Arena measure;
+    layout(measure, b, r);  // leaves null tensors behind: always lay out the real arena next
+    if (measure.used() > activations_.capacity()) {
+        layout(activations_, batch_, resolution_);
+        CC_FAIL("a batch of ", b, " at resolution '", resolution_name(r), "' needs ", format_bytes(measure.used()),
+                " of activations but the model was sized for ", format_bytes(activations_.capacity()));
+    }
+    layout(activations_, b, r);
 }
 
 void ClipModel::init_weights(uint64_t seed) { init_clip_weights(params_, config_, seed); }
@@ -59,6 +118,19 @@ std::string ClipModel::memory_report() const {
        << "arenas: parameters " << format_bytes(params_.value_bytes()) << ", gradients "
        << format_bytes(params_.grad_bytes()) << ", optimizer " << format_bytes(params_.optimizer_bytes())
        << ", activations " << format_bytes(activations_.capacity()) << " (batch " << max_batch_ << ")";
+    if (config_.flexi()) {
+        const int64_t k = config_.flexi_rows(max_batch_);
+        os << "\nflexi activations at batch " << max_batch_ << ": full (patch " << config_.patch_size << ", "
+           << config_.vision_tokens() << " tokens) " << format_bytes(plan_bytes_[0])
+           << ", multires (" << k << " rows at patch " << config_.flexi_patch << " / " << config_.vision_tokens_at(config_.flexi_patch)
+           << " tokens + " << (max_batch_ - k) << " at patch " << config_.patch_size << ") "
+           << format_bytes(plan_bytes_[1]) << ", low (all at patch "
+           << config_.flexi_patch << ") " << format_bytes(plan_bytes_[2])
+           << "\nflexi compute: image tower FLOP ratio low/full " << config_.image_forward_flops(config_.flexi_patch) /
+                   config_.image_forward_flops()
+           << ", pair forward FLOP ratio A = " << config_.flexi_flop_ratio() << ", multires train FLOPs/pair "
+           << config_.train_flops_per_pair(max_batch_) / (3.0 * config_.forward_flops_per_pair()) << " x IID";
+    }
     return os.str();
 }
 

@@ -1,5 +1,7 @@
 #include "model/model_config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "core/check.h"
@@ -96,6 +98,16 @@ void ModelConfig::validate() const {
     CC_CHECK(context_length >= 2, "model.context_length must be >= 2, got ", context_length);
     CC_CHECK(vocab_size >= 3, "model.vocab_size must be >= 3, got ", vocab_size);
     CC_CHECK(embed_dim > 0, "model.embed_dim must be positive, got ", embed_dim);
+    CC_CHECK(flexi_patch >= 0 && (flexi_patch == 0 || image_size % flexi_patch == 0),
+             "model.flexi_patch (", flexi_patch, ") must be 0 (off) or a positive divisor of model.image_size (",
+             image_size, ")");
+    CC_CHECK(flexi_fraction >= 0.0 && flexi_fraction <= 1.0, "model.flexi_fraction must be in [0, 1], got ",
+             flexi_fraction);
+}
+
+int64_t ModelConfig::flexi_rows(int64_t b) const {
+    if (!flexi()) return 0;
+    return std::min<int64_t>(b, std::max<int64_t>(0, std::llround(flexi_fraction * double(b))));
 }
 
 std::string ModelConfig::summary() const {
@@ -105,22 +117,45 @@ std::string ModelConfig::summary() const {
        << vocab_size << " w" << text.width << " L" << text.layers << " H" << text.heads
        << " | embed " << embed_dim << " " << activation_name(activation) << " "
        << (sigmoid_loss ? "sigmoid" : "softmax");
+    if (flexi())
+        os << " | flexi patch " << flexi_patch << " (" << grid_at(flexi_patch) << "x" << grid_at(flexi_patch)
+           << " tokens) on " << flexi_fraction << " of each batch";
     return os.str();
 }
 
-double ModelConfig::forward_flops_per_pair() const {
-    auto tower = [](const TowerConfig& t, double T) {
-        const double C = t.width, M = double(t.mlp_ratio) * t.width;
-        const double per_layer = 2 * T * C * 3 * C      // qkv
-                                 + 2 * 2 * T * T * C     // scores and weighted sum
-                                 + 2 * T * C * C         // out proj
-                                 + 2 * 2 * T * C * M;    // mlp
-        return t.layers * per_layer;
-    };
-    const double P = num_patches();
-    const double patch_embed = 2 * P * channels * patch_size * patch_size * vision.width;
-    const double proj = 2.0 * vision.width * embed_dim + 2.0 * text.width * embed_dim;
-    return patch_embed + tower(vision, vision_tokens()) + tower(text, context_length) + proj;
+namespace {
+double tower_flops(const TowerConfig& t, double T) {
+    const double C = t.width, M = double(t.mlp_ratio) * t.width;
+    const double per_layer = 2 * T * C * 3 * C      // qkv
+                             + 2 * 2 * T * T * C     // scores and weighted sum
+                             + 2 * T * C * C         // out proj
+                             + 2 * 2 * T * C * M;    // mlp
+    return t.layers * per_layer;
+}
+}  // namespace
+
+double ModelConfig::image_forward_flops(int patch) const {
+    const int p = patch > 0 ? patch : patch_size;
+    const double P = double(grid_at(p)) * grid_at(p);
+    const double patch_embed = 2 * P * channels * p * p * vision.width;
+    return patch_embed + tower_flops(vision, P + 1) + 2.0 * vision.width * embed_dim;
+}
+
+double ModelConfig::text_forward_flops() const {
+    return tower_flops(text, context_length) + 2.0 * text.width * embed_dim;
+}
+
+double ModelConfig::forward_flops_per_pair(int patch) const {
+    return image_forward_flops(patch) + text_forward_flops();
+}
+
+double ModelConfig::flexi_flop_ratio() const {
+    return flexi() ? forward_flops_per_pair(flexi_patch) / forward_flops_per_pair() : 1.0;
+}
+
+double ModelConfig::train_flops_per_pair(int64_t b) const {
+    const double k = b > 0 ? double(flexi_rows(b)) / double(b) : 0.0;
+    return 3.0 * forward_flops_per_pair() * ((1.0 - k) + k * flexi_flop_ratio());
 }
 
 po::options_description model_options() {
@@ -143,7 +178,10 @@ po::options_description model_options() {
         ("model.mlp_ratio", po::value<int>(), "MLP hidden size / width (both towers)")
         ("model.embed_dim", po::value<int>(), "joint embedding dimension")
         ("model.activation", po::value<std::string>(), "gelu or quick_gelu")
-        ("model.loss", po::value<std::string>(), "softmax (CLIP) or sigmoid (SigLIP)");
+        ("model.loss", po::value<std::string>(), "softmax (CLIP) or sigmoid (SigLIP)")
+        ("model.flexi_patch", po::value<int>(),
+         "FlexiViT low-resolution patch size (divides image_size; 0 = off): multi-resolution training and scoring")
+        ("model.flexi_fraction", po::value<double>(), "share of each batch trained at model.flexi_patch (default 0.5)");
     return d;
 }
 
@@ -165,6 +203,8 @@ ModelConfig model_config_from(const po::variables_map& vm) {
     set("model.text_layers", c.text.layers);
     set("model.text_heads", c.text.heads);
     set("model.embed_dim", c.embed_dim);
+    set("model.flexi_patch", c.flexi_patch);
+    if (vm.count("model.flexi_fraction")) c.flexi_fraction = vm["model.flexi_fraction"].as<double>();
     if (vm.count("model.mlp_ratio")) c.vision.mlp_ratio = c.text.mlp_ratio = vm["model.mlp_ratio"].as<int>();
     if (vm.count("model.image_mean"))
         c.image_mean = parse_floats(vm["model.image_mean"].as<std::string>(), "image_mean");

@@ -34,15 +34,36 @@ struct ModelConfig {
     int embed_dim = 64;
     Activation activation = Activation::gelu;
     bool sigmoid_loss = false;  // declares logit_bias and SigLIP's init of logit_scale
+    // multi-resolution (FlexiViT, DESIGN §4): the same vision weights also run at patch
+    // size flexi_patch (PI-resized kernel, interpolated positional embedding); training
+    // then runs the first round(flexi_fraction * B) rows of every local batch at that
+    // patch size and the rest at patch_size, and JEST can score at it. 0 = off.
+    int flexi_patch = 0;
+    double flexi_fraction = 0.5;
 
+    bool flexi() const { return flexi_patch > 0; }
     int grid() const { return image_size / patch_size; }
     int num_patches() const { return grid() * grid(); }
     int vision_tokens() const { return num_patches() + 1; }
+    // The same at another patch size (0 = patch_size).
+    int grid_at(int patch) const { return image_size / (patch > 0 ? patch : patch_size); }
+    int vision_tokens_at(int patch) const { return grid_at(patch) * grid_at(patch) + 1; }
+    // Rows of a local batch of b that multi-resolution training runs at flexi_patch.
+    int64_t flexi_rows(int64_t b) const;
     // Throws an Error naming the first impossible value.
     void validate() const;
     std::string summary() const;
-    // Forward FLOPs of one image-text pair (matmuls and attention, 2 per MAC).
-    double forward_flops_per_pair() const;
+    // Forward FLOPs of one image-text pair (matmuls and attention, 2 per MAC), with the
+    // image tower at patch size `patch` (0 = patch_size).
+    double forward_flops_per_pair(int patch = 0) const;
+    double image_forward_flops(int patch = 0) const;  // the image tower alone
+    double text_forward_flops() const;                // the text tower alone
+    // DESIGN §6 compute accounting: A = forward FLOPs of a pair with the image tower at
+    // flexi_patch over those at patch_size (1 when flexi is off).
+    double flexi_flop_ratio() const;
+    // Training FLOPs of one pair (3 forwards) as the multi-resolution step runs it for a
+    // local batch of b: 3F((1-k/b) + (k/b) A), k = flexi_rows(b); 3F when flexi is off.
+    double train_flops_per_pair(int64_t b) const;
 
     static ModelConfig preset(const std::string& name);  // tiny, small, vit_b32, vit_b16, vit_l14
     static std::vector<std::string> preset_names();

@@ -3,7 +3,7 @@
 namespace curaclip {
 
 TrainStep::TrainStep(ClipModel& model, ContrastiveLoss& loss, Collectives& coll)
-    : model_(model), loss_(loss), coll_(coll) {
+    : model_(model), loss_(loss), coll_(coll), batch_(model.batch()), multires_(model.config().flexi()) {
     CC_CHECK(loss.local_batch() == model.batch(), "loss laid out for a local batch of ", loss.local_batch(),
              " but the model for ", model.batch());
     CC_CHECK((loss.kind() == LossKind::sigmoid) == model.config().sigmoid_loss,
@@ -11,7 +11,19 @@ TrainStep::TrainStep(ClipModel& model, ContrastiveLoss& loss, Collectives& coll)
              " loss but the loss is ", loss_kind_name(loss.kind()));
 }
 
+void TrainStep::set_multires(bool on) {
+    CC_CHECK(!on || model_.config().flexi(), "multi-resolution training needs model.flexi_patch > 0");
+    multires_ = on;
+}
+
+double TrainStep::train_flops_per_pair() const {
+    const ModelConfig& c = model_.config();
+    return multires_ ? c.train_flops_per_pair(batch_) : 3.0 * c.forward_flops_per_pair();
+}
+
 double TrainStep::compute_gradients(const uint8_t* images, const int32_t* tokens) {
+    // Eval or JEST scoring may have re-laid out the model in between: back to the training layout.
+    model_.set_batch(batch_, multires_ ? ClipModel::Resolution::multires : ClipModel::Resolution::full);
     model_.set_inputs(images, tokens);
     model_.params().zero_grad();
     model_.forward();

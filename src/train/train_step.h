@@ -1,6 +1,9 @@
 // One data-parallel training step of a CLIP model (DESIGN §2):
 //   forward both towers -> distributed contrastive loss -> backward ->
 //   all-reduce (SUM) of parameter gradients -> AdamW.
+// Multi-resolution models (ModelConfig::flexi(), FlexiViT) train the first
+// config.flexi_rows(B) rows of every local batch at flexi_patch and the rest at
+// patch_size (ClipModel::Resolution::multires); the loss is unchanged.
 // The loss already averages over the global batch (src/loss/contrastive_loss.h),
 // so the summed gradients are the global gradient on every rank.
 #pragma once
@@ -29,10 +32,18 @@ public:
     // compute_gradients, then one optimizer step.
     StepResult run(const uint8_t* images, const int32_t* tokens, AdamW& opt);
 
+    // Multi-resolution training on (default for a flexi model) or off (all rows at full resolution).
+    void set_multires(bool on);
+    bool multires() const { return multires_; }
+    // Training FLOPs of one pair as this step runs it (DESIGN §6: 3F, or 3F((1-k/B) + (k/B) A)).
+    double train_flops_per_pair() const;
+
 private:
     ClipModel& model_;
     ContrastiveLoss& loss_;
     Collectives& coll_;
+    int64_t batch_;
+    bool multires_;
 };
 
 }  // namespace curaclip

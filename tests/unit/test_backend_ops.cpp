@@ -480,6 +480,24 @@ std::vector<OpCase> make_cases() {
         });
     }
 
+    // JEST: the pairwise sigmoid loss matrix of a row block (logits of both signs, saturated
+    // ones included: t = ln 100 with b = -10 or +10 pushes |logit| up to 110).
+    struct Nll {
+        int64_t M, N, off;
+        double t, b;
+    };
+    for (Nll n : {Nll{6, 6, 0, std::log(10.0), -10.0}, Nll{3, 11, 5, std::log(100.0), 10.0},
+                  Nll{1, 1, 0, 0.0, 0.3}, Nll{17, 68, 34, std::log(100.0), -10.0}}) {
+        add("pairwise_sigmoid_nll", dims({n.M, n.N}) + " off" + std::to_string(n.off), [n](OpEnv& e) {
+            Tensor dots = e.rand({n.M, n.N}), t = e.scalar(n.t, e.stat()), b = e.scalar(n.b, e.stat());
+            e.be.pairwise_sigmoid_nll(e.output("nll", {n.M, n.N}), dots, t, b, n.off);
+        });
+    }
+    add("pairwise_sigmoid_nll", "5x9 off2 in-place", [](OpEnv& e) {
+        Tensor x = e.inout("nll", e.rand({5, 9}));
+        e.be.pairwise_sigmoid_nll(x, x, e.scalar(std::log(10.0), e.stat()), e.scalar(-5.0, e.stat()), 2);
+    });
+
     // optimizer
     for (int64_t step : {1, 7, 1000}) {
         add("adamw_step", "1000 step" + std::to_string(step), [step](OpEnv& e) {
@@ -492,6 +510,17 @@ std::vector<OpCase> make_cases() {
             hp.weight_decay = step == 7 ? 0.0f : 0.2f;
             hp.step = step;
             e.be.adamw_step(p, g, m, v, hp, step == 7 ? 0.5f : 1.0f);
+        });
+    }
+    // k-means (several row blocks with a short last one; one row, one center)
+    struct Km {
+        int64_t N, D, K, B;
+    };
+    for (Km k : {Km{37, 5, 11, 8}, Km{100, 64, 33, 100}, Km{1, 3, 1, 1}, Km{300, 16, 40, 7}}) {
+        add("kmeans_assign", dims({k.N, k.D, k.K}) + " B" + std::to_string(k.B), [k](OpEnv& e) {
+            Tensor x = e.rand({k.N, k.D}), cen = e.rand({k.K, k.D}), csq = e.rand({k.K}, 0.0, 2.0);
+            e.be.kmeans_assign(e.output("assign", {k.N}, DType::i32), e.output("dist", {k.N}), x, cen,
+                               csq, e.zeros({k.B, k.K}, e.dt()));
         });
     }
     return c;
@@ -655,7 +684,8 @@ TEST(BackendOpsHarness, CoversEveryOp) {
         "activation_backward", "l2_normalize_forward", "l2_normalize_backward", "attention_forward",
         "attention_backward", "embedding_forward", "embedding_backward", "patchify",
         "vit_embed_forward", "vit_embed_backward", "argmax_rows", "gather_rows",
-        "gather_rows_backward", "softmax_xent_rows", "sigmoid_pairwise_rows", "adamw_step", "clamp"};
+        "gather_rows_backward", "softmax_xent_rows", "sigmoid_pairwise_rows", "adamw_step", "clamp",
+        "kmeans_assign", "pairwise_sigmoid_nll"};
     std::set<std::string> seen;
     for (const auto& c : make_cases()) {
         EXPECT_TRUE(all.count(c.op)) << "unknown op name in the table: " << c.op;
@@ -905,6 +935,32 @@ TEST(ReferenceSpec, LossesAndAdamW) {
     EXPECT_LE(max_abs_diff(host(*be, p), P), kSpecTol) << "adamw param";
     EXPECT_LE(max_abs_diff(host(*be, m), Mo), kSpecTol) << "adamw m";
     EXPECT_LE(max_abs_diff(host(*be, v), V), kSpecTol) << "adamw v";
+}
+
+// pairwise_sigmoid_nll against the formula of backend.h, and against the loss op: the
+// sum of the matrix is sigmoid_pairwise_rows's loss.
+TEST(ReferenceSpec, PairwiseSigmoidNll) {
+    std::unique_ptr<Backend> be = make_backend(kReference);
+    OpEnv e(*be, 45, DType::f64, false);
+    const int64_t M = 4, N = 9, off = 3;
+    const double t = std::log(100.0), bias = -10.0;
+    Tensor dots = e.rand({M, N}), ts = e.scalar(t, DType::f64), bs = e.scalar(bias, DType::f64);
+    Tensor nll = e.zeros({M, N}, DType::f64), loss = e.zeros({1}, DType::f64);
+    be->pairwise_sigmoid_nll(nll, dots, ts, bs, off);
+    be->sigmoid_pairwise_rows(loss, Tensor{}, Tensor{}, Tensor{}, dots, ts, bs, off, 1.0f);
+    const auto D = host(*be, dots), Y = host(*be, nll);
+    std::vector<double> want(M * N);
+    double sum = 0.0;
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            const double z = j == off + i ? 1.0 : -1.0, logit = std::exp(t) * D[i * N + j] + bias;
+            want[i * N + j] = -std::log(1 / (1 + std::exp(-z * logit)));
+            sum += Y[i * N + j];
+        }
+    EXPECT_LE(max_abs_diff(Y, want), 1e-9) << "pairwise_sigmoid_nll";  // -log(1/(1+e^x)) loses digits
+    EXPECT_NEAR(sum, host(*be, loss)[0], 1e-10 * std::abs(sum)) << "sum vs sigmoid_pairwise_rows";
+    EXPECT_THROW(be->pairwise_sigmoid_nll(e.zeros({M, N}, DType::f64), dots, ts, bs, N - M + 1), Error);
+    EXPECT_THROW(be->pairwise_sigmoid_nll(e.zeros({M, N + 1}, DType::f64), dots, ts, bs, 0), Error);
 }
 
 // Misuse becomes a curaclip::Error, not a crash.

@@ -1,0 +1,42 @@
+// JEST kernels of the CPU backend: the pairwise sigmoid loss matrix of a row
+// block (DESIGN §6), from which the learnability matrix is formed.
+// Each element is computed in double from its own inputs only, so the result
+// of element (i, j) does not depend on the block it sits in (M, threads).
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/cpu_kernels.h"
+
+namespace curaclip::cpu {
+
+template <typename T>
+void pairwise_sigmoid_nll(Tensor nll, Tensor dots, Tensor logit_scale, Tensor logit_bias,
+                          int64_t label_offset) {
+    const char* op = "pairwise_sigmoid_nll";
+    check_compute<T>(dots, op, "dots");
+    check_compute<T>(nll, op, "nll");
+    const int64_t M = dots.shape.rows(), N = dots.shape.cols();
+    CC_CHECK(nll.shape.rows() == M && nll.shape.cols() == N, op, ": nll ", nll.shape.str(),
+             " differs from dots ", dots.shape.str());
+    CC_CHECK(label_offset >= 0 && label_offset + M <= N, op, ": label_offset ", label_offset,
+             " puts the positives of ", M, " rows outside the ", N, " columns of dots ",
+             dots.shape.str());
+    const double s = std::exp(read_scalar(logit_scale, op, "logit_scale"));
+    const double b = read_scalar(logit_bias, op, "logit_bias");
+    const T* x = dots.as<T>();
+    T* y = nll.as<T>();
+#pragma omp parallel for schedule(static) if (M * N > (1 << 14))
+    for (int64_t i = 0; i < M; ++i) {
+        const int64_t label = label_offset + i;
+        for (int64_t j = 0; j < N; ++j) {
+            const double logit = s * double(x[i * N + j]) + b;
+            const double m = j == label ? -logit : logit;  // -z * logit
+            // softplus(m) = log(1 + e^m), stable for any m.
+            y[i * N + j] = T(std::max(m, 0.0) + std::log1p(std::exp(-std::abs(m))));
+        }
+    }
+}
+
+CC_CPU_INSTANTIATE(pairwise_sigmoid_nll, (Tensor, Tensor, Tensor, Tensor, int64_t))
+
+}  // namespace curaclip::cpu
