@@ -175,14 +175,16 @@ public:
 
     // ---- k-means ----------------------------------------------------------------------------
     // Nearest center of each point (MoDE clustering, src/mode/kmeans.h): for x [N,D] and
-    // centers [K,D], assign[i] = argmin_k ||x_i - c_k||^2 (i32 [N]) and dist[i] = that squared
-    // distance (compute dtype [N]), evaluated as GEMM + argmin: assign[i] = argmin_k
-    // (center_sq_norms[k] - 2 x_i.c_k) (ties -> the lowest k), dist[i] = max(0, ||x_i||^2 +
-    // that minimum); center_sq_norms [K] (compute dtype) is given by the caller.
+    // centers [K,D], assign[i] = argmin_k ||x_i - c_k||^2 (i32 [N]; ties -> the lowest k) and
+    // dist[i] = that squared distance (compute dtype [N]). Evaluated as GEMM + argmin: the
+    // GEMM values v_k = center_sq_norms[k] - 2 x_i.c_k (center_sq_norms [K], compute dtype,
+    // given by the caller) screen the centers, and every center within the GEMM's error
+    // bound of the smallest v is re-scored by the float64 distance summed over d in order,
+    // which decides (and is dist). So the result of row i depends only on x_i and the
+    // centers, not on N, the row's position, the block size or the threads: a point gets
+    // the same answer whatever block of a distributed data set it sits in.
     // scratch [B,K] (B >= 1, compute dtype) holds the dot products of B rows at a time; its
-    // contents afterwards are unspecified. The result of row i must depend only on x_i and
-    // the centers (not on N, B, the row's position or the threads), so a point gets the same
-    // answer whatever block of a distributed data set it sits in.
+    // contents afterwards are unspecified.
     virtual void kmeans_assign(Tensor assign, Tensor dist, Tensor x, Tensor centers,
                                Tensor center_sq_norms, Tensor scratch) = 0;
 };

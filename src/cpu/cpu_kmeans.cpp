@@ -1,14 +1,17 @@
 // k-means assignment on the CPU: GEMM (OpenBLAS) of a block of rows against all
 // centers, then a per-row argmin (OpenMP over rows).
 //
-// Row independence (backend.h): the dot products of row i come from sgemm/dgemm,
-// whose micro-kernels accumulate every output element over D in the same order
-// wherever the row sits in the block (BLAS splits M and N between threads, never
-// D); ||x_i||^2 is a sequential double sum of the row. tests/unit/test_kmeans.cpp
-// checks that a row gets bitwise the same answer at any offset and block size.
+// Row independence (backend.h): OpenBLAS sums a dot product in different orders
+// for different block shapes, offsets and thread counts (measured: thousands of
+// last-bit differences), so the GEMM only screens: every center whose GEMM value
+// is within a rigorous error bound of the best is re-scored by the float64
+// distance summed in a fixed order, and that decides (usually one or two
+// candidates per row, D flops each). tests/unit/test_kmeans.cpp checks that a
+// row gets bitwise the same answer at any offset and block size.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "cpu/cpu_kernels.h"
 
@@ -98,18 +101,60 @@ void kmeans_assign(Tensor assign, Tensor dist, Tensor x, Tensor centers, Tensor 
     T* S = scratch.as<T>();
     int32_t* A = assign.as<int32_t>();
     T* dd = dist.as<T>();
+    // Error bound of v_k = csq_k - 2 x.c_k from the GEMM (|error| <= (D+2) u (2 |x||c| + csq
+    // + |v|) with unit roundoff u), doubled for safety.
+    double cmax = 0.0, csq_max = 0.0;
+    for (int64_t c = 0; c < K; ++c) {
+        double s2 = 0.0;
+        for (int64_t d = 0; d < D; ++d) s2 += double(C[c * D + d]) * double(C[c * D + d]);
+        cmax = std::max(cmax, std::sqrt(s2));
+        csq_max = std::max(csq_max, std::fabs(double(csq[c])));
+    }
+    const double bound_scale = 4.0 * double(D + 4) * double(std::numeric_limits<T>::epsilon());
+    // A one-row GEMM may take BLAS's gemv path, which sums in another order than the GEMM
+    // micro-kernels: a lone row is computed as the first of a two-row block instead.
+    std::vector<T> pad_x, pad_s;
     for (int64_t r0 = 0; r0 < N; r0 += B) {
         const int64_t m = std::min(B, N - r0);
-        gemm<T>(false, true, m, K, D, T(1), X + r0 * D, D, C, D, T(0), S, K);
+        if (m == 1) {
+            pad_x.assign(size_t(2 * D), T(0));
+            pad_s.resize(size_t(2 * K));
+            std::copy(X + r0 * D, X + (r0 + 1) * D, pad_x.begin());
+            gemm<T>(false, true, 2, K, D, T(1), pad_x.data(), D, C, D, T(0), pad_s.data(), K);
+            std::copy(pad_s.begin(), pad_s.begin() + K, S);
+        } else {
+            gemm<T>(false, true, m, K, D, T(1), X + r0 * D, D, C, D, T(0), S, K);
+        }
 #pragma omp parallel for schedule(static) if (m * K > (1 << 14))
         for (int64_t i = 0; i < m; ++i) {
             const T* row = X + (r0 + i) * D;
             double xsq = 0.0;
             for (int64_t d = 0; d < D; ++d) xsq += double(row[d]) * double(row[d]);
             T best;
-            const int64_t k = argmin_row<T>(S + i * K, csq, K, &best);
-            A[r0 + i] = int32_t(k);
-            dd[r0 + i] = std::max(T(0), T(xsq) + best);
+            argmin_row<T>(S + i * K, csq, K, &best);
+            // Decide among the centers within the GEMM's error bound of the best by the
+            // float64 distance, summed in a fixed order: the answer depends on x_i and the
+            // centers only (BLAS sums differently for different block shapes and threads).
+            const double margin = bound_scale * (2.0 * std::sqrt(xsq) * cmax + csq_max + std::fabs(double(best)));
+            const T limit = T(double(best) + margin);
+            double exact = std::numeric_limits<double>::infinity();
+            int64_t arg = 0;
+            const T* dots = S + i * K;
+            for (int64_t c = 0; c < K; ++c) {
+                if (csq[c] - T(2) * dots[c] > limit) continue;
+                const T* cr = C + c * D;
+                double e = 0.0;
+                for (int64_t d = 0; d < D; ++d) {
+                    const double t = double(row[d]) - double(cr[d]);
+                    e += t * t;
+                }
+                if (e < exact) {
+                    exact = e;
+                    arg = c;
+                }
+            }
+            A[r0 + i] = int32_t(arg);
+            dd[r0 + i] = T(exact);
         }
     }
 }

@@ -466,7 +466,9 @@ Selection Sampler::select(const ScoreBlock& block, uint64_t step) {
         v = view_of(full_);
     } else {
         v = view_of(block);
-        if (P_ > 1) hc.comm = comm_;
+        // Sharded: the per-chunk all-reduces run even on one rank (nothing to reduce, but
+        // the cost is that of the real code path, e.g. for bench_jest_sampler).
+        if (cfg_.mode == SelectMode::sharded) hc.comm = comm_;
     }
 
     auto st = make_state(v, hc, cfg_.loss, cfg_.score, stat[0], b_);

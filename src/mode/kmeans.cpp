@@ -374,14 +374,16 @@ KMeansResult kmeans(Backend& be, const Communicator& comm, const float* x, int64
     res.k = k;
     res.dim = dim;
     res.n_total = n_total;
+    double max_abs = 0.0;
+    for (int64_t i = 0; i < n_local * dim; ++i)
+        max_abs = std::isfinite(x[i]) ? std::max(max_abs, double(std::fabs(x[i])))
+                                      : std::numeric_limits<double>::infinity();
+    comm.allreduce_max(&max_abs, 1);
+    CC_CHECK(std::isfinite(max_abs), "k-means: the points contain NaN or Inf");
     if (init_centers) res.centers.assign(init_centers, init_centers + k * dim);
     else res.centers = kmeans_init(comm, x, n_local, dim, k, opt.init, opt.seed, opt.stream);
     for (float v : res.centers) CC_CHECK(std::isfinite(v), "k-means: non-finite initial center");
 
-    double max_abs = 0.0;
-    for (int64_t i = 0; i < n_local * dim; ++i) max_abs = std::max(max_abs, double(std::fabs(x[i])));
-    comm.allreduce_max(&max_abs, 1);
-    CC_CHECK(std::isfinite(max_abs), "k-means: the points contain NaN or Inf");
     const double scale = std::ldexp(1.0, fixed_exponent(max_abs, n_total));
 
     NearestCenter nc(be, res.centers.data(), k, dim, std::max<int64_t>(n_local, 1), opt.block_rows);
@@ -389,47 +391,29 @@ KMeansResult kmeans(Backend& be, const Communicator& comm, const float* x, int64
     std::vector<float> dist(static_cast<size_t>(n_local));
     std::vector<float> dm;  // balanced: [n_local, k] squared distances
     std::vector<double> prices;
-    std::vector<double> xsq;
-    if (opt.balanced) {
-        dm.resize(size_t(n_local * k));
-        xsq.resize(size_t(n_local));
-        for (int64_t i = 0; i < n_local; ++i) {
-            double s = 0.0;
-            for (int64_t d = 0; d < dim; ++d) s += double(x[i * dim + d]) * double(x[i * dim + d]);
-            xsq[size_t(i)] = s;
-        }
-    }
+    if (opt.balanced) dm.resize(size_t(n_local * k));
     auto do_assign = [&] {
         if (!opt.balanced) {
             nc.assign(x, n_local, assign.data(), dist.data());
             return;
         }
-        // Distances to every center, in the same evaluation as kmeans_assign (fp32 GEMM).
-        std::vector<double> csq(static_cast<size_t>(k));
-        for (int64_t c = 0; c < k; ++c) {
-            double s = 0.0;
-            for (int64_t d = 0; d < dim; ++d) s += double(res.centers[size_t(c * dim + d)]) * double(res.centers[size_t(c * dim + d)]);
-            csq[size_t(c)] = double(float(s));
-        }
-        if (n_local > 0) {
-            std::vector<float> dots(size_t(n_local * k));
-            Backend& b = be;
-            const DType dt = b.dtype();
-            void* px = b.alloc(size_t(n_local * dim) * dtype_size(dt));
-            void* pc = b.alloc(size_t(k * dim) * dtype_size(dt));
-            void* po = b.alloc(size_t(n_local * k) * dtype_size(dt));
-            Tensor tx{px, dt, {n_local, dim}}, tc{pc, dt, {k, dim}}, to{po, dt, {n_local, k}};
-            b.upload(tx, x);
-            b.upload(tc, res.centers.data());
-            b.matmul(to, tx, tc, false, true);
-            b.download(dots.data(), to);
-            b.free(px);
-            b.free(pc);
-            b.free(po);
-#pragma omp parallel for schedule(static) if (n_local * k > (1 << 16))
-            for (int64_t i = 0; i < n_local; ++i)
-                for (int64_t c = 0; c < k; ++c)
-                    dm[size_t(i * k + c)] = std::max(0.0f, float(xsq[size_t(i)]) + (float(csq[size_t(c)]) - 2.0f * dots[size_t(i * k + c)]));
+        // Distances to every center, each summed over d in a fixed order (vectorized across
+        // centers), so they do not depend on how the points are split between ranks.
+        std::vector<float> ct(size_t(dim * k));  // centers transposed [dim, k]
+        for (int64_t c = 0; c < k; ++c)
+            for (int64_t d = 0; d < dim; ++d) ct[size_t(d * k + c)] = res.centers[size_t(c * dim + d)];
+#pragma omp parallel for schedule(static) if (n_local * k * dim > (1 << 18))
+        for (int64_t i = 0; i < n_local; ++i) {
+            float* out = &dm[size_t(i * k)];
+            std::fill(out, out + k, 0.0f);
+            for (int64_t d = 0; d < dim; ++d) {
+                const float xv = x[i * dim + d];
+                const float* cr = &ct[size_t(d * k)];
+                for (int64_t c = 0; c < k; ++c) {
+                    const float t = xv - cr[c];
+                    out[c] += t * t;
+                }
+            }
         }
         balanced_assign(comm, dm.data(), n_local, k, opt.balance_rounds, prices, assign.data(), dist.data());
     };

@@ -119,17 +119,16 @@ std::string ClipModel::memory_report() const {
        << format_bytes(params_.grad_bytes()) << ", optimizer " << format_bytes(params_.optimizer_bytes())
        << ", activations " << format_bytes(activations_.capacity()) << " (batch " << max_batch_ << ")";
     if (config_.flexi()) {
-        const int64_t k = config_.flexi_rows(max_batch_);
-        os << "\nflexi activations at batch " << max_batch_ << ": full (patch " << config_.patch_size << ", "
-           << config_.vision_tokens() << " tokens) " << format_bytes(plan_bytes_[0])
-           << ", multires (" << k << " rows at patch " << config_.flexi_patch << " / " << config_.vision_tokens_at(config_.flexi_patch)
-           << " tokens + " << (max_batch_ - k) << " at patch " << config_.patch_size << ") "
-           << format_bytes(plan_bytes_[1]) << ", low (all at patch "
-           << config_.flexi_patch << ") " << format_bytes(plan_bytes_[2])
-           << "\nflexi compute: image tower FLOP ratio low/full " << config_.image_forward_flops(config_.flexi_patch) /
-                   config_.image_forward_flops()
-           << ", pair forward FLOP ratio A = " << config_.flexi_flop_ratio() << ", multires train FLOPs/pair "
-           << config_.train_flops_per_pair(max_batch_) / (3.0 * config_.forward_flops_per_pair()) << " x IID";
+        const ModelConfig& c = config_;
+        const int64_t k = c.flexi_rows(max_batch_);
+        os << "\nflexi activations at batch " << max_batch_ << ": full (patch " << c.patch_size << ", "
+           << c.vision_tokens() << " tokens) " << format_bytes(plan_bytes_[0]) << ", multires (" << k
+           << " rows at patch " << c.flexi_patch << " / " << c.vision_tokens_at(c.flexi_patch) << " tokens + "
+           << (max_batch_ - k) << " at patch " << c.patch_size << ") " << format_bytes(plan_bytes_[1])
+           << ", low (all at patch " << c.flexi_patch << ") " << format_bytes(plan_bytes_[2])
+           << "\nflexi compute: image tower FLOP ratio low/full " << c.flexi_image_flop_ratio()
+           << ", pair forward FLOP ratio A = " << c.flexi_flop_ratio() << ", multires train FLOPs/pair "
+           << c.train_flops_per_pair(max_batch_) / (3.0 * c.forward_flops_per_pair()) << " x IID";
     }
     return os.str();
 }

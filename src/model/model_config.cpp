@@ -153,6 +153,10 @@ double ModelConfig::flexi_flop_ratio() const {
     return flexi() ? forward_flops_per_pair(flexi_patch) / forward_flops_per_pair() : 1.0;
 }
 
+double ModelConfig::flexi_image_flop_ratio() const {
+    return flexi() ? image_forward_flops(flexi_patch) / image_forward_flops() : 1.0;
+}
+
 double ModelConfig::train_flops_per_pair(int64_t b) const {
     const double k = b > 0 ? double(flexi_rows(b)) / double(b) : 0.0;
     return 3.0 * forward_flops_per_pair() * ((1.0 - k) + k * flexi_flop_ratio());

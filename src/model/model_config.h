@@ -61,6 +61,8 @@ struct ModelConfig {
     // DESIGN §6 compute accounting: A = forward FLOPs of a pair with the image tower at
     // flexi_patch over those at patch_size (1 when flexi is off).
     double flexi_flop_ratio() const;
+    // The same for the image tower alone (what the low-resolution pass saves).
+    double flexi_image_flop_ratio() const;
     // Training FLOPs of one pair (3 forwards) as the multi-resolution step runs it for a
     // local batch of b: 3F((1-k/b) + (k/b) A), k = flexi_rows(b); 3F when flexi is off.
     double train_flops_per_pair(int64_t b) const;

@@ -147,7 +147,7 @@ TEST(JestDistributed, ExchangeDeliversTheSelectedExamples) {
         // A selection as the sampler makes them: b distinct positions in some order.
         std::vector<int64_t> perm(B);
         for (int64_t i = 0; i < B; ++i) perm[size_t(i)] = i;
-        std::mt19937 gen(uint32_t(seed));
+        std::mt19937 gen{static_cast<uint32_t>(seed)};
         std::shuffle(perm.begin(), perm.end(), gen);
         for (int64_t b : {int64_t(16), B}) {
             const std::vector<int64_t> sel(perm.begin(), perm.begin() + b);

@@ -437,6 +437,8 @@ TEST(FlexiConfig, ComputeAccountingOfTheTinyRecipe) {
     EXPECT_GT(A, 0.0);
     EXPECT_LT(A, 1.0);
     EXPECT_DOUBLE_EQ(A, c.forward_flops_per_pair(14) / F);
+    EXPECT_DOUBLE_EQ(c.flexi_image_flop_ratio(), c.image_forward_flops(14) / c.image_forward_flops());
+    EXPECT_LT(c.flexi_image_flop_ratio(), A);  // the text tower costs the same at both resolutions
     // DESIGN §6: half of each batch at low resolution costs 3F(0.5 + 0.5A) per pair.
     EXPECT_NEAR(c.train_flops_per_pair(256), 3 * F * (0.5 + 0.5 * A), 1e-9 * F);
     std::printf("tiny, flexi patch 14: F = %.4g FLOPs/pair (image %.4g at patch 7, %.4g at patch 14), A = %.4f\n", F,

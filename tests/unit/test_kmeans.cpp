@@ -83,7 +83,7 @@ TEST(KMeans, OneLloydStepMatchesFloat64BruteForce) {
 
 TEST(KMeans, ConvergesOnBlobsAndReportsEveryIteration) {
     const int64_t n = 2000, dim = 16, k = 8;
-    const auto x = blobs(n, dim, k, 2);
+    const auto x = blobs(n, dim, k, 2, 0.03);
     auto be = make_backend("cpu");
     KMeansOptions opt;
     opt.k = k;
