@@ -9,5 +9,7 @@ int cmd_prep(int argc, char** argv);
 int cmd_train(int argc, char** argv, const Communicator& world);
 int cmd_eval(int argc, char** argv, const Communicator& world);
 int cmd_info(int argc, char** argv);
+int cmd_embed(int argc, char** argv, const Communicator& world);
+int cmd_cluster(int argc, char** argv, const Communicator& world);
 
 }  // namespace curaclip

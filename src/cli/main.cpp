@@ -21,6 +21,8 @@ void usage() {
         "  prep      prepare a dataset as HDF5 (prep fashion-mnist)\n"
         "  train     data-parallel CLIP training (run under mpirun for several ranks)\n"
         "  eval      zero-shot classification and retrieval of a checkpoint\n"
+        "  embed     caption (or image) embeddings of a dataset by a checkpoint (MoDE, JEST)\n"
+        "  cluster   MoDE two-stage k-means of caption embeddings into experts\n"
         "  info      compiled backends, model presets and their sizes\n"
         "run `curaclip <command> --help` for the options of a command\n");
 }
@@ -62,7 +64,8 @@ int main(int argc, char** argv) {
         return argc < 2 ? 2 : 0;
     }
     const std::string cmd = argv[1];
-    if (cmd != "prep" && cmd != "train" && cmd != "eval" && cmd != "info") {
+    if (cmd != "prep" && cmd != "train" && cmd != "eval" && cmd != "info" && cmd != "embed" &&
+        cmd != "cluster") {
         std::fprintf(stderr, "curaclip: unknown command '%s'\n", cmd.c_str());
         usage();
         return 2;
@@ -76,6 +79,8 @@ int main(int argc, char** argv) {
         if (cmd == "train" || cmd == "eval") curaclip::check_world_matches_launcher(world);
         if (cmd == "train") return curaclip::cmd_train(argc - 1, argv + 1, world);
         if (cmd == "eval") return curaclip::cmd_eval(argc - 1, argv + 1, world);
+        if (cmd == "embed") return curaclip::cmd_embed(argc - 1, argv + 1, world);
+        if (cmd == "cluster") return curaclip::cmd_cluster(argc - 1, argv + 1, world);
         return curaclip::cmd_info(argc - 1, argv + 1);
     } catch (const std::exception& e) {
         const std::string msg = "curaclip " + cmd + ": error: " + e.what();

@@ -212,12 +212,25 @@ void NearestCenter::set_centers(const float* centers) {
 void NearestCenter::assign(const float* x, int64_t n, int32_t* assign, float* dist) {
     for (int64_t r0 = 0; r0 < n; r0 += max_rows_) {
         const int64_t m = std::min(max_rows_, n - r0);
-        Tensor xs = x_.slice_rows(0, m);
-        be_.upload(xs, x + r0 * dim_);
-        be_.kmeans_assign(assign_.slice_rows(0, m), dist_.slice_rows(0, m), xs, centers_, csq_, scratch_);
-        be_.download_raw(assign + r0, assign_.slice_rows(0, m));
-        if (dist) be_.download(dist + r0, dist_.slice_rows(0, m));
+        load(x + r0 * dim_, m);
+        assign_loaded(assign + r0, dist ? dist + r0 : nullptr);
     }
+    loaded_ = -1;
+}
+
+void NearestCenter::load(const float* x, int64_t n) {
+    CC_CHECK(n >= 0 && n <= max_rows_, "NearestCenter: ", n, " rows exceed the ", max_rows_, " it was laid out for");
+    if (n > 0) be_.upload(x_.slice_rows(0, n), x);
+    loaded_ = n;
+}
+
+void NearestCenter::assign_loaded(int32_t* assign, float* dist) {
+    CC_CHECK(loaded_ >= 0, "NearestCenter: assign_loaded before load");
+    const int64_t m = loaded_;
+    if (m == 0) return;
+    be_.kmeans_assign(assign_.slice_rows(0, m), dist_.slice_rows(0, m), x_.slice_rows(0, m), centers_, csq_, scratch_);
+    be_.download_raw(assign, assign_.slice_rows(0, m));
+    if (dist) be_.download(dist, dist_.slice_rows(0, m));
     be_.synchronize();
 }
 
@@ -387,6 +400,7 @@ KMeansResult kmeans(Backend& be, const Communicator& comm, const float* x, int64
     const double scale = std::ldexp(1.0, fixed_exponent(max_abs, n_total));
 
     NearestCenter nc(be, res.centers.data(), k, dim, std::max<int64_t>(n_local, 1), opt.block_rows);
+    if (!opt.balanced) nc.load(x, n_local);
     std::vector<int32_t> assign(static_cast<size_t>(n_local), -1), prev;
     std::vector<float> dist(static_cast<size_t>(n_local));
     std::vector<float> dm;  // balanced: [n_local, k] squared distances
@@ -394,7 +408,7 @@ KMeansResult kmeans(Backend& be, const Communicator& comm, const float* x, int64
     if (opt.balanced) dm.resize(size_t(n_local * k));
     auto do_assign = [&] {
         if (!opt.balanced) {
-            nc.assign(x, n_local, assign.data(), dist.data());
+            nc.assign_loaded(assign.data(), dist.data());
             return;
         }
         // Distances to every center, each summed over d in a fixed order (vectorized across

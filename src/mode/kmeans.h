@@ -93,11 +93,15 @@ public:
     void set_centers(const float* centers);
     // Any n; processed max_rows at a time. dist may be null.
     void assign(const float* x, int64_t n, int32_t* assign, float* dist);
+    // Keep n <= max_rows points on the backend (uploaded once), then assign them as often
+    // as the centers change (the Lloyd loop).
+    void load(const float* x, int64_t n);
+    void assign_loaded(int32_t* assign, float* dist);
     int64_t k() const { return k_; }
 
 private:
     Backend& be_;
-    int64_t k_, dim_, max_rows_, block_;
+    int64_t k_, dim_, max_rows_, block_, loaded_ = -1;
     std::vector<void*> mem_;
     Tensor x_, centers_, csq_, scratch_, assign_, dist_;
     std::vector<double> host_dist_;

@@ -18,6 +18,7 @@
 #include "mpi/collectives.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "train/preemption.h"
+#include "train/jest_step.h"
 #include "train/train_step.h"
 
 namespace po = boost::program_options;
@@ -53,6 +54,24 @@ po::options_description train_options() {
         ("train.stop_at", po::value<int64_t>()->default_value(0),
          "checkpoint and exit after this step, to continue later with --train.resume latest (0: run to the end)")
         ("train.threads", po::value<int>()->default_value(0), "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all)");
+    po::options_description j("JEST: joint example selection ([jest] section)");
+    j.add_options()
+        ("jest.enable", po::value<bool>()->default_value(false),
+         "select each batch from a super-batch by learnability (train.batch_size = the selected batch b)")
+        ("jest.filter_ratio", po::value<double>()->default_value(0.8), "f: super-batch B = b / (1 - f)")
+        ("jest.chunks", po::value<int>()->default_value(16), "N: the batch is drawn in N chunks")
+        ("jest.temperature", po::value<double>()->default_value(1.0), "tau: chunks are drawn with probability ~ exp(score / tau)")
+        ("jest.score", po::value<std::string>()->default_value("learnability"), "learnability, hard_learner or easy_reference")
+        ("jest.method", po::value<std::string>()->default_value("joint"),
+         "joint, independent_topk, independent_sampled or uniform")
+        ("jest.mode", po::value<std::string>()->default_value("gathered"),
+         "gathered (every rank holds the B x B matrix) or sharded (row blocks stay put)")
+        ("jest.reference", po::value<std::string>()->default_value(""), "checkpoint of the reference model")
+        ("jest.reference_cache", po::value<std::string>()->default_value(""),
+         "its embeddings of the training set (`curaclip embed --what both`); empty: live reference forward passes")
+        ("jest.score_resolution", po::value<std::string>()->default_value("full"),
+         "full, or low: score with the FlexiViT patch model.flexi_patch (Flexi-JEST)");
+    d.add(j);
     return d;
 }
 
@@ -92,6 +111,18 @@ TrainOptions train_options_from(const po::variables_map& vm) {
     CC_CHECK(o.eval_every >= 0 && o.checkpoint_every >= 0, "train.eval_every and train.checkpoint_every must be >= 0");
     CC_CHECK(o.threads >= 0, "train.threads must be >= 0, got ", o.threads);
     o.optim.validate();
+    o.jest_enabled = vm["jest.enable"].as<bool>();
+    o.jest.filter_ratio = vm["jest.filter_ratio"].as<double>();
+    o.jest.chunks = vm["jest.chunks"].as<int>();
+    o.jest.temperature = vm["jest.temperature"].as<double>();
+    o.jest.score = jest::parse_score_kind(vm["jest.score"].as<std::string>());
+    o.jest.method = jest::parse_select_method(vm["jest.method"].as<std::string>());
+    o.jest.mode = jest::parse_select_mode(vm["jest.mode"].as<std::string>());
+    o.jest_reference = vm["jest.reference"].as<std::string>();
+    o.jest_reference_cache = vm["jest.reference_cache"].as<std::string>();
+    const std::string res = vm["jest.score_resolution"].as<std::string>();
+    CC_CHECK(res == "full" || res == "low", "jest.score_resolution: '", res, "' is not one of full, low");
+    o.jest_score_low_res = res == "low";
     return o;
 }
 
@@ -140,17 +171,43 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     lo.expect.channels = model_cfg.channels;
     lo.expect.context_length = model_cfg.context_length;
     lo.expect.tokenizer_id = tok.id_hex();
-    io::Loader loader(opt.train_path, opt.global_batch, comm, opt.seed, lo);
+    // With JEST the loader reads super-batches; the model is laid out for this rank's
+    // share of one (scoring) and trains on its share of the selected batch.
+    jest::JestConfig jcfg = opt.jest;
+    jcfg.loss = model_cfg.sigmoid_loss ? LossKind::sigmoid : LossKind::softmax;
+    jcfg.seed = opt.seed;
+    int64_t super_batch = opt.global_batch;
+    if (opt.jest_enabled) {
+        CC_CHECK(opt.jest.filter_ratio > 0 && opt.jest.filter_ratio < 1, "jest.filter_ratio must be in (0, 1), got ",
+                 opt.jest.filter_ratio);
+        super_batch = std::llround(double(opt.global_batch) / (1.0 - opt.jest.filter_ratio));
+        super_batch = (super_batch + P - 1) / P * P;  // a whole share per rank
+        jcfg.batch = opt.global_batch;
+        jcfg.validate(super_batch, P);
+    }
+    io::Loader loader(opt.train_path, super_batch, comm, opt.seed, lo);
 
     auto be = make_backend(opt.backend);
     const int64_t local_batch = opt.global_batch / P;
-    ClipModel model(*be, model_cfg, local_batch);
+    ClipModel model(*be, model_cfg, super_batch / P);
     model.init_weights(opt.seed);
+    model.set_batch(local_batch);
     auto coll = make_mpi_collectives(comm, *be);
     ContrastiveLoss loss(*be, model_cfg.sigmoid_loss ? LossKind::sigmoid : LossKind::softmax, local_batch,
                          model_cfg.embed_dim, *coll);
     TrainStep step(model, loss, *coll);
     AdamW adamw(model.params(), opt.optim);
+    std::unique_ptr<jest::JestSelector> selector;
+    std::unique_ptr<jest::ReferenceSource> reference;
+    std::unique_ptr<JestTrainStep> jest_step;
+    if (opt.jest_enabled) {
+        selector = std::make_unique<jest::JestSelector>(*be, *coll, P > 1 ? &comm : nullptr, jcfg, super_batch,
+                                                        model_cfg.embed_dim);
+        if (opt.jest.score != jest::ScoreKind::hard_learner)
+            reference = std::make_unique<jest::ReferenceSource>(*be, opt.jest_reference, opt.jest_reference_cache,
+                                                                super_batch / P, loader.dataset_size());
+        jest_step = std::make_unique<JestTrainStep>(model, step, *selector, reference.get(), comm, opt.jest_score_low_res);
+    }
 
     int64_t start_step = 0;
     if (resuming) {
@@ -167,12 +224,17 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         std::printf("%s\nranks %d x local batch %lld = global batch %lld, %lld steps, backend %s, %d threads/rank\n",
                     model.memory_report().c_str(), P, (long long)local_batch, (long long)opt.global_batch,
                     (long long)opt.steps, be->name().c_str(), omp_get_max_threads());
+        if (opt.jest_enabled)
+            std::printf("JEST: %s; super-batch %lld -> %lld, reference %s\n", jcfg.str().c_str(),
+                        (long long)super_batch, (long long)opt.global_batch,
+                        reference ? (reference->live() ? "live forward" : "cached embeddings") : "none");
         std::fflush(stdout);
     }
     std::ofstream metrics;
     if (root) metrics.open(fs::path(opt.out_dir) / "metrics.jsonl", std::ios::app);
 
     install_preemption_handlers();
+    double total_flops = 0;  // model FLOPs of this run segment (scoring included), all ranks
     auto checkpoint = [&](int64_t done) {
         if (root) {
             const io::LoaderPosition pos = loader.position();
@@ -187,7 +249,8 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         model.set_batch(local_batch);
         if (root) {
             std::printf("eval at step %lld on %s\n%s", (long long)done, opt.eval_path.c_str(), format_report(r).c_str());
-            metrics << "{\"step\": " << done << ", \"eval\": true, " << report_json_fields(r) << "}\n";
+            metrics << "{\"step\": " << done << ", \"eval\": true, \"flops\": " << total_flops << ", "
+                    << report_json_fields(r) << "}\n";
             metrics.flush();
             std::fflush(stdout);
         }
@@ -196,11 +259,27 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     const auto t_start = Clock::now();
     auto t_window = t_start;
     int64_t window_examples = 0, skipped = 0;
-    double window_loss = 0;
+    double window_loss = 0, window_score = 0, window_super_score = 0, window_corrupted = 0;
+    int64_t window_all_steps = 0;
     int64_t window_steps = 0;
     for (int64_t s = start_step; s < opt.steps; ++s) {
         const io::Batch batch = loader.next();
-        const StepResult r = step.run(batch.images.data(), batch.tokens.data(), adamw);
+        StepResult r;
+        if (jest_step) {
+            const JestStepResult j = jest_step->run(batch, adamw, uint64_t(s));
+            r = j.train;
+            total_flops += j.flops;
+            window_score += j.batch_score;
+            window_super_score += j.superbatch_score;
+            window_corrupted += j.corrupted_share;
+        } else {
+            r = step.run(batch.images.data(), batch.tokens.data(), adamw);
+            total_flops += double(opt.global_batch) * step.train_flops_per_pair();
+            double counts[1] = {0};
+            for (uint8_t c : batch.corrupted) counts[0] += c;
+            if (P > 1) comm.allreduce_sum(counts, 1);
+            window_corrupted += counts[0] / double(opt.global_batch);
+        }
         if (r.skipped || !std::isfinite(r.loss)) {
             ++skipped;
             if (root) std::printf("step %lld: non-finite loss or gradients, update skipped\n", (long long)s + 1);
@@ -209,30 +288,41 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
             ++window_steps;
         }
         window_examples += opt.global_batch;
+        ++window_all_steps;
         const int64_t done = s + 1;
         if (done % opt.log_every == 0 || done == opt.steps) {
             const double dt = std::chrono::duration<double>(Clock::now() - t_window).count();
             const double rate = window_examples / std::max(dt, 1e-9);
             const double eta = double(opt.steps - done) * opt.global_batch / std::max(rate, 1e-9);
             const double mean_loss = window_steps ? window_loss / double(window_steps) : NAN;
+            const double n = double(std::max<int64_t>(window_all_steps, 1));
             if (root) {
-                std::printf("step %6lld/%lld  loss %.4f  lr %.2e  grad_norm %.3f  %.1f ex/s  eta %s\n", (long long)done,
-                            (long long)opt.steps, mean_loss, adamw.last_lr(), r.grad_norm, rate, format_eta(eta).c_str());
+                char extra[160] = "";
+                if (jest_step)
+                    std::snprintf(extra, sizeof extra, "  score %.3f (super %.3f)  corrupted %.1f%%", window_score / n,
+                                  window_super_score / n, 100 * window_corrupted / n);
+                std::printf("step %6lld/%lld  loss %.4f  lr %.2e  grad_norm %.3f  %.1f ex/s%s  eta %s\n", (long long)done,
+                            (long long)opt.steps, mean_loss, adamw.last_lr(), r.grad_norm, rate, extra,
+                            format_eta(eta).c_str());
                 std::fflush(stdout);
-                char buf[320];
+                char buf[512];
                 std::snprintf(buf, sizeof buf,
                               "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"examples_per_s\": %.3f, "
-                              "\"epoch\": %lld, \"skipped\": %lld, \"elapsed_s\": %.3f}\n",
+                              "\"epoch\": %lld, \"skipped\": %lld, \"elapsed_s\": %.3f, \"flops\": %.6e, "
+                              "\"corrupted_share\": %.6f%s",
                               (long long)done, mean_loss, adamw.last_lr(), r.grad_norm, rate, (long long)batch.epoch,
-                              (long long)skipped,
-                              std::chrono::duration<double>(Clock::now() - t_start).count());
+                              (long long)skipped, std::chrono::duration<double>(Clock::now() - t_start).count(),
+                              total_flops, window_corrupted / n, jest_step ? "" : "}\n");
                 metrics << buf;
+                if (jest_step) metrics << ", \"jest_score\": " << window_score / n << ", \"superbatch_score\": " << window_super_score / n << "}\n";
                 metrics.flush();
             }
             t_window = Clock::now();
             window_examples = 0;
             window_loss = 0;
             window_steps = 0;
+            window_all_steps = 0;
+            window_score = window_super_score = window_corrupted = 0;
         }
         if (opt.checkpoint_every > 0 && done % opt.checkpoint_every == 0 && done != opt.steps) checkpoint(done);
         if (opt.eval_every > 0 && done % opt.eval_every == 0 && done != opt.steps) run_eval(done);

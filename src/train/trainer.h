@@ -12,6 +12,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "jest/config.h"
 #include "model/model_config.h"
 #include "mpi/communicator.h"
 #include "optim/adamw.h"
@@ -28,6 +29,13 @@ struct TrainOptions {
     int threads = 0;
     bool overwrite = false;
     std::string config_text;  // every option in effect, stored in checkpoints and the run folder
+
+    // JEST (DESIGN §6): with jest_enabled, train.batch_size is the selected batch b
+    // and the loader reads super-batches of B = b / (1 - f).
+    bool jest_enabled = false;
+    jest::JestConfig jest;
+    std::string jest_reference, jest_reference_cache;
+    bool jest_score_low_res = false;
 };
 
 boost::program_options::options_description train_options();

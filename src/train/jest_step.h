@@ -1,0 +1,41 @@
+// One JEST training step (DESIGN §2, §6): score this rank's share of the
+// super-batch with the learner (no gradient; full or FlexiViT low resolution)
+// and the reference (cached embeddings or a live forward), select b of the B
+// examples jointly (identical on every rank), move the selected examples to
+// their training ranks (all-to-all), and train on them.
+#pragma once
+
+#include "io/loader.h"
+#include "jest/reference.h"
+#include "jest/selector.h"
+#include "train/train_step.h"
+
+namespace curaclip {
+
+struct JestStepResult {
+    StepResult train;
+    double batch_score = 0.0;       // mean learnability (score) of the chosen batch
+    double superbatch_score = 0.0;  // the same over the whole super-batch
+    double corrupted_share = 0.0;   // share of selected pairs whose caption was corrupted (-1: unknown)
+    double flops = 0.0;             // this step's model FLOPs, scoring included (all ranks)
+};
+
+class JestTrainStep {
+public:
+    // model: laid out for at least the super-batch share; step: the training step
+    // at the selected batch share; reference may be null for score = hard_learner.
+    JestTrainStep(ClipModel& model, TrainStep& step, jest::JestSelector& selector, jest::ReferenceSource* reference,
+                  const Communicator& comm, bool score_low_res);
+
+    JestStepResult run(const io::Batch& super, AdamW& opt, uint64_t step);
+
+private:
+    ClipModel& model_;
+    TrainStep& step_;
+    jest::JestSelector& selector_;
+    jest::ReferenceSource* reference_;
+    const Communicator& comm_;
+    bool low_res_;
+};
+
+}  // namespace curaclip
