@@ -80,6 +80,7 @@ void save_checkpoint(const std::string& dir, const std::string& name, ParameterS
         f.set_attr("/", "loader_step", state.loader_step);
         f.set_attr("/", "seed", int64_t(state.seed));
         f.set_attr("/", "config", state.config);
+        f.set_attr("/", "model_config", state.model_config);
         f.flush();
     }
     commit_file(tmp, target);
@@ -113,7 +114,14 @@ CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, b
     s.loader_step = f.attr_i64("/", "loader_step");
     s.seed = uint64_t(f.attr_i64("/", "seed"));
     s.config = f.attr_string("/", "config");
+    s.model_config = f.attr_string("/", "model_config");
     return s;
+}
+
+ModelConfig checkpoint_model_config(const std::string& path) {
+    const H5File f(path, H5File::Mode::read);
+    CC_CHECK(f.has_attr("/", "model_config"), path, ": no model_config attribute (not a curaclip checkpoint?)");
+    return model_config_from_ini(f.attr_string("/", "model_config"), path);
 }
 
 std::string resolve_checkpoint(const std::string& run_dir, const std::string& which) {

@@ -3,7 +3,8 @@
 //                                   readable into PyTorch with h5py
 //   /optimizer/adam_m/<name>, /optimizer/adam_v/<name>   AdamW moments (fp32)
 //   attributes on "/": format_version, step, loader_epoch, loader_step, seed,
-//                      config (the INI text of every option in effect)
+//                      config (the INI text of every option in effect), model_config
+//                      (the model's whole shape, enough to rebuild it)
 // Written to a temporary name, fsynced, renamed, the directory fsynced; then the
 // `latest` pointer (a one-line text file naming the checkpoint) is replaced the
 // same way, last. A crash at any moment leaves the previous checkpoint intact.
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <string>
 
+#include "model/model_config.h"
 #include "model/parameters.h"
 
 namespace curaclip {
@@ -21,7 +23,8 @@ struct CheckpointState {
     int64_t loader_epoch = 0;  // data-loader position after those steps
     int64_t loader_step = 0;
     uint64_t seed = 0;
-    std::string config;        // INI text
+    std::string config;        // INI text of every option of the run
+    std::string model_config;  // the model's shape as a [model] INI section (model_config_to_ini)
 };
 
 // Writes <dir>/<name> and points <dir>/latest at it. Call on one rank.
@@ -32,6 +35,9 @@ void save_checkpoint(const std::string& dir, const std::string& name, ParameterS
 // shape; extra or missing ones are errors that name them). with_optimizer also
 // restores the AdamW moments.
 CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, bool with_optimizer);
+
+// The model shape stored in a checkpoint (its model_config attribute).
+ModelConfig checkpoint_model_config(const std::string& path);
 
 // "latest" inside a run directory resolves through the pointer file; a file
 // path is returned as is. Errors name what is missing.

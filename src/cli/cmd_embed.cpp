@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
 
 #include "backend/registry.h"
 #include "cli/commands.h"
@@ -27,17 +26,6 @@ namespace fs = std::filesystem;
 namespace curaclip {
 
 namespace {
-ModelConfig model_config_of(const std::string& path) {
-    const std::string ini = H5File(path, H5File::Mode::read).attr_string("/", "config");
-    po::options_description desc;
-    desc.add(model_options());
-    po::variables_map vm;
-    std::istringstream in(ini);
-    po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/true), vm);
-    po::notify(vm);
-    return model_config_from(vm);
-}
-
 std::string command_line(const char* name, int argc, char** argv) {
     std::string s = std::string("curaclip ") + name;
     for (int i = 1; i < argc; ++i) s += std::string(" ") + argv[i];
@@ -51,7 +39,8 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
         ("checkpoint", po::value<std::string>()->required(), "checkpoint file, or a run folder (its latest checkpoint)")
         ("data", po::value<std::string>()->required(), "dataset (HDF5) whose examples are embedded")
         ("out", po::value<std::string>()->required(), "new HDF5 side file to write (never overwritten)")
-        ("what", po::value<std::string>()->default_value("captions"), "captions (text tower -> /caption_emb) or images (image tower -> /image_emb)")
+        ("what", po::value<std::string>()->default_value("captions"),
+         "captions (text tower -> /caption_emb), images (image tower -> /image_emb), or both (JEST's reference cache)")
         ("batch", po::value<int64_t>()->default_value(256), "examples per forward pass")
         ("backend", po::value<std::string>()->default_value("cpu"), "cpu or cuda");
     const ParsedOptions p = parse_options(argc, argv, desc,
@@ -65,17 +54,18 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
     const std::string out = p.vm["out"].as<std::string>();
     const std::string what = p.vm["what"].as<std::string>();
     const int64_t batch = p.vm["batch"].as<int64_t>();
-    CC_CHECK(what == "captions" || what == "images", "--what must be captions or images, got '", what, "'");
+    CC_CHECK(what == "captions" || what == "images" || what == "both", "--what must be captions, images or both, got '",
+             what, "'");
     CC_CHECK(batch > 0, "--batch must be positive, got ", batch);
     CC_CHECK(fs::exists(data), "--data ", data, " does not exist");
     CC_CHECK(fs::absolute(out) != fs::absolute(data), "--out ", out, " is the dataset itself; embeddings go to a new side file");
     mode::check_new_output(out, "--out");
-    const bool captions = what == "captions";
+    const bool captions = what != "images", images_too = what != "captions";
 
-    const ModelConfig cfg = model_config_of(ckpt);
+    const ModelConfig cfg = checkpoint_model_config(ckpt);
     io::DatasetExpect expect;
     if (captions) expect.context_length = cfg.context_length;
-    else {
+    if (images_too) {
         expect.image_size = cfg.image_size;
         expect.channels = cfg.channels;
     }
@@ -86,24 +76,25 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
 
     const int64_t N = reader.size(), D = cfg.embed_dim;
     const auto [begin, end] = mode::block_of(N, world.rank(), world.size());
-    std::vector<float> emb(size_t((end - begin) * D));
+    std::vector<float> emb(captions ? size_t((end - begin) * D) : 0), img_emb(images_too ? size_t((end - begin) * D) : 0);
     std::vector<int32_t> tokens;
     std::vector<uint8_t> images;
     const auto t0 = std::chrono::steady_clock::now();
     int64_t last_print = begin;
     for (int64_t s = begin; s < end; s += batch) {
         const int64_t c = std::min(batch, end - s);
-        std::vector<float> e;
         if (captions) {
             tokens.resize(size_t(c * reader.context_length()));
             reader.read_range(s, c, nullptr, tokens.data(), nullptr, nullptr);
-            e = embed_texts(model, tokens.data(), c);
-        } else {
+            const std::vector<float> e = embed_texts(model, tokens.data(), c);
+            std::copy(e.begin(), e.end(), emb.begin() + (s - begin) * D);
+        }
+        if (images_too) {
             images.resize(size_t(c) * reader.image_bytes());
             reader.read_range(s, c, images.data(), nullptr, nullptr, nullptr);
-            e = embed_images(model, images.data(), c);
+            const std::vector<float> e = embed_images(model, images.data(), c);
+            std::copy(e.begin(), e.end(), img_emb.begin() + (s - begin) * D);
         }
-        std::copy(e.begin(), e.end(), emb.begin() + (s - begin) * D);
         if (world.rank() == 0 && (s + c - last_print >= 20 * batch || s + c == end)) {
             last_print = s + c;
             const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -112,7 +103,9 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
             std::fflush(stdout);
         }
     }
-    const std::string key = captions ? "/caption_emb" : "/image_emb";
+    std::vector<mode::RowBlock> blocks;
+    if (captions) blocks.push_back(mode::RowBlock{"/caption_emb", DType::f32, N, D, begin, end - begin, emb.data()});
+    if (images_too) blocks.push_back(mode::RowBlock{"/image_emb", DType::f32, N, D, begin, end - begin, img_emb.data()});
     const std::string cmd = command_line("embed", argc, argv);
     const std::string src = fs::absolute(data).string(), ck = fs::absolute(ckpt).string();
     mode::write_side_file(world, out, [&](H5File& f) {
@@ -126,8 +119,10 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
         f.set_attr("/", "tokenizer_id", reader.tokenizer_id());
         f.set_attr("/", "normalized", int64_t(1));
         f.set_attr("/", "creation_command", cmd);
-    }, {mode::RowBlock{key, DType::f32, N, D, begin, end - begin, emb.data()}});
-    if (world.rank() == 0) std::printf("wrote %s: %s [%lld, %lld] from %s\n", out.c_str(), key.c_str(), (long long)N, (long long)D, data.c_str());
+    }, blocks);
+    if (world.rank() == 0)
+        std::printf("wrote %s: %s embeddings [%lld, %lld] of %s\n", out.c_str(), what.c_str(), (long long)N, (long long)D,
+                    data.c_str());
     return 0;
 }
 

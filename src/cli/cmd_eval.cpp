@@ -10,25 +10,11 @@
 #include "cli/options.h"
 #include "eval/evaluate.h"
 #include "io/checkpoint.h"
-#include "io/hdf5_file.h"
 
 namespace fs = std::filesystem;
 
 namespace curaclip {
 
-namespace {
-// The model shape a checkpoint was trained with, from the config it stores.
-ModelConfig model_config_of_checkpoint(const std::string& path) {
-    const std::string ini = H5File(path, H5File::Mode::read).attr_string("/", "config");
-    po::options_description desc;
-    desc.add(model_options());
-    po::variables_map vm;
-    std::istringstream in(ini);
-    po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/true), vm);
-    po::notify(vm);
-    return model_config_from(vm);
-}
-}  // namespace
 
 int cmd_eval(int argc, char** argv, const Communicator& world) {
     po::options_description desc("Evaluation");
@@ -51,7 +37,7 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
     const int64_t batch = p.vm["batch"].as<int64_t>();
     CC_CHECK(batch > 0, "--batch must be positive, got ", batch);
 
-    const ModelConfig cfg = model_config_of_checkpoint(ckpt);
+    const ModelConfig cfg = checkpoint_model_config(ckpt);
     auto be = make_backend(p.vm["backend"].as<std::string>());
     ClipModel model(*be, cfg, batch);
     load_checkpoint(ckpt, model.params(), /*with_optimizer=*/false);

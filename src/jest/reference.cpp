@@ -1,31 +1,18 @@
 #include "jest/reference.h"
 
 #include <cstring>
-#include <sstream>
 
 #include "io/checkpoint.h"
 #include "io/hdf5_file.h"
 
 namespace curaclip::jest {
 
-namespace {
-ModelConfig config_of_checkpoint(const std::string& path) {
-    const std::string ini = H5File(path, H5File::Mode::read).attr_string("/", "config");
-    boost::program_options::options_description desc;
-    desc.add(model_options());
-    boost::program_options::variables_map vm;
-    std::istringstream in(ini);
-    boost::program_options::store(boost::program_options::parse_config_file(in, desc, true), vm);
-    boost::program_options::notify(vm);
-    return model_config_from(vm);
-}
-}  // namespace
 
 ReferenceSource::ReferenceSource(Backend& be, const std::string& checkpoint, const std::string& cache,
                                  int64_t local_batch, int64_t dataset_size)
     : be_(be), local_batch_(local_batch) {
     CC_CHECK(!checkpoint.empty(), "JEST scores with a reference model: set jest.reference to its checkpoint");
-    const ModelConfig cfg = config_of_checkpoint(checkpoint);
+    const ModelConfig cfg = checkpoint_model_config(checkpoint);
     dim_ = cfg.embed_dim;
     // Scale and bias come from the checkpoint in every mode.
     H5File ck(checkpoint, H5File::Mode::read);

@@ -224,4 +224,39 @@ ModelConfig model_config_from(const po::variables_map& vm) {
     return c;
 }
 
+std::string model_config_to_ini(const ModelConfig& c) {
+    auto floats = [](const std::vector<float>& v) {
+        std::ostringstream os;
+        os.precision(9);
+        for (size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
+        return os.str();
+    };
+    std::ostringstream os;
+    os.precision(17);
+    os << "[model]\n"
+       << "image_size = " << c.image_size << "\npatch_size = " << c.patch_size << "\nchannels = " << c.channels
+       << "\nimage_mean = " << floats(c.image_mean) << "\nimage_std = " << floats(c.image_std)
+       << "\nvision_width = " << c.vision.width << "\nvision_layers = " << c.vision.layers
+       << "\nvision_heads = " << c.vision.heads << "\ncontext_length = " << c.context_length
+       << "\nvocab_size = " << c.vocab_size << "\ntext_width = " << c.text.width << "\ntext_layers = " << c.text.layers
+       << "\ntext_heads = " << c.text.heads << "\nmlp_ratio = " << c.vision.mlp_ratio << "\nembed_dim = " << c.embed_dim
+       << "\nactivation = " << activation_name(c.activation) << "\nloss = " << (c.sigmoid_loss ? "sigmoid" : "softmax")
+       << "\nflexi_patch = " << c.flexi_patch << "\nflexi_fraction = " << c.flexi_fraction << "\n";
+    return os.str();
+}
+
+ModelConfig model_config_from_ini(const std::string& ini, const std::string& where) {
+    po::options_description desc;
+    desc.add(model_options());
+    po::variables_map vm;
+    std::istringstream in(ini);
+    try {
+        po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/true), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        CC_FAIL(where, ": bad model configuration: ", e.what());
+    }
+    return model_config_from(vm);
+}
+
 }  // namespace curaclip

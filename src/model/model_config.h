@@ -75,6 +75,9 @@ struct ModelConfig {
 boost::program_options::options_description model_options();
 // Starts from model.preset (if given) and applies every explicitly set model.* option.
 ModelConfig model_config_from(const boost::program_options::variables_map& vm);
+// The whole shape as a "[model]" INI section (every key, stored in checkpoints), and back.
+std::string model_config_to_ini(const ModelConfig& c);
+ModelConfig model_config_from_ini(const std::string& ini, const std::string& where);
 
 Activation parse_activation(const std::string& s);
 const char* activation_name(Activation a);

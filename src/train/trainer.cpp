@@ -239,7 +239,8 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         if (root) {
             const io::LoaderPosition pos = loader.position();
             save_checkpoint(opt.out_dir, checkpoint_name(done), model.params(),
-                            CheckpointState{done, pos.epoch, pos.step, opt.seed, opt.config_text});
+                            CheckpointState{done, pos.epoch, pos.step, opt.seed, opt.config_text,
+                                            model_config_to_ini(model_cfg)});
         }
         comm.barrier();
     };

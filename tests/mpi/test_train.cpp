@@ -185,6 +185,54 @@ TEST(Train, TenStepsResumeAndTenMoreEqualTwentyStraightBitForBit) {
     world.barrier();
 }
 
+TEST(Train, JestTrainingIsTheSameOnOneTwoAndFourRanksInBothModes) {
+    const Communicator world = Communicator::world();
+    omp_set_num_threads(1);
+    const Fixture f = make_fixture(world, "jest");
+    // A reference model: a few steps of ordinary training, on one rank.
+    const Communicator self = world.split(world.rank(), 0);
+    const std::string ref_dir = f.dir + "/reference_r" + std::to_string(world.rank());
+    std::vector<int> groups;
+    for (int g : {1, 2, 4})
+        if (world.size() % g == 0) groups.push_back(g);
+    {
+        Quiet q;
+        TrainOptions r = options(f, ref_dir);
+        r.steps = 5;
+        r.optim.total_steps = 5;
+        EXPECT_EQ(run_training(r, f.cfg, self), 0);
+        for (int g : groups)
+            for (const char* mode : {"gathered", "sharded"}) {
+                const Communicator group = world.split(world.rank() / g, world.rank());
+                TrainOptions o = options(f, f.dir + "/jest_" + mode + "_g" + std::to_string(g) + "_c" +
+                                                std::to_string(world.rank() / g));
+                o.steps = 8;
+                o.optim.total_steps = 8;
+                o.jest_enabled = true;
+                o.jest.filter_ratio = 0.5;  // B = 16 -> b = 8
+                o.jest.chunks = 2;
+                o.jest.mode = jest::parse_select_mode(mode);
+                // every rank of a group must name the same reference file: the group's first rank's
+                o.jest_reference = f.dir + "/reference_r" + std::to_string(world.rank() / g * g) + "/" + checkpoint_name(5);
+                EXPECT_EQ(run_training(o, f.cfg, group), 0);
+            }
+    }
+    world.barrier();
+    if (world.rank() == 0) {
+        const std::vector<double> ref = logged_losses(f.dir + "/jest_gathered_g1_c0");
+        ASSERT_EQ(ref.size(), 8u);
+        for (int g : groups)
+            for (const char* mode : {"gathered", "sharded"}) {
+                const std::vector<double> got = logged_losses(f.dir + "/jest_" + mode + "_g" + std::to_string(g) + "_c0");
+                ASSERT_EQ(got.size(), ref.size()) << mode << " " << g;
+                for (size_t s = 0; s < ref.size(); ++s)
+                    EXPECT_LE(std::abs(got[s] - ref[s]), 1e-5 * std::abs(ref[s])) << mode << ", " << g << " ranks, step " << s + 1;
+            }
+        fs::remove_all(f.dir);
+    }
+    world.barrier();
+}
+
 TEST(Train, RefusesARunFolderThatHoldsARun) {
     const Communicator world = Communicator::world();
     const Fixture f = make_fixture(world, "refuse");
