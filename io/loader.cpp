@@ -26,19 +26,31 @@ Loader::Loader(const std::string& path, int64_t global_batch, const Communicator
     const int P = comm.size();
     CC_CHECK(global_batch > 0 && global_batch % P == 0, path, ": global batch ", global_batch,
              " must be a positive multiple of the number of ranks (", P, ")");
-    CC_CHECK(global_batch <= reader_->size(), path, ": global batch ", global_batch, " is larger than the ",
-             reader_->size(), " examples of the dataset");
+    if (!options_.rows.empty()) {
+        std::vector<uint8_t> seen(size_t(reader_->size()), 0);
+        for (const int64_t r : options_.rows) {
+            CC_CHECK(r >= 0 && r < reader_->size(), path, ": loader row subset names row ", r, ", outside the ",
+                     reader_->size(), " examples of the dataset");
+            CC_CHECK(!seen[size_t(r)], path, ": loader row subset names row ", r, " twice");
+            seen[size_t(r)] = 1;
+        }
+    }
+    CC_CHECK(global_batch <= subset_size(), path, ": global batch ", global_batch, " is larger than the ",
+             subset_size(), options_.rows.empty() ? " examples of the dataset" : " examples of the row subset");
     CC_CHECK(options.prefetch >= 0, "loader prefetch depth must be >= 0, got ", options.prefetch);
     // Every rank must see the same file (same N) and batch, or the slices would not tile.
-    int64_t v[2] = {reader_->size(), global_batch};
-    int64_t lo[2] = {v[0], v[1]};
-    comm.allreduce_max(v, 2);
-    comm.allreduce_min(lo, 2);
+    int64_t rows_sum = 0;
+    for (const int64_t r : options_.rows) rows_sum += r;
+    int64_t v[4] = {reader_->size(), global_batch, subset_size(), rows_sum};
+    int64_t lo[4] = {v[0], v[1], v[2], v[3]};
+    comm.allreduce_max(v, 4);
+    comm.allreduce_min(lo, 4);
     CC_CHECK(v[0] == lo[0] && v[1] == lo[1], path, ": ranks disagree on the dataset size (", lo[0], "..", v[0],
              ") or the global batch (", lo[1], "..", v[1], ")");
+    CC_CHECK(v[2] == lo[2] && v[3] == lo[3], path, ": ranks disagree on the row subset (", lo[2], "..", v[2], " rows)");
     local_batch_ = global_batch / P;
     slice_offset_ = int64_t(comm.rank()) * local_batch_;
-    steps_per_epoch_ = reader_->size() / global_batch;
+    steps_per_epoch_ = subset_size() / global_batch;
     if (options_.prefetch > 0) thread_ = std::thread([this] { run(); });
 }
 
@@ -59,9 +71,16 @@ LoaderPosition Loader::advance(LoaderPosition p) const {
     return p;
 }
 
+std::vector<int64_t> Loader::epoch_rows(int64_t epoch) const {
+    std::vector<int64_t> p = epoch_order(subset_size(), seed_, epoch, options_.shuffle);
+    if (!options_.rows.empty())
+        for (int64_t& i : p) i = options_.rows[size_t(i)];
+    return p;
+}
+
 const std::vector<int64_t>& Loader::order(int64_t epoch) {
     if (order_epoch_ != epoch) {
-        order_ = epoch_order(reader_->size(), seed_, epoch, options_.shuffle);
+        order_ = epoch_rows(epoch);
         order_epoch_ = epoch;
     }
     return order_;
@@ -71,7 +90,7 @@ std::vector<int64_t> Loader::global_indices(const LoaderPosition& pos) const {
     CC_CHECK(pos.epoch >= 0 && pos.step >= 0 && pos.step < steps_per_epoch_, reader_->path(),
              ": loader position (epoch ", pos.epoch, ", step ", pos.step, ") out of range (", steps_per_epoch_,
              " steps per epoch)");
-    const std::vector<int64_t> p = epoch_order(reader_->size(), seed_, pos.epoch, options_.shuffle);
+    const std::vector<int64_t> p = epoch_rows(pos.epoch);
     return std::vector<int64_t>(p.begin() + pos.step * global_batch_, p.begin() + (pos.step + 1) * global_batch_);
 }
 

@@ -30,6 +30,9 @@
 // The only MPI call the loader makes is in its constructor, on the calling
 // thread: a check that all ranks see the same N and global batch.
 //
+// SUBSETS. With LoaderOptions::rows the same holds over the subset: epoch e
+// visits rows[perm_e[i]] with perm_e the shuffle of [0, |rows|).
+//
 // Errors on the prefetch thread (a corrupt file) are rethrown by next().
 #pragma once
 
@@ -52,6 +55,12 @@ struct LoaderOptions {
     bool shuffle = true;    // false: epoch order 0, 1, ..., N-1 (tests, evaluation)
     int prefetch = 2;       // batches kept ready by the prefetch thread; 0: no thread
     DatasetExpect expect;   // checked against the file (image size, tokenizer id, ...)
+    // The rows the loader may visit (e.g. a MoDE expert's share of the data);
+    // empty: all N. Each epoch shuffles this subset (a permutation of positions
+    // [0, rows.size()) by the same Philox stream, mapped through rows), so the
+    // global batches are the same for any number of ranks. Rows must be
+    // distinct and in [0, N).
+    std::vector<int64_t> rows{};
 };
 
 struct LoaderPosition {
@@ -88,6 +97,8 @@ public:
     void seek(const LoaderPosition& pos);
 
     int64_t dataset_size() const { return reader_->size(); }
+    // Rows visited per epoch: the subset's size, or N.
+    int64_t subset_size() const { return options_.rows.empty() ? reader_->size() : int64_t(options_.rows.size()); }
     int64_t global_batch() const { return global_batch_; }
     int64_t local_batch() const { return local_batch_; }
     int64_t steps_per_epoch() const { return steps_per_epoch_; }
@@ -95,6 +106,8 @@ public:
 
     // The visiting order of epoch `epoch` (a permutation of [0, n)).
     static std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle = true);
+    // The visiting order of epoch `epoch` as file rows (through options.rows where set).
+    std::vector<int64_t> epoch_rows(int64_t epoch) const;
     // The file rows of global batch pos (all B of them, every rank's).
     std::vector<int64_t> global_indices(const LoaderPosition& pos) const;
 

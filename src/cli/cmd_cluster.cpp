@@ -108,6 +108,8 @@ int cmd_cluster(int argc, char** argv, const Communicator& world) {
     info.dataset_key = key;
     info.source_dataset = reader.file().has_attr("/", "source_dataset") ? reader.file().attr_string("/", "source_dataset")
                                                                          : info.embeddings;
+    // The model whose embedding space the centers live in: MoDE routing embeds class names with it.
+    if (reader.file().has_attr("/", "checkpoint")) info.checkpoint = reader.file().attr_string("/", "checkpoint");
     std::string cmd = "curaclip cluster";
     for (int i = 1; i < argc; ++i) cmd += std::string(" ") + argv[i];
     info.creation_command = cmd;

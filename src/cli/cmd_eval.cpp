@@ -1,4 +1,6 @@
 // curaclip eval --checkpoint RUN/latest|FILE --data test.h5 [--tokenizer FILE] [--json out.json]
+// curaclip eval --experts E0,E1,...|RUNS_DIR --assign ASSIGN.h5 --data test.h5 [--routing paper|metaclip]
+//   (a routed MoDE ensemble of data experts and the uniform average; src/mode/ensemble.h)
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +12,7 @@
 #include "cli/options.h"
 #include "eval/evaluate.h"
 #include "io/checkpoint.h"
+#include "mode/ensemble.h"
 
 namespace fs = std::filesystem;
 
@@ -19,24 +22,69 @@ namespace curaclip {
 int cmd_eval(int argc, char** argv, const Communicator& world) {
     po::options_description desc("Evaluation");
     desc.add_options()
-        ("checkpoint", po::value<std::string>()->required(), "checkpoint file, or a run folder (its latest checkpoint)")
+        ("checkpoint", po::value<std::string>()->default_value(""), "checkpoint file, or a run folder (its latest checkpoint)")
         ("data", po::value<std::string>()->required(), "evaluation dataset (HDF5 with /labels and /classnames for zero-shot)")
         ("tokenizer", po::value<std::string>()->default_value(""), "tokenizer file (default: tokenizer.bpe beside --data)")
         ("batch", po::value<int64_t>()->default_value(256), "examples per forward pass")
         ("backend", po::value<std::string>()->default_value("cpu"), "cpu or cuda")
         ("json", po::value<std::string>()->default_value(""), "also write the results as JSON to this file");
+    po::options_description m("MoDE ensemble (instead of --checkpoint)");
+    m.add_options()
+        ("experts", po::value<std::string>()->default_value(""),
+         "expert checkpoints/run folders E0,E1,... (expert c = the c-th), or the folder of train-experts (expert_<c>/)")
+        ("assign", po::value<std::string>()->default_value(""), "the cluster side file the experts were trained from")
+        ("routing", po::value<std::string>()->default_value("paper"),
+         "paper: p(c|T) ~ exp(sum A), A = exp(-d^2/lambda); metaclip: the released MetaCLIP sharpness schedule")
+        ("routing-lambda", po::value<double>()->default_value(0.2), "lambda of the paper schedule")
+        ("routing-temperature", po::value<double>()->default_value(1.0), "divides the routing softmax logits (both schedules)")
+        ("routing-checkpoint", po::value<std::string>()->default_value(""),
+         "model that embedded the captions for clustering (default: the side file's checkpoint attribute)")
+        ("ensemble-space", po::value<std::string>()->default_value("cosine"),
+         "cosine (the experts' cosine similarities, default) or logits (scaled by each expert's logit scale)");
+    desc.add(m);
     const ParsedOptions p = parse_options(argc, argv, desc,
                                           "usage: [mpirun -n P] curaclip eval --checkpoint runs/tiny --data data/test.h5\n"
                                           "Zero-shot classification and image/text retrieval R@1/5/10.");
     if (p.help) return 0;
     std::string ckpt = p.vm["checkpoint"].as<std::string>();
-    if (fs::is_directory(ckpt)) ckpt = resolve_checkpoint(ckpt, "latest");
+    const std::string experts = p.vm["experts"].as<std::string>();
+    CC_CHECK(ckpt.empty() != experts.empty(), "give either --checkpoint (one model) or --experts (a MoDE ensemble)");
     const std::string data = p.vm["data"].as<std::string>();
     std::string tok_path = p.vm["tokenizer"].as<std::string>();
     if (tok_path.empty()) tok_path = (fs::path(data).parent_path() / "tokenizer.bpe").string();
     const int64_t batch = p.vm["batch"].as<int64_t>();
     CC_CHECK(batch > 0, "--batch must be positive, got ", batch);
-
+    const std::string json_path = p.vm["json"].as<std::string>();
+    if (!experts.empty()) {
+        mode::EnsembleOptions eo;
+        eo.routing.schedule = mode::parse_routing_schedule(p.vm["routing"].as<std::string>());
+        eo.routing.lambda = p.vm["routing-lambda"].as<double>();
+        eo.routing.temperature = p.vm["routing-temperature"].as<double>();
+        CC_CHECK(eo.routing.lambda > 0, "--routing-lambda must be positive, got ", eo.routing.lambda);
+        CC_CHECK(eo.routing.temperature > 0, "--routing-temperature must be positive, got ", eo.routing.temperature);
+        const std::string space = p.vm["ensemble-space"].as<std::string>();
+        CC_CHECK(space == "cosine" || space == "logits", "--ensemble-space must be cosine or logits, got '", space, "'");
+        eo.cosine = space == "cosine";
+        eo.batch = batch;
+        eo.backend = p.vm["backend"].as<std::string>();
+        const mode::Assignment a = mode::read_assignment(p.vm["assign"].as<std::string>(), false, "--assign");
+        std::string routing_ckpt = p.vm["routing-checkpoint"].as<std::string>();
+        if (routing_ckpt.empty()) routing_ckpt = a.checkpoint;
+        const std::vector<std::string> list = mode::resolve_expert_checkpoints(experts);
+        const mode::EnsembleReport r = mode::evaluate_ensemble(list, a, routing_ckpt, tok_path, data, world, eo);
+        if (world.rank() == 0) {
+            std::printf("MoDE ensemble of %zu experts on %s\n%s", list.size(), data.c_str(),
+                        mode::format_ensemble_report(r, eo).c_str());
+            if (!json_path.empty()) {
+                std::ofstream out(json_path);
+                out << "{\"data\": \"" << data << "\", \"assign\": \"" << a.path << "\", "
+                    << mode::ensemble_report_json(r, eo) << "}\n";
+                CC_CHECK(out.good(), "cannot write ", json_path);
+            }
+        }
+        return 0;
+    }
+    if (fs::is_directory(ckpt)) ckpt = resolve_checkpoint(ckpt, "latest");
     const ModelConfig cfg = checkpoint_model_config(ckpt);
     auto be = make_backend(p.vm["backend"].as<std::string>());
     ClipModel model(*be, cfg, batch);
@@ -45,7 +93,6 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
     const EvalReport r = evaluate(model, tok, data, world);
     if (world.rank() == 0) {
         std::printf("checkpoint %s on %s\n%s", ckpt.c_str(), data.c_str(), format_report(r).c_str());
-        const std::string json_path = p.vm["json"].as<std::string>();
         if (!json_path.empty()) {
             std::ofstream out(json_path);
             out << "{\"checkpoint\": \"" << ckpt << "\", \"data\": \"" << data << "\", " << report_json_fields(r) << "}\n";

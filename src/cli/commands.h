@@ -11,5 +11,6 @@ int cmd_eval(int argc, char** argv, const Communicator& world);
 int cmd_info(int argc, char** argv);
 int cmd_embed(int argc, char** argv, const Communicator& world);
 int cmd_cluster(int argc, char** argv, const Communicator& world);
+int cmd_train_experts(int argc, char** argv, const Communicator& world);
 
 }  // namespace curaclip

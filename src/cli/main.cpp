@@ -20,9 +20,10 @@ void usage() {
         "commands:\n"
         "  prep      prepare a dataset as HDF5 (prep fashion-mnist)\n"
         "  train     data-parallel CLIP training (run under mpirun for several ranks)\n"
-        "  eval      zero-shot classification and retrieval of a checkpoint\n"
+        "  eval      zero-shot classification and retrieval of a checkpoint (or a routed MoDE ensemble)\n"
         "  embed     caption (or image) embeddings of a dataset by a checkpoint (MoDE, JEST)\n"
         "  cluster   MoDE two-stage k-means of caption embeddings into experts\n"
+        "  train-experts  MoDE: every expert from the seed checkpoint, one node group each\n"
         "  info      compiled backends, model presets and their sizes\n"
         "run `curaclip <command> --help` for the options of a command\n");
 }
@@ -65,7 +66,7 @@ int main(int argc, char** argv) {
     }
     const std::string cmd = argv[1];
     if (cmd != "prep" && cmd != "train" && cmd != "eval" && cmd != "info" && cmd != "embed" &&
-        cmd != "cluster") {
+        cmd != "cluster" && cmd != "train-experts") {
         std::fprintf(stderr, "curaclip: unknown command '%s'\n", cmd.c_str());
         usage();
         return 2;
@@ -76,7 +77,8 @@ int main(int argc, char** argv) {
     const curaclip::Communicator world = curaclip::Communicator::world();
     try {
         if (cmd == "prep") return curaclip::cmd_prep(argc - 1, argv + 1);
-        if (cmd == "train" || cmd == "eval") curaclip::check_world_matches_launcher(world);
+        if (cmd == "train" || cmd == "eval" || cmd == "train-experts") curaclip::check_world_matches_launcher(world);
+        if (cmd == "train-experts") return curaclip::cmd_train_experts(argc - 1, argv + 1, world);
         if (cmd == "train") return curaclip::cmd_train(argc - 1, argv + 1, world);
         if (cmd == "eval") return curaclip::cmd_eval(argc - 1, argv + 1, world);
         if (cmd == "embed") return curaclip::cmd_embed(argc - 1, argv + 1, world);

@@ -8,6 +8,13 @@
 //  * erf: Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7 absolute; the same
 //    formula PyTorch's vectorized CPU erf (Vectorized<float>::erf) uses, so
 //    GELU on the CPU matches torch's CPU GELU closely.
+//  * log / log1p (float): Cephes logf (exponent split, degree-8 polynomial on
+//    [sqrt(1/2)-1, sqrt(2)-1]); relative error ~1e-7 (1-2 ulp) for positive
+//    normal x. fast_log1p(x) = log(1 + x) with the rounding of 1 + x corrected,
+//    ~1e-7 relative on (-1, inf) (x tiny: returns ~x). Used by the f32 softplus.
+//  * exp (double): Cody-Waite reduction by ln 2, degree-13 Taylor polynomial on
+//    |r| <= ln2/2 (truncation 4e-18), ~1-2 ulp on [-700, 709]; for vectorized
+//    double loops that need near-libm accuracy (the JEST softmax sampler).
 #pragma once
 
 #include <omp.h>
@@ -72,6 +79,79 @@ inline float fast_erf(float x) {
     p = p * t + 0.254829592f;
     const float y = 1.0f - p * t * fast_exp(-ax * ax);
     return std::copysign(y, x);
+}
+
+// Natural log of a positive normal float (see the top). x <= 0, denormals, inf and NaN
+// give unspecified (finite or not) values: the callers only pass arguments in [1, 2].
+inline float fast_log(float x) {
+    int32_t i = std::bit_cast<int32_t>(x);
+    int32_t e = ((i >> 23) & 0xff) - 126;              // x = m 2^e, m in [0.5, 1)
+    i = (i & 0x007fffff) | 0x3f000000;                 // m
+    // m < sqrt(1/2): use 2m (exponent - 1). Integer select on the bits (vectorizes).
+    const int32_t small = i < 0x3f3504f3 ? 1 : 0;      // bits of sqrt(1/2)
+    i += small << 23;
+    e -= small;
+    const float f = std::bit_cast<float>(i) - 1.0f;    // in [sqrt(1/2)-1, sqrt(2)-1)
+    const float fe = float(e);
+    const float z = f * f;
+    float y = 7.0376836292e-2f;
+    y = y * f - 1.1514610310e-1f;
+    y = y * f + 1.1676998740e-1f;
+    y = y * f - 1.2420140846e-1f;
+    y = y * f + 1.4249322787e-1f;
+    y = y * f - 1.6668057665e-1f;
+    y = y * f + 2.0000714765e-1f;
+    y = y * f - 2.4999993993e-1f;
+    y = y * f + 3.3333331174e-1f;
+    y = y * f * z;
+    y += -2.12194440e-4f * fe;
+    y += -0.5f * z;
+    return (f + y) + 0.693359375f * fe;
+}
+
+// log(1 + x) for x in (-1, 2^24) (see the top): log(u) for u = 1 + x rounded, plus the
+// first-order correction (x - (u - 1)) / u of that rounding.
+inline float fast_log1p(float x) {
+    const float u = 1.0f + x;
+    return fast_log(u) + (x - (u - 1.0f)) / u;
+}
+
+// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), ~1e-7 relative; NaN propagates.
+inline float fast_softplus(float x) {
+    const float a = std::fabs(x);
+    return std::max(x, 0.0f) + fast_log1p(fast_exp(-a));
+}
+
+// exp for double (see the top). Arguments are clamped to [-700, 709] (exp(-700) ~ 1e-304
+// stands for anything smaller); NaN passes through.
+inline double fast_exp_f64(double x) {
+    {
+        const int64_t i = std::bit_cast<int64_t>(x);
+        const int64_t mag = i & 0x7fffffffffffffffLL;
+        const int64_t lim = i < 0 ? std::bit_cast<int64_t>(700.0) : std::bit_cast<int64_t>(709.0);
+        const bool clamp = mag > lim && mag <= 0x7ff0000000000000LL;
+        x = std::bit_cast<double>((i & int64_t(0x8000000000000000ULL)) | (clamp ? lim : mag));
+    }
+    const double magic = 6755399441055744.0;  // 1.5 * 2^52: round to nearest integer
+    const double shifted = x * 1.4426950408889634074 + magic;
+    const double n = shifted - magic;
+    const uint64_t ni = std::bit_cast<uint64_t>(shifted) - std::bit_cast<uint64_t>(magic);
+    const double r = (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800.0;  // 1/13!
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    return p * std::bit_cast<double>((ni + 1023u) << 52);
 }
 
 // Runs f(begin, end) on contiguous chunks of [0, n), one per OpenMP thread (serially when

@@ -8,43 +8,58 @@
 
 namespace curaclip {
 
-EvalReport evaluate(ClipModel& model, const BpeTokenizer& tok, const std::string& eval_path,
-                    const Communicator& comm, const std::vector<std::string>& templates) {
+EvalEmbeddings embed_eval_set(ClipModel& model, const BpeTokenizer& tok, const std::string& eval_path,
+                              const Communicator& comm, bool images) {
     const ModelConfig& c = model.config();
     io::DatasetExpect expect;
-    expect.image_size = c.image_size;
-    expect.channels = c.channels;
+    if (images) {
+        expect.image_size = c.image_size;
+        expect.channels = c.channels;
+    }
     expect.context_length = c.context_length;
     expect.tokenizer_id = tok.id_hex();
     io::SequentialReader reader(eval_path, model.max_batch(), &comm, expect);
     const int64_t N = reader.reader().size(), D = c.embed_dim;
 
     // This rank's block, embedded batch by batch, scattered into zeroed full matrices.
-    std::vector<float> img(size_t(N * D), 0.0f), txt(size_t(N * D), 0.0f);
-    std::vector<int32_t> labels(size_t(N), 0);
+    EvalEmbeddings e;
+    e.n = N;
+    e.dim = D;
+    if (images) e.images.assign(size_t(N * D), 0.0f);
+    e.texts.assign(size_t(N * D), 0.0f);
+    e.labels.assign(size_t(N), 0);
     io::Batch b;
     int64_t row = reader.begin();
     while (reader.next(b)) {
-        const std::vector<float> ie = embed_images(model, b.images.data(), b.size);
+        if (images) {
+            const std::vector<float> ie = embed_images(model, b.images.data(), b.size);
+            std::copy(ie.begin(), ie.end(), e.images.begin() + row * D);
+        }
         const std::vector<float> te = embed_texts(model, b.tokens.data(), b.size);
-        std::copy(ie.begin(), ie.end(), img.begin() + row * D);
-        std::copy(te.begin(), te.end(), txt.begin() + row * D);
-        for (int64_t i = 0; i < b.size; ++i) labels[size_t(row + i)] = b.labels[size_t(i)];
+        std::copy(te.begin(), te.end(), e.texts.begin() + row * D);
+        for (int64_t i = 0; i < b.size; ++i) e.labels[size_t(row + i)] = b.labels[size_t(i)];
         row += b.size;
     }
     if (comm.size() > 1) {
-        comm.allreduce_sum(img.data(), img.size());
-        comm.allreduce_sum(txt.data(), txt.size());
-        comm.allreduce_sum(labels.data(), labels.size());
+        if (images) comm.allreduce_sum(e.images.data(), e.images.size());
+        comm.allreduce_sum(e.texts.data(), e.texts.size());
+        comm.allreduce_sum(e.labels.data(), e.labels.size());
     }
+    e.classnames = reader.reader().classnames();
+    e.has_labels = reader.reader().has_labels() && !e.classnames.empty();
+    return e;
+}
+
+EvalReport evaluate(ClipModel& model, const BpeTokenizer& tok, const std::string& eval_path,
+                    const Communicator& comm, const std::vector<std::string>& templates) {
+    const EvalEmbeddings e = embed_eval_set(model, tok, eval_path, comm);
     EvalReport r;
     r.dataset = eval_path;
-    const auto& classnames = reader.reader().classnames();
-    if (reader.reader().has_labels() && !classnames.empty()) {
-        const std::vector<float> cls = zero_shot_classifier(model, tok, classnames, templates);
-        r.zero_shot = zero_shot_accuracy(img, labels, cls, D);
+    if (e.has_labels) {
+        const std::vector<float> cls = zero_shot_classifier(model, tok, e.classnames, templates);
+        r.zero_shot = zero_shot_accuracy(e.images, e.labels, cls, e.dim);
     }
-    r.retrieval = retrieval_recall(img, txt, D);
+    r.retrieval = retrieval_recall(e.images, e.texts, e.dim);
     return r;
 }
 

@@ -18,6 +18,19 @@ struct EvalReport {
     std::string dataset;
 };
 
+// Every rank's copy of an evaluation set's embeddings by one model (rows in file order).
+struct EvalEmbeddings {
+    int64_t n = 0, dim = 0;
+    std::vector<float> images, texts;  // [n, dim], L2-normalized
+    std::vector<int32_t> labels;       // [n]
+    std::vector<std::string> classnames;
+    bool has_labels = false;
+};
+// Collective over comm: each rank embeds its block, the blocks are all-reduced.
+// images = false skips the image tower (e.g. a routing model needs captions only).
+EvalEmbeddings embed_eval_set(ClipModel& model, const BpeTokenizer& tok, const std::string& eval_path,
+                              const Communicator& comm, bool images = true);
+
 EvalReport evaluate(ClipModel& model, const BpeTokenizer& tok, const std::string& eval_path,
                     const Communicator& comm, const std::vector<std::string>& templates = default_templates());
 

@@ -54,6 +54,14 @@ ZeroShotResult zero_shot_accuracy(const std::vector<float>& image_emb, const std
     if (n > 0)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(K), int(dim), 1.0f, image_emb.data(),
                     int(dim), class_emb.data(), int(dim), 0.0f, logits.data(), int(K));
+    return zero_shot_accuracy_from_logits(logits, labels, K);
+}
+
+ZeroShotResult zero_shot_accuracy_from_logits(const std::vector<float>& logits, const std::vector<int32_t>& labels,
+                                              int64_t K) {
+    const int64_t n = int64_t(labels.size());
+    CC_CHECK(K > 0 && int64_t(logits.size()) == n * K, "zero-shot: ", logits.size(), " logits for ", n, " labels x ",
+             K, " classes");
     ZeroShotResult r;
     r.n = n;
     int64_t top1 = 0, top5 = 0;
@@ -75,17 +83,25 @@ RetrievalResult retrieval_recall(const std::vector<float>& image_emb, const std:
     const int64_t n = int64_t(image_emb.size()) / dim;
     CC_CHECK(int64_t(text_emb.size()) == n * dim, "retrieval: ", n, " images but ", text_emb.size() / size_t(dim),
              " texts");
+    return retrieval_recall_scored(n, [&](bool text_queries, int64_t q0, int64_t m, float* out) {
+        const std::vector<float>& queries = text_queries ? text_emb : image_emb;
+        const std::vector<float>& items = text_queries ? image_emb : text_emb;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(dim), 1.0f, queries.data() + q0 * dim,
+                    int(dim), items.data(), int(dim), 0.0f, out, int(n));
+    });
+}
+
+RetrievalResult retrieval_recall_scored(int64_t n, const RetrievalScores& fill) {
     RetrievalResult r;
     r.n = n;
     if (n == 0) return r;
     // Ranks of the positives, in row blocks so memory stays at block x n.
     const int64_t block = 512;
     std::vector<float> sims(size_t(std::min(block, n) * n));
-    auto ranks = [&](const std::vector<float>& queries, const std::vector<float>& items, std::vector<int64_t>& out) {
+    auto ranks = [&](bool text_queries, std::vector<int64_t>& out) {
         for (int64_t q0 = 0; q0 < n; q0 += block) {
             const int64_t m = std::min(block, n - q0);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(dim), 1.0f,
-                        queries.data() + q0 * dim, int(dim), items.data(), int(dim), 0.0f, sims.data(), int(n));
+            fill(text_queries, q0, m, sims.data());
 #pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < m; ++i) {
                 const float* row = &sims[size_t(i * n)];
@@ -97,8 +113,8 @@ RetrievalResult retrieval_recall(const std::vector<float>& image_emb, const std:
         }
     };
     std::vector<int64_t> i2t(static_cast<size_t>(n)), t2i(static_cast<size_t>(n));
-    ranks(image_emb, text_emb, i2t);
-    ranks(text_emb, image_emb, t2i);
+    ranks(false, i2t);
+    ranks(true, t2i);
     auto recall = [&](const std::vector<int64_t>& rk, int64_t k) {
         return double(std::count_if(rk.begin(), rk.end(), [k](int64_t v) { return v < k; })) / double(n);
     };

@@ -22,6 +22,12 @@
 //    The sampler reduces the column terms with one max- and one sum-all-reduce per chunk
 //    and all-gathers the owners' row terms (jest/sampler.h).
 //
+// COST (CPU, B = 16,384): the block is computed in row tiles of ~1M elements (GEMM ->
+// pairwise NLL -> difference -> download -> max|x| and finiteness), so each tile stays in
+// cache between the steps and the workspace is two tiles, not two [Bl, B] blocks; the
+// sampler then reads the block's max|x| and finiteness from ScoreBlock instead of
+// scanning B^2 values again. On a GPU backend the tile is the whole block.
+//
 // The row block of rank r is exactly the rows [r*Bl, (r+1)*Bl) of the matrix a single
 // process computes on the whole super-batch (each element depends only on its image
 // and text embeddings; the GEMM's per-element sum over D is the same for any M as far
@@ -49,6 +55,13 @@ struct ScoreBlock {
     std::vector<float> learner;    // softmax: learner logits [rows, B] (empty for easy_reference)
     std::vector<float> reference;  // softmax: reference logits [rows, B] (empty for hard_learner)
 
+    // Filled by LearnabilityMatrix::compute in its tile pass: the largest |x| over the
+    // block's matrices and whether every value is finite. stats_valid == false (the
+    // default: a block made by hand, or edited after compute) makes the sampler scan.
+    bool stats_valid = false;
+    double max_abs = 0.0;
+    bool all_finite = true;
+
     bool uses_learner() const { return kind != ScoreKind::easy_reference; }
     bool uses_reference() const { return kind != ScoreKind::hard_learner; }
 };
@@ -62,10 +75,16 @@ struct ScoringInputs {
     Tensor ref_scale, ref_bias;          // [1] each (bias: sigmoid only)
 };
 
+// max over p[0, n) of the bit pattern of |p[i]| (int order = float order for |x|): a value
+// >= 0x7f800000 means an Inf or NaN is present; otherwise bit_cast<float> of it is max|x|.
+// Vectorized and threaded (n > 2^16).
+uint32_t max_abs_bits(const float* p, int64_t n);
+
 class LearnabilityMatrix {
 public:
     // local_batch Bl >= 1, embed_dim D >= 1; B = Bl * coll.size(). Workspace on the
-    // backend: gathered texts [B, D] and two [Bl, B] blocks. backend and coll must
+    // backend: gathered texts [B, D] of each model and two [T, B] tiles (T = Bl off the
+    // CPU; on the CPU about 2^20 / B rows). backend and coll must
     // outlive the object.
     LearnabilityMatrix(Backend& backend, Collectives& coll, LossKind loss, ScoreKind kind,
                        int64_t local_batch, int64_t embed_dim);
@@ -74,21 +93,23 @@ public:
     void compute(const ScoringInputs& in, ScoreBlock& out);
 
     int64_t local_batch() const { return Bl_; }
+    int64_t tile_rows() const { return T_; }
     int64_t super_batch() const { return B_; }
     size_t workspace_bytes() const { return arena_.capacity(); }
 
 private:
     void layout(Arena& a);
-    // dots/logits of one model into `out` [Bl, B]; sigmoid: the NLL matrix.
-    void model_block(Tensor img, Tensor txt, Tensor scale, Tensor bias, Tensor out);
+    // dots/logits of rows [r0, r0 + out.rows) of one model into `out` [rows, B]; sigmoid:
+    // the NLL matrix. txt_all: that model's gathered texts.
+    void model_tile(Tensor img, Tensor txt_all, Tensor scale, Tensor bias, int64_t r0, Tensor out);
 
     Backend& be_;
     Collectives& coll_;
     LossKind loss_;
     ScoreKind kind_;
-    int64_t Bl_, B_, D_;
+    int64_t Bl_, B_, D_, T_ = 1;
     Arena arena_;
-    Tensor txt_all_, a_, b_;
+    Tensor txt_l_, txt_r_, a_, b_;
 };
 
 }  // namespace curaclip::jest

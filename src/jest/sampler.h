@@ -48,11 +48,13 @@
 // order, the partition over ranks or the reduction tree (MPI_SUM on int64 is
 // exact). F is chosen so no sum can overflow: for the sigmoid loss from the
 // global max |L| (an all-reduce MAX, also exact) and b, F = min(40, floor(log2(
-// 2^62 / ((2b+1) max|L|)))); quantization error <= 2^-(F+1) per term, ~1e-12 at
-// typical magnitudes, far below the float32 precision of L itself. Softmax:
+// 2^62 / ((2b+1) max|L|))), 50 - ceil(log2 max|L|)) (the last keeps every term
+// below 2^50, where the vectorized conversion is exact); quantization error <=
+// 2^-(F+1) per term, ~1e-12 at typical magnitudes, far below the float32
+// precision of L itself. Softmax:
 // log-sum-exps are kept as (max m, Σ q(exp(l - m))): the max is an exact
 // all-reduce, the term for the max itself is q(1) = 2^F, so the relative error
-// of a sum is <= |S| 2^-(F+1) with F = min(52, 61 - ceil(log2(B+1))); when a
+// of a sum is <= |S| 2^-(F+1) with F = min(50, 61 - ceil(log2(B+1))); when a
 // new chunk raises m, the integer sum is rescaled by exp(m_old - m_new) on every
 // rank from identical bits. Everything after the exact sums (the score from the
 // integers, /τ, + Gumbel, the comparison) is the same double arithmetic on the
@@ -60,9 +62,23 @@
 // Hence: identical scores => identical keys => identical chunks, in both modes
 // and for every P, given identical score matrices (rank r's row block is the
 // same numbers a single process computes for those rows; see learnability.h).
+// The conversion q is x * 2^F + 1.5*2^52 read back as an integer (round to
+// nearest even, the same as llrint, for |x 2^F| < 2^51), so it vectorizes; exp
+// in the softmax state is cpu::fast_exp_f64 (~1 ulp, the same bits everywhere).
+//
+// COST (B = 16,384, b = 3,280, N = 16). Sigmoid: one pass over the rows of each
+// chunk (column part, vectorized) and a gather of the chunk's columns from each
+// owned row (row part): O(b B) conversions in all; the last chunk (and the
+// baselines' batch score) only updates the selected items, O(b^2). The block's
+// max|L| and finiteness come with it from LearnabilityMatrix (no B^2 scan).
+// Softmax: s(c|∅) needs each c's loss in the whole super-batch: one pass for
+// the row/column maxima and one for the sums (2 B^2 vectorized exps per model),
+// once per step; then per chunk O(|K| B) exps. Every O(B) and larger buffer is
+// kept in the Sampler and reused (no allocation, no fresh pages per step).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/philox.h"
@@ -89,6 +105,9 @@ public:
     // cfg validated against (B, P); comm == nullptr: one process (P = 1). comm must
     // outlive the sampler.
     Sampler(const JestConfig& cfg, int64_t super_batch, const Communicator* comm);
+    ~Sampler();
+    Sampler(Sampler&&) noexcept;
+    Sampler& operator=(Sampler&&) noexcept;
 
     // Collective over comm (every rank calls it with its own row block and the same
     // step). Throws (on every rank alike) when a score is not finite.
@@ -104,6 +123,8 @@ private:
     const Communicator* comm_;
     int P_ = 1, rank_ = 0;
     ScoreBlock full_;  // gathered mode with P > 1: the whole matrices
+    struct Workspace;  // score states and O(B) buffers, kept across calls
+    std::unique_ptr<Workspace> ws_;
 };
 
 // ---- building blocks (exposed for the tests) -----------------------------------------------

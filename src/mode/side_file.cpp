@@ -172,6 +172,7 @@ void save_cluster_result(const Communicator& comm, const std::string& out, const
         f.set_attr("/", "source_dataset", info.source_dataset);
         f.set_attr("/", "embeddings", info.embeddings);
         f.set_attr("/", "dataset_key", info.dataset_key);
+        if (!info.checkpoint.empty()) f.set_attr("/", "checkpoint", info.checkpoint);
         f.set_attr("/", "creation_command", info.creation_command);
         f.set_attr("/", "fine_inertia", r.fine_inertia);
         f.set_attr("/", "assign_inertia", r.assign_inertia);

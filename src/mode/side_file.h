@@ -63,6 +63,7 @@ void write_side_file(const Communicator& comm, const std::string& out,
 // The ClusterResult as a side file (/assign/fine, /assign/expert, /centers/...).
 struct ClusterFileInfo {
     std::string source_dataset, embeddings, dataset_key, creation_command, init;
+    std::string checkpoint;  // the model that made the embeddings (MoDE routing embeds in its space); "" if unknown
     uint64_t seed = 0;
     int iters = 0;
     bool balanced = false;

@@ -14,6 +14,7 @@
 #include "io/checkpoint.h"
 #include "io/loader.h"
 #include "loss/contrastive_loss.h"
+#include "mode/experts.h"
 #include "model/clip_model.h"
 #include "mpi/collectives.h"
 #include "tokenizer/bpe_tokenizer.h"
@@ -53,7 +54,17 @@ po::options_description train_options() {
         ("train.checkpoint_every", po::value<int64_t>()->default_value(0), "checkpoint every N steps (0: only at the end)")
         ("train.stop_at", po::value<int64_t>()->default_value(0),
          "checkpoint and exit after this step, to continue later with --train.resume latest (0: run to the end)")
-        ("train.threads", po::value<int>()->default_value(0), "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all)");
+        ("train.threads", po::value<int>()->default_value(0), "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all)")
+        ("train.init_from", po::value<std::string>()->default_value(""),
+         "start from this checkpoint's parameters (fresh optimizer, step 0), e.g. the MoDE seed model");
+    po::options_description m("MoDE: training a data expert ([mode] section)");
+    m.add_options()
+        ("mode.assign", po::value<std::string>()->default_value(""), "cluster side file of `curaclip cluster` (/assign/expert)")
+        ("mode.expert", po::value<int64_t>()->default_value(-1),
+         "train expert c only: its cluster's rows plus mode.ood_share out-of-cluster rows (-1: all data)")
+        ("mode.ood_share", po::value<double>()->default_value(0.02),
+         "out-of-cluster rows added to an expert, as a share of its cluster's size");
+    d.add(m);
     po::options_description j("JEST: joint example selection ([jest] section)");
     j.add_options()
         ("jest.enable", po::value<bool>()->default_value(false),
@@ -123,6 +134,14 @@ TrainOptions train_options_from(const po::variables_map& vm) {
     const std::string res = vm["jest.score_resolution"].as<std::string>();
     CC_CHECK(res == "full" || res == "low", "jest.score_resolution: '", res, "' is not one of full, low");
     o.jest_score_low_res = res == "low";
+    o.init_from = vm["train.init_from"].as<std::string>();
+    o.mode_assign = vm["mode.assign"].as<std::string>();
+    o.mode_expert = vm["mode.expert"].as<int64_t>();
+    o.mode_ood_share = vm["mode.ood_share"].as<double>();
+    CC_CHECK(o.mode_expert >= -1, "mode.expert must be an expert id >= 0 (or -1: all data), got ", o.mode_expert);
+    CC_CHECK(o.mode_ood_share >= 0 && o.mode_ood_share <= 1, "mode.ood_share must be in [0, 1], got ", o.mode_ood_share);
+    CC_CHECK(o.mode_expert < 0 || !o.mode_assign.empty(), "mode.expert = ", o.mode_expert,
+             " needs mode.assign (the cluster side file of `curaclip cluster`)");
     return o;
 }
 
@@ -142,6 +161,18 @@ std::string format_eta(double seconds) {
     return buf;
 }
 }  // namespace
+
+std::vector<int64_t> training_rows(const TrainOptions& opt, int64_t n_dataset) {
+    if (opt.mode_expert < 0) return opt.rows;
+    CC_CHECK(opt.rows.empty(), "train: give either explicit rows or mode.expert, not both");
+    const mode::Assignment a = mode::read_assignment(opt.mode_assign, /*with_rows=*/true, "mode.assign");
+    CC_CHECK(a.n_examples == n_dataset, "mode.assign: ", opt.mode_assign, " assigns ", a.n_examples,
+             " examples but data.train ", opt.train_path, " has ", n_dataset,
+             ": the side file belongs to another dataset");
+    CC_CHECK(opt.mode_expert < a.n_experts, "mode.expert = ", opt.mode_expert, " but ", opt.mode_assign, " has ",
+             a.n_experts, " experts (0..", a.n_experts - 1, ")");
+    return mode::expert_rows(a.expert, a.n_experts, opt.mode_expert, opt.mode_ood_share, opt.seed);
+}
 
 int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Communicator& comm) {
     const bool root = comm.rank() == 0;
@@ -185,6 +216,13 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         jcfg.batch = opt.global_batch;
         jcfg.validate(super_batch, P);
     }
+    if (opt.mode_expert >= 0 || !opt.rows.empty()) {
+        const int64_t n_dataset = io::DatasetReader(opt.train_path, lo.expect).size();
+        lo.rows = training_rows(opt, n_dataset);
+        if (opt.mode_expert >= 0)
+            CC_CHECK(int64_t(lo.rows.size()) >= super_batch, "mode.expert = ", opt.mode_expert, " has ", lo.rows.size(),
+                     " examples (cluster + out-of-cluster share), fewer than one global batch of ", super_batch);
+    }
     io::Loader loader(opt.train_path, super_batch, comm, opt.seed, lo);
 
     auto be = make_backend(opt.backend);
@@ -210,6 +248,13 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     }
 
     int64_t start_step = 0;
+    if (!resuming && !opt.init_from.empty()) {
+        std::string path = opt.init_from;
+        CC_CHECK(fs::exists(path), "train.init_from: ", path, " does not exist");
+        if (fs::is_directory(path)) path = resolve_checkpoint(path, "latest");
+        load_checkpoint(path, model.params(), /*with_optimizer=*/false);
+        if (root) std::printf("initialized from %s (parameters only; fresh optimizer, step 0)\n", path.c_str());
+    }
     if (resuming) {
         const std::string path = resolve_checkpoint(opt.out_dir, opt.resume);
         const CheckpointState st = load_checkpoint(path, model.params(), /*with_optimizer=*/true);
@@ -224,6 +269,12 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         std::printf("%s\nranks %d x local batch %lld = global batch %lld, %lld steps, backend %s, %d threads/rank\n",
                     model.memory_report().c_str(), P, (long long)local_batch, (long long)opt.global_batch,
                     (long long)opt.steps, be->name().c_str(), omp_get_max_threads());
+        if (!lo.rows.empty())
+            std::printf("training on %lld of %lld rows (%.1f%%)%s, %lld steps per epoch\n", (long long)lo.rows.size(),
+                        (long long)loader.dataset_size(), 100.0 * double(lo.rows.size()) / double(loader.dataset_size()),
+                        opt.mode_expert >= 0 ? (" = MoDE expert " + std::to_string(opt.mode_expert) + " of " +
+                                                opt.mode_assign).c_str() : "",
+                        (long long)loader.steps_per_epoch());
         if (opt.jest_enabled)
             std::printf("JEST: %s; super-batch %lld -> %lld, reference %s\n", jcfg.str().c_str(),
                         (long long)super_batch, (long long)opt.global_batch,
@@ -265,6 +316,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     int64_t window_steps = 0;
     for (int64_t s = start_step; s < opt.steps; ++s) {
         const io::Batch batch = loader.next();
+        if (opt.on_batch_rows) opt.on_batch_rows(s, batch.indices);
         StepResult r;
         if (jest_step) {
             const JestStepResult j = jest_step->run(batch, adamw, uint64_t(s));

@@ -8,7 +8,9 @@
 // exactly (bit for bit on the CPU backend).
 #pragma once
 
+#include <functional>
 #include <string>
+#include <vector>
 
 #include <boost/program_options.hpp>
 
@@ -36,10 +38,28 @@ struct TrainOptions {
     jest::JestConfig jest;
     std::string jest_reference, jest_reference_cache;
     bool jest_score_low_res = false;
+
+    // Start from another run's parameters (not its optimizer state or step): the
+    // MoDE seed model. Ignored when resuming (the run's own checkpoint wins).
+    std::string init_from;
+    // MoDE expert (DESIGN §7): train only on expert mode_expert's rows of the
+    // cluster side file mode_assign plus round(mode_ood_share * |cluster|)
+    // out-of-cluster rows (mode/experts.h). mode_expert < 0: all data.
+    std::string mode_assign;
+    int64_t mode_expert = -1;
+    double mode_ood_share = 0.02;
+    // Or an explicit list of dataset rows to train on (tests, tools); empty: all.
+    std::vector<int64_t> rows;
+    // Called on every rank with the file rows of its slice of each batch (tests).
+    std::function<void(int64_t step, const std::vector<int64_t>& rows)> on_batch_rows;
 };
 
 boost::program_options::options_description train_options();
 TrainOptions train_options_from(const boost::program_options::variables_map& vm);
+
+// The rows a run trains on (opt.rows, or mode_expert's rows of mode_assign;
+// empty: all). n_dataset is the size of data.train, checked against the side file.
+std::vector<int64_t> training_rows(const TrainOptions& opt, int64_t n_dataset);
 
 // Runs the whole training; returns the process exit code (0 also after a clean preemption stop).
 int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Communicator& comm);

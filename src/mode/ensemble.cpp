@@ -1,0 +1,227 @@
+#include "mode/ensemble.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "backend/registry.h"
+#include "io/checkpoint.h"
+#include "model/clip_model.h"
+#include "tokenizer/bpe_tokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace curaclip::mode {
+
+std::vector<std::string> resolve_expert_checkpoints(const std::string& spec) {
+    CC_CHECK(!spec.empty(), "--experts: no expert checkpoints given");
+    std::vector<std::string> items;
+    std::stringstream ss(spec);
+    for (std::string item; std::getline(ss, item, ',');)
+        if (!item.empty()) items.push_back(item);
+    CC_CHECK(!items.empty(), "--experts: no expert checkpoints in '", spec, "'");
+    auto checkpoint_of = [](const std::string& p) {
+        CC_CHECK(fs::exists(p), "--experts: ", p, " does not exist");
+        return fs::is_directory(p) ? resolve_checkpoint(p, "latest") : p;
+    };
+    // One folder that holds expert_<c> run folders (train-experts' output).
+    if (items.size() == 1 && fs::is_directory(items[0]) && !fs::exists(fs::path(items[0]) / "latest")) {
+        std::map<int, std::string> found;
+        for (const auto& e : fs::directory_iterator(items[0])) {
+            const std::string name = e.path().filename().string();
+            if (!e.is_directory() || name.rfind("expert_", 0) != 0) continue;
+            const std::string num = name.substr(7);
+            if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos) continue;
+            found[std::stoi(num)] = e.path().string();
+        }
+        CC_CHECK(!found.empty(), "--experts: ", items[0], " holds no expert_<c> run folders and no checkpoint");
+        std::vector<std::string> out;
+        for (const auto& [c, path] : found) {
+            CC_CHECK(c == int(out.size()), "--experts: ", items[0], " has no expert_", out.size(), " (experts must be 0..n-1)");
+            out.push_back(checkpoint_of(path));
+        }
+        return out;
+    }
+    std::vector<std::string> out;
+    for (const auto& i : items) out.push_back(checkpoint_of(i));
+    return out;
+}
+
+namespace {
+double logit_scale_of(ClipModel& model) {
+    auto& ps = model.params();
+    for (size_t i = 0; i < ps.size(); ++i)
+        if (ps[i].name == "logit_scale") return std::exp(std::min(ps.values_to_host(i)[0], std::log(100.0)));
+    CC_FAIL("model has no logit_scale parameter");
+}
+
+struct ExpertData {
+    EvalEmbeddings emb;
+    std::vector<float> cls;  // [K, D]
+    double scale = 1;
+};
+
+// s * a[q0:q0+m] . b^T -> out [m, nb]
+void scores(const std::vector<float>& a, int64_t q0, int64_t m, const std::vector<float>& b, int64_t nb, int64_t D,
+            float s, float* out) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(nb), int(D), s, a.data() + q0 * D, int(D), b.data(),
+                int(D), 0.0f, out, int(nb));
+}
+
+EvalReport combine(const std::vector<ExpertData>& ex, const std::vector<double>& w_zs, const std::vector<double>& w_i2t,
+                   const std::vector<double>& w_t2i /* [N, n] or empty: w_i2t for every query */, bool cosine,
+                   const std::string& dataset) {
+    const int64_t n_ex = int64_t(ex.size()), N = ex[0].emb.n, D = ex[0].emb.dim;
+    EvalReport r;
+    r.dataset = dataset;
+    if (ex[0].emb.has_labels) {
+        const int64_t K = int64_t(ex[0].emb.classnames.size());
+        std::vector<float> total(size_t(N * K), 0.0f), one(size_t(N * K));
+        for (int64_t c = 0; c < n_ex; ++c) {
+            scores(ex[size_t(c)].emb.images, 0, N, ex[size_t(c)].cls, K, D, cosine ? 1.0f : float(ex[size_t(c)].scale),
+                   one.data());
+            const float w = float(w_zs[size_t(c)]);
+            for (size_t i = 0; i < one.size(); ++i) total[i] += w * one[i];
+        }
+        r.zero_shot = zero_shot_accuracy_from_logits(total, ex[0].emb.labels, K);
+    }
+    std::vector<float> one;
+    r.retrieval = retrieval_recall_scored(N, [&](bool text_queries, int64_t q0, int64_t m, float* out) {
+        one.resize(size_t(m * N));
+        std::fill(out, out + m * N, 0.0f);
+        for (int64_t c = 0; c < n_ex; ++c) {
+            const EvalEmbeddings& e = ex[size_t(c)].emb;
+            const float s = cosine ? 1.0f : float(ex[size_t(c)].scale);
+            scores(text_queries ? e.texts : e.images, q0, m, text_queries ? e.images : e.texts, N, D, s, one.data());
+            for (int64_t i = 0; i < m; ++i) {
+                const float w = float(text_queries && !w_t2i.empty() ? w_t2i[size_t((q0 + i) * n_ex + c)]
+                                                                      : w_i2t[size_t(c)]);
+                float* o = out + i * N;
+                const float* x = one.data() + i * N;
+                for (int64_t j = 0; j < N; ++j) o[j] += w * x[j];
+            }
+        }
+    });
+    return r;
+}
+
+std::string json_array(const std::vector<double>& v) {
+    std::ostringstream os;
+    os.precision(6);
+    os << "[";
+    for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
+    return os.str() + "]";
+}
+}  // namespace
+
+EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoints, const Assignment& assign,
+                                 const std::string& routing_checkpoint, const std::string& tokenizer_path,
+                                 const std::string& eval_path, const Communicator& comm, const EnsembleOptions& opt) {
+    const int64_t n = int64_t(expert_checkpoints.size());
+    CC_CHECK(n == assign.n_experts, "--experts: ", n, " expert checkpoints but ", assign.path, " has ", assign.n_experts,
+             " experts");
+    CC_CHECK(!routing_checkpoint.empty(), "routing needs the model that embedded the captions for clustering: ",
+             assign.path, " does not name it (no 'checkpoint' attribute); pass --routing-checkpoint");
+    CC_CHECK(fs::exists(routing_checkpoint), "routing checkpoint ", routing_checkpoint, " (the clustering embedding model) does not exist");
+    CC_CHECK(fs::exists(eval_path), "--data ", eval_path, " does not exist");
+    const BpeTokenizer tok = BpeTokenizer::load(tokenizer_path);
+    auto be = make_backend(opt.backend);
+    EnsembleReport rep;
+    rep.experts = expert_checkpoints;
+    rep.routing_checkpoint = routing_checkpoint;
+    const RoutingCenters centers{assign.m, assign.dim, assign.n_experts, assign.fine_centers.data(),
+                                 assign.fine_to_expert.data()};
+
+    // Routing: the task's texts in the clustering embedding space.
+    std::vector<double> w_t2i;
+    {
+        const ModelConfig cfg = checkpoint_model_config(routing_checkpoint);
+        CC_CHECK(cfg.embed_dim == assign.dim, "routing checkpoint ", routing_checkpoint, " embeds in ", cfg.embed_dim,
+                 " dimensions but the fine centers of ", assign.path, " have ", assign.dim);
+        ClipModel model(*be, cfg, opt.batch);
+        load_checkpoint(routing_checkpoint, model.params(), /*with_optimizer=*/false);
+        const EvalEmbeddings e = embed_eval_set(model, tok, eval_path, comm, /*images=*/false);
+        if (e.has_labels) {
+            const std::vector<float> cls = zero_shot_classifier(model, tok, e.classnames, opt.templates);
+            rep.weights_zeroshot = routing_weights(cls.data(), int64_t(e.classnames.size()), centers, opt.routing);
+        } else {
+            rep.weights_zeroshot.assign(size_t(n), 1.0 / double(n));
+        }
+        rep.weights_i2t = routing_weights(e.texts.data(), e.n, centers, opt.routing);
+        w_t2i = routing_weights_per_query(e.texts.data(), e.n, centers, opt.routing);
+        rep.weights_t2i_mean.assign(size_t(n), 0.0);
+        for (int64_t q = 0; q < e.n; ++q)
+            for (int64_t c = 0; c < n; ++c) rep.weights_t2i_mean[size_t(c)] += w_t2i[size_t(q * n + c)] / double(e.n);
+    }
+
+    std::vector<ExpertData> ex(static_cast<size_t>(n));
+    for (int64_t c = 0; c < n; ++c) {
+        const std::string& ck = expert_checkpoints[size_t(c)];
+        const ModelConfig cfg = checkpoint_model_config(ck);
+        ClipModel model(*be, cfg, opt.batch);
+        load_checkpoint(ck, model.params(), /*with_optimizer=*/false);
+        ExpertData& d = ex[size_t(c)];
+        d.emb = embed_eval_set(model, tok, eval_path, comm);
+        if (c > 0)
+            CC_CHECK(d.emb.dim == ex[0].emb.dim, "expert ", c, " (", ck, ") embeds in ", d.emb.dim,
+                     " dimensions, expert 0 in ", ex[0].emb.dim);
+        if (d.emb.has_labels) d.cls = zero_shot_classifier(model, tok, d.emb.classnames, opt.templates);
+        d.scale = logit_scale_of(model);
+        rep.logit_scales.push_back(d.scale);
+        // The expert alone.
+        EvalReport r;
+        r.dataset = eval_path;
+        if (d.emb.has_labels) r.zero_shot = zero_shot_accuracy(d.emb.images, d.emb.labels, d.cls, d.emb.dim);
+        r.retrieval = retrieval_recall(d.emb.images, d.emb.texts, d.emb.dim);
+        rep.expert_reports.push_back(r);
+    }
+    rep.routed = combine(ex, rep.weights_zeroshot, rep.weights_i2t, w_t2i, opt.cosine, eval_path);
+    const std::vector<double> uni(size_t(n), 1.0 / double(n));
+    rep.uniform = combine(ex, uni, uni, {}, opt.cosine, eval_path);
+    return rep;
+}
+
+std::string format_ensemble_report(const EnsembleReport& r, const EnsembleOptions& opt) {
+    std::ostringstream os;
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "routing: %s schedule, lambda %.3g, temperature %.3g, ensemble of %s; routing model %s\n",
+                  routing_schedule_name(opt.routing.schedule), opt.routing.lambda, opt.routing.temperature,
+                  opt.cosine ? "cosine similarities" : "logits (each expert's own logit scale)",
+                  r.routing_checkpoint.c_str());
+    os << buf;
+    os << "expert  weight(zero-shot)  weight(i2t)  mean weight(t2i)  logit scale  zero-shot top-1  i2t R@1  t2i R@1  checkpoint\n";
+    for (size_t c = 0; c < r.experts.size(); ++c) {
+        const EvalReport& e = r.expert_reports[c];
+        std::snprintf(buf, sizeof buf, "%6zu  %17.4f  %11.4f  %16.4f  %11.2f  %14.2f%%  %6.2f%%  %6.2f%%  %s\n", c,
+                      r.weights_zeroshot[c], r.weights_i2t[c], r.weights_t2i_mean[c], r.logit_scales[c],
+                      100 * e.zero_shot.top1, 100 * e.retrieval.image_to_text_r1, 100 * e.retrieval.text_to_image_r1,
+                      r.experts[c].c_str());
+        os << buf;
+    }
+    os << "routed ensemble (MoDE)\n" << format_report(r.routed);
+    os << "uniform average of the experts\n" << format_report(r.uniform);
+    return os.str();
+}
+
+std::string ensemble_report_json(const EnsembleReport& r, const EnsembleOptions& opt) {
+    std::ostringstream os;
+    os << "\"routing\": {\"schedule\": \"" << routing_schedule_name(opt.routing.schedule) << "\", \"lambda\": "
+       << opt.routing.lambda << ", \"temperature\": " << opt.routing.temperature << ", \"space\": \""
+       << (opt.cosine ? "cosine" : "logits") << "\", \"checkpoint\": \"" << r.routing_checkpoint << "\"}, ";
+    os << "\"weights_zeroshot\": " << json_array(r.weights_zeroshot) << ", \"weights_i2t\": " << json_array(r.weights_i2t)
+       << ", \"weights_t2i_mean\": " << json_array(r.weights_t2i_mean) << ", \"logit_scales\": "
+       << json_array(r.logit_scales) << ", ";
+    os << "\"experts\": [";
+    for (size_t c = 0; c < r.experts.size(); ++c)
+        os << (c ? ", " : "") << "{\"checkpoint\": \"" << r.experts[c] << "\", " << report_json_fields(r.expert_reports[c])
+           << "}";
+    os << "], \"routed\": {" << report_json_fields(r.routed) << "}, \"uniform\": {" << report_json_fields(r.uniform) << "}";
+    return os.str();
+}
+
+}  // namespace curaclip::mode

@@ -1,0 +1,63 @@
+// The routed MoDE ensemble on an evaluation set (DESIGN §7), and its baseline,
+// the uniform average of the experts.
+//
+// Each expert c embeds the evaluation images and captions and the class names
+// (prompt templates averaged). Its zero-shot scores are either its cosine
+// similarities (space = cosine, the default, as the released MetaCLIP code
+// ensembles) or its logits exp(t_c) * cosine with its own learned logit scale
+// (space = logits). Cosine is the default because the logit scale is a training
+// temperature, not a calibration: with logits an expert whose t_c ended higher
+// would outweigh the routing weights p(c|T).
+//
+//   zero-shot:  scores = sum_c p(c|T) * S_c,  T = the class names
+//   text->image: query q's scores = sum_c p(c|q) * S_c(q, .)  (each query its own task)
+//   image->text: scores = sum_c p(c|C) * S_c, C = the whole caption corpus as the task
+//
+// The routing embeddings come from the model that embedded the captions for
+// clustering (the side file's checkpoint attribute), as the fine centers live in
+// that model's embedding space.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "eval/evaluate.h"
+#include "mode/experts.h"
+#include "mode/routing.h"
+#include "mpi/communicator.h"
+
+namespace curaclip::mode {
+
+struct EnsembleOptions {
+    RoutingOptions routing;
+    bool cosine = true;  // false: each expert's logits (own logit scale)
+    int64_t batch = 256;
+    std::string backend = "cpu";
+    std::vector<std::string> templates = default_templates();
+};
+
+struct EnsembleReport {
+    std::vector<std::string> experts;       // checkpoint files, expert c at [c]
+    std::vector<EvalReport> expert_reports;  // each expert alone
+    std::vector<double> logit_scales;       // exp(t_c)
+    std::vector<double> weights_zeroshot;   // p(c | class names)
+    std::vector<double> weights_i2t;        // p(c | caption corpus)
+    std::vector<double> weights_t2i_mean;   // mean over queries of p(c | q)
+    EvalReport routed, uniform;
+    std::string routing_checkpoint;
+};
+
+// Collective over comm (every rank embeds its block of the evaluation set).
+EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoints, const Assignment& assign,
+                                 const std::string& routing_checkpoint, const std::string& tokenizer_path,
+                                 const std::string& eval_path, const Communicator& comm, const EnsembleOptions& opt);
+
+// The report as a terminal table and as a JSON object body.
+std::string format_ensemble_report(const EnsembleReport& r, const EnsembleOptions& opt);
+std::string ensemble_report_json(const EnsembleReport& r, const EnsembleOptions& opt);
+
+// --experts: a comma-separated list of checkpoints/run folders (expert c = the
+// c-th), or one folder holding expert_0, expert_1, ... (train-experts' output).
+std::vector<std::string> resolve_expert_checkpoints(const std::string& spec);
+
+}  // namespace curaclip::mode
