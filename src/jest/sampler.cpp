@@ -1,20 +1,73 @@
 // The JEST sampler: exact fixed-point score states for the sigmoid and softmax
 // losses, shared by the gathered and the sharded mode (see sampler.h for the
-// algorithm and the determinism argument).
+// algorithm, the determinism argument and the cost).
 #include "jest/sampler.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
-#include <memory>
 
 #include "core/check.h"
+#include "cpu/cpu_math.h"
 
 namespace curaclip::jest {
 
 namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+
+// q(x) = round(x * scale), ties to even (= llrint), for |x * scale| < 2^51: the sum
+// x * scale + 1.5 * 2^52 lies in [2^52, 2^53), where the double grid is the integers,
+// so its low bits are the rounded integer. Branch-free, so the loops vectorize.
+inline int64_t q(double x, double scale) {
+    return int64_t(std::bit_cast<uint64_t>(x * scale + kMagic) - std::bit_cast<uint64_t>(kMagic));
+}
+
+// Order-preserving int keys of floats (for max reductions that vectorize).
+inline int32_t fkey(float x) {
+    const int32_t i = std::bit_cast<int32_t>(x);
+    return i ^ ((i >> 31) & 0x7fffffff);
+}
+inline float funkey(int32_t k) { return std::bit_cast<float>(k ^ ((k >> 31) & 0x7fffffff)); }
+
+// ---- vectorized row kernels --------------------------------------------------------------
+// d[i] += q(x[i])
+CC_VECTOR_CLONES void add_q(int64_t* d, const float* x, int64_t n, double scale) {
+    for (int64_t i = 0; i < n; ++i) d[i] += q(double(x[i]), scale);
+}
+// Σ q(row[idx[t]])
+CC_VECTOR_CLONES int64_t sum_q_gather(const float* row, const int64_t* idx, int64_t n, double scale) {
+    int64_t s = 0;
+    for (int64_t t = 0; t < n; ++t) s += q(double(row[idx[t]]), scale);
+    return s;
+}
+// max x[i] (finite values)
+CC_VECTOR_CLONES float max_of(const float* x, int64_t n) {
+    int32_t m = std::numeric_limits<int32_t>::min();
+    for (int64_t i = 0; i < n; ++i) m = std::max(m, fkey(x[i]));
+    return funkey(m);
+}
+// m[i] = max(m[i], key(x[i])) (keys of finite floats)
+CC_VECTOR_CLONES void max_keys(int32_t* m, const float* x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) m[i] = std::max(m[i], fkey(x[i]));
+}
+// Σ q(exp(x[i] - m))
+CC_VECTOR_CLONES int64_t sum_q_exp(const float* x, int64_t n, double m, double scale) {
+    int64_t s = 0;
+    for (int64_t i = 0; i < n; ++i) s += q(cpu::fast_exp_f64(double(x[i]) - m), scale);
+    return s;
+}
+CC_VECTOR_CLONES int64_t sum_q_exp_d(const double* x, int64_t n, double m, double scale) {
+    int64_t s = 0;
+    for (int64_t i = 0; i < n; ++i) s += q(cpu::fast_exp_f64(x[i] - m), scale);
+    return s;
+}
+// d[i] += q(exp(x[i] - m[i]))
+CC_VECTOR_CLONES void add_q_exp(int64_t* d, const float* x, const double* m, int64_t n, double scale) {
+    for (int64_t i = 0; i < n; ++i) d[i] += q(cpu::fast_exp_f64(double(x[i]) - m[i]), scale);
+}
 
 // Host collectives of the score states; inactive (no messages) for one process and
 // for the gathered mode, where every rank holds all rows.
@@ -42,31 +95,51 @@ struct View {
     bool own(int64_t c) const { return c >= row_begin && c < row_begin + rows; }
 };
 
-inline int64_t q(double x, double scale) { return std::llrint(x * scale); }
+// K sorted (locality only: the sums are exact) and its members in this rank's rows.
+void sort_chunk(const std::vector<int64_t>& K_in, const View& v, std::vector<int64_t>& K,
+                std::vector<int64_t>& own_k) {
+    K.assign(K_in.begin(), K_in.end());
+    std::sort(K.begin(), K.end());
+    own_k.clear();
+    for (int64_t k : K)
+        if (v.own(k)) own_k.push_back(k);
+}
+
+// Runs f(c0, c1) over [0, n) split across the OpenMP threads (serially when the work
+// n * per is small).
+template <typename F>
+void parallel_range(int64_t n, int64_t per, F&& f) {
+    cpu::parallel_chunks(n, per > 0 ? (int64_t(1) << 15) / per : n, std::forward<F>(f));
+}
 
 class ScoreState {
 public:
     virtual ~ScoreState() = default;
     // s(c|∅) for every c.
     virtual void first_scores(std::vector<double>& s) = 0;
-    // S += K (collective).
-    virtual void add(const std::vector<int64_t>& K) = 0;
+    // S += K (collective). sel == nullptr: update every candidate; otherwise only the
+    // sorted candidates sel (the same on every rank; what batch_score reads).
+    virtual void add(const std::vector<int64_t>& K, const std::vector<int64_t>* sel) = 0;
     // s(c|S) for every c (in_S marks S; collective).
     virtual void scores(const std::vector<uint8_t>& in_S, std::vector<double>& s) = 0;
-    // The batch score of S once every member has been add()ed.
+    // The batch score of S once every member has been add()ed (at least for sel = S).
     virtual double batch_score(const std::vector<int64_t>& S, const std::vector<uint8_t>& in_S) = 0;
 };
 
 // ---- sigmoid: additive scores --------------------------------------------------------------
 class SigmoidState final : public ScoreState {
 public:
-    SigmoidState(const View& v, HostComm hc, double max_abs, int64_t b) : v_(v), hc_(hc) {
+    void init(const View& v, HostComm hc, double max_abs, int64_t b) {
+        v_ = v;
+        hc_ = hc;
         const int64_t B = v.B;
-        // (2b+1) terms of |q| <= max_abs 2^F must stay below 2^62.
+        // (2b+1) terms of |q| <= max_abs 2^F must stay below 2^62, and each below 2^50
+        // (the exact range of q).
         int F = 40;
         if (max_abs > 0.0) {
             const double room = std::ldexp(1.0, 62) / (double(2 * b + 1) * max_abs);
             F = std::min(40, int(std::floor(std::log2(room))));
+            F = std::min(F, 50 - int(std::ceil(std::log2(max_abs))));
         }
         CC_CHECK(F >= 8, "JEST: score magnitude ", max_abs,
                  " is too large for the exact fixed-point sums (the learner diverged?)");
@@ -74,38 +147,54 @@ public:
         inv_ = std::ldexp(1.0, -F);
         diag_.assign(size_t(B), 0);
         acc_.assign(size_t(B), 0);
-        std::vector<int64_t> own(size_t(v.rows));
-        for (int64_t i = 0; i < v.rows; ++i) own[size_t(i)] = q(double(v.L[i * B + v.row_begin + i]), scale_);
-        hc_.gather_rows(own.data(), diag_.data(), size_t(v.rows), v.row_begin);
+        own_.resize(size_t(v.rows));
+        for (int64_t i = 0; i < v.rows; ++i) own_[size_t(i)] = q(double(v.L[i * B + v.row_begin + i]), scale_);
+        hc_.gather_rows(own_.data(), diag_.data(), size_t(v.rows), v.row_begin);
     }
     void first_scores(std::vector<double>& s) override {
         s.resize(diag_.size());
         for (size_t c = 0; c < s.size(); ++c) s[c] = double(diag_[c]) * inv_;
     }
-    void add(const std::vector<int64_t>& K_in) override {
-        const int64_t B = v_.B;
-        std::vector<int64_t> K(K_in);
-        std::sort(K.begin(), K.end());  // locality only: integer sums do not care
-        std::vector<int64_t> own_k;
-        for (int64_t k : K)
-            if (v_.own(k)) own_k.push_back(k);
-        std::vector<int64_t> delta(size_t(B), 0);
+    void add(const std::vector<int64_t>& K_in, const std::vector<int64_t>* sel) override {
+        const int64_t B = v_.B, rb = v_.row_begin;
+        sort_chunk(K_in, v_, K_, own_k_);
         const float* L = v_.L;
         const double sc = scale_;
-        const int64_t rb = v_.row_begin, nk = int64_t(K.size()), no = int64_t(own_k.size());
-#pragma omp parallel for schedule(static) if (B * (nk + no) > (1 << 16))
-        for (int64_t c = 0; c < B; ++c) {
-            int64_t d = 0;
-            if (v_.own(c)) {  // row part: Σ_{k∈K} L[c,k]
-                const float* row = L + (c - rb) * B;
-                for (int64_t t = 0; t < nk; ++t) d += q(double(row[K[size_t(t)]]), sc);
-            }
-            for (int64_t t = 0; t < no; ++t)  // column part: Σ_{k∈K, own} L[k,c]
-                d += q(double(L[(own_k[size_t(t)] - rb) * B + c]), sc);
-            delta[size_t(c)] = d;
+        const int64_t nk = int64_t(K_.size()), no = int64_t(own_k_.size());
+        if (sel) {  // only the candidates in sel: O(|K| |sel|)
+            const int64_t ns = int64_t(sel->size());
+            delta_.assign(size_t(ns), 0);
+            parallel_range(ns, nk + no, [&](int64_t i0, int64_t i1) {
+                for (int64_t i = i0; i < i1; ++i) {
+                    const int64_t c = (*sel)[size_t(i)];
+                    int64_t d = 0;
+                    if (v_.own(c)) d += sum_q_gather(L + (c - rb) * B, K_.data(), nk, sc);
+                    for (int64_t t = 0; t < no; ++t) d += q(double(L[(own_k_[size_t(t)] - rb) * B + c]), sc);
+                    delta_[size_t(i)] = d;
+                }
+            });
+            hc_.sum(delta_.data(), delta_.size());
+            for (int64_t i = 0; i < ns; ++i) acc_[size_t((*sel)[size_t(i)])] += delta_[size_t(i)];
+            return;
         }
-        hc_.sum(delta.data(), delta.size());
-        for (int64_t c = 0; c < B; ++c) acc_[size_t(c)] += delta[size_t(c)];
+        // Every candidate. Without messages the updates go straight into acc (integer
+        // sums: the same result); otherwise into delta, all-reduced.
+        int64_t* d = acc_.data();
+        if (hc_.comm) {
+            delta_.assign(size_t(B), 0);
+            d = delta_.data();
+        }
+        parallel_range(B, nk + no, [&](int64_t c0, int64_t c1) {
+            // column part: Σ_{k∈K, own} L[k,c], rows of the chunk (contiguous)
+            for (int64_t t = 0; t < no; ++t) add_q(d + c0, L + (own_k_[size_t(t)] - rb) * B + c0, c1 - c0, sc);
+            // row part: Σ_{k∈K} L[c,k] for own c (a gather from row c)
+            const int64_t r0 = std::max(c0, rb), r1 = std::min(c1, rb + v_.rows);
+            for (int64_t c = r0; c < r1; ++c) d[c] += sum_q_gather(L + (c - rb) * B, K_.data(), nk, sc);
+        });
+        if (hc_.comm) {
+            hc_.sum(delta_.data(), delta_.size());
+            for (int64_t c = 0; c < B; ++c) acc_[size_t(c)] += delta_[size_t(c)];
+        }
     }
     void scores(const std::vector<uint8_t>&, std::vector<double>& s) override {
         s.resize(diag_.size());
@@ -122,7 +211,7 @@ private:
     View v_;
     HostComm hc_;
     double scale_ = 1.0, inv_ = 1.0;
-    std::vector<int64_t> diag_, acc_;
+    std::vector<int64_t> diag_, acc_, own_, delta_, K_, own_k_;
 };
 
 // ---- softmax: log-sum-exps over the selected set ----------------------------------------------
@@ -135,153 +224,239 @@ struct LseAcc {
 
 class SoftmaxState final : public ScoreState {
 public:
-    SoftmaxState(const View& v, HostComm hc, ScoreKind kind) : v_(v), hc_(hc), kind_(kind) {
+    void init(const View& v, HostComm hc) {
+        v_ = v;
+        hc_ = hc;
         const int64_t B = v.B;
-        const int F = std::clamp(61 - int(std::ceil(std::log2(double(B + 1)))), 20, 52);
+        const int F = std::clamp(61 - int(std::ceil(std::log2(double(B + 1)))), 20, 50);
         scale_ = std::ldexp(1.0, F);
         inv_ = std::ldexp(1.0, -F);
+        models_.clear();
         for (int m = 0; m < 2; ++m) {
             if (!v.model[m]) continue;
             models_.push_back(m);
-            std::vector<double> own(size_t(v.rows)), all(static_cast<size_t>(B));
-            for (int64_t i = 0; i < v.rows; ++i) own[size_t(i)] = double(v.model[m][i * B + v.row_begin + i]);
-            hc_.gather_rows(own.data(), all.data(), size_t(v.rows), v.row_begin);
-            diag_[m] = all;
-            reset(acc_[m], m);
+            own_.resize(size_t(v.rows));
+            diag_[m].resize(size_t(B));
+            for (int64_t i = 0; i < v.rows; ++i) own_[size_t(i)] = double(v.model[m][i * B + v.row_begin + i]);
+            hc_.gather_rows(own_.data(), diag_[m].data(), size_t(v.rows), v.row_begin);
+            LseAcc& a = acc_[m];
+            a.m_row.assign(diag_[m].begin() + v.row_begin, diag_[m].begin() + v.row_begin + v.rows);
+            a.m_col.assign(diag_[m].begin(), diag_[m].end());
+            a.a_row.assign(size_t(v.rows), 0);
+            a.a_col.assign(size_t(B), 0);
         }
     }
+    // Loss of each c in the whole super-batch (S = all B), without touching the
+    // accumulators: pass 1 the row and column maxima, pass 2 the sums (the column
+    // partials per thread, combined exactly).
     void first_scores(std::vector<double>& s) override {
-        // Loss of each c in the whole super-batch: S = all B (fresh accumulators).
-        LseAcc saved[2] = {acc_[0], acc_[1]};
-        std::vector<int64_t> all(size_t(v_.B));
-        for (int64_t c = 0; c < v_.B; ++c) all[size_t(c)] = c;
-        add(all);
-        scores(std::vector<uint8_t>(size_t(v_.B), 1), s);
-        acc_[0] = std::move(saved[0]);
-        acc_[1] = std::move(saved[1]);
+        const int64_t B = v_.B, R = v_.rows, rb = v_.row_begin;
+        s.assign(size_t(B), 0.0);
+        const int nt = omp_get_max_threads();
+        for (int m : models_) {
+            const float* l = v_.model[m];
+            rmax_.resize(size_t(R));
+            ckeys_.assign(size_t(nt) * size_t(B), std::numeric_limits<int32_t>::min());
+            parallel_range(R, B, [&](int64_t i0, int64_t i1) {
+                int32_t* ck = ckeys_.data() + size_t(omp_get_thread_num()) * size_t(B);
+                for (int64_t i = i0; i < i1; ++i) {
+                    rmax_[size_t(i)] = double(max_of(l + i * B, B));
+                    max_keys(ck, l + i * B, B);
+                }
+            });
+            cmax_.assign(size_t(B), kNegInf);
+            for (int t = 0; t < nt; ++t)
+                for (int64_t c = 0; c < B; ++c) {
+                    const int32_t k = ckeys_[size_t(t) * size_t(B) + size_t(c)];
+                    if (k != std::numeric_limits<int32_t>::min()) cmax_[size_t(c)] = std::max(cmax_[size_t(c)], double(funkey(k)));
+                }
+            hc_.max(cmax_.data(), cmax_.size());
+            rsum_.resize(size_t(R));
+            csum_t_.assign(size_t(nt) * size_t(B), 0);
+            parallel_range(R, B, [&](int64_t i0, int64_t i1) {
+                int64_t* cs = csum_t_.data() + size_t(omp_get_thread_num()) * size_t(B);
+                for (int64_t i = i0; i < i1; ++i) {
+                    rsum_[size_t(i)] = sum_q_exp(l + i * B, B, rmax_[size_t(i)], scale_);
+                    add_q_exp(cs, l + i * B, cmax_.data(), B, scale_);
+                }
+            });
+            csum_.assign(size_t(B), 0);
+            for (int t = 0; t < nt; ++t)
+                for (int64_t c = 0; c < B; ++c) csum_[size_t(c)] += csum_t_[size_t(t) * size_t(B) + size_t(c)];
+            hc_.sum(csum_.data(), csum_.size());
+            own_.resize(size_t(R));
+            for (int64_t i = 0; i < R; ++i) own_[size_t(i)] = rmax_[size_t(i)] + std::log(double(rsum_[size_t(i)]) * inv_);
+            row_lse_.resize(size_t(B));
+            hc_.gather_rows(own_.data(), row_lse_.data(), size_t(R), rb);
+            const double sign = m == 0 ? 1.0 : -1.0;  // learnability = learner - reference
+            const std::vector<double>& d = diag_[m];
+#pragma omp parallel for schedule(static) if (B > 4096)
+            for (int64_t c = 0; c < B; ++c) {
+                const double col = cmax_[size_t(c)] + std::log(double(csum_[size_t(c)]) * inv_);
+                s[size_t(c)] += sign * (-d[size_t(c)] + 0.5 * (row_lse_[size_t(c)] + col));
+            }
+        }
     }
-    void add(const std::vector<int64_t>& K_in) override {
+    void add(const std::vector<int64_t>& K_in, const std::vector<int64_t>* sel) override {
         const int64_t B = v_.B, rb = v_.row_begin, R = v_.rows;
-        std::vector<int64_t> K(K_in);
-        std::sort(K.begin(), K.end());
-        std::vector<int64_t> own_k;
-        for (int64_t k : K)
-            if (v_.own(k)) own_k.push_back(k);
-        const int64_t nk = int64_t(K.size()), no = int64_t(own_k.size());
-        const size_t nm = models_.size();
+        sort_chunk(K_in, v_, K_, own_k_);
+        const int64_t nk = int64_t(K_.size()), no = int64_t(own_k_.size());
         const double sc = scale_;
-        // Rows: entirely local to the owner.
+        // The candidates to update: every c, or sel. Own rows among them.
+        rows_.clear();
+        if (sel) {
+            for (int64_t c : *sel)
+                if (v_.own(c)) rows_.push_back(c - rb);
+        } else {
+            rows_.resize(size_t(R));
+            for (int64_t i = 0; i < R; ++i) rows_[size_t(i)] = i;
+        }
+        const int64_t nr = int64_t(rows_.size());
+        // Rows: entirely local to the owner. Gather the chunk's logits of the row, then a
+        // vectorized max and exp-sum.
         for (int m : models_) {
             const float* l = v_.model[m];
             LseAcc& a = acc_[m];
-#pragma omp parallel for schedule(static) if (R * nk > (1 << 14))
-            for (int64_t i = 0; i < R; ++i) {
-                const float* row = l + i * B;
-                double mx = a.m_row[size_t(i)];
-                for (int64_t t = 0; t < nk; ++t) mx = std::max(mx, double(row[K[size_t(t)]]));
-                int64_t acc = a.a_row[size_t(i)];
-                if (mx > a.m_row[size_t(i)]) {
-                    acc = std::llrint(double(acc) * std::exp(a.m_row[size_t(i)] - mx));
-                    a.m_row[size_t(i)] = mx;
+            parallel_range(nr, nk, [&](int64_t j0, int64_t j1) {
+                std::vector<double> tmp(static_cast<size_t>(nk));
+                for (int64_t j = j0; j < j1; ++j) {
+                    const int64_t i = rows_[size_t(j)];
+                    const float* row = l + i * B;
+                    double mx = a.m_row[size_t(i)];
+                    for (int64_t t = 0; t < nk; ++t) {
+                        tmp[size_t(t)] = double(row[K_[size_t(t)]]);
+                        mx = std::max(mx, tmp[size_t(t)]);
+                    }
+                    int64_t acc = a.a_row[size_t(i)];
+                    if (mx > a.m_row[size_t(i)]) {
+                        acc = std::llrint(double(acc) * std::exp(a.m_row[size_t(i)] - mx));
+                        a.m_row[size_t(i)] = mx;
+                    }
+                    a.a_row[size_t(i)] = acc + sum_q_exp_d(tmp.data(), nk, mx, sc);
                 }
-                for (int64_t t = 0; t < nk; ++t) acc += q(std::exp(double(row[K[size_t(t)]]) - mx), sc);
-                a.a_row[size_t(i)] = acc;
-            }
+            });
         }
         // Columns: partial max and sums over this rank's rows k in K, reduced exactly.
-        std::vector<double> pmax(nm * size_t(B), kNegInf);
-        for (size_t mi = 0; mi < nm; ++mi) {
-            const float* l = v_.model[models_[mi]];
-            double* pm = pmax.data() + mi * size_t(B);
-#pragma omp parallel for schedule(static) if (B * no > (1 << 14))
-            for (int64_t c = 0; c < B; ++c) {
-                double mx = kNegInf;
-                for (int64_t t = 0; t < no; ++t) mx = std::max(mx, double(l[(own_k[size_t(t)] - rb) * B + c]));
-                pm[c] = mx;
-            }
-        }
-        hc_.max(pmax.data(), pmax.size());
-        std::vector<int64_t> psum(nm * size_t(B), 0);
-        for (size_t mi = 0; mi < nm; ++mi) {
-            const float* l = v_.model[models_[mi]];
-            LseAcc& a = acc_[models_[mi]];
-            const double* pm = pmax.data() + mi * size_t(B);
-            int64_t* ps = psum.data() + mi * size_t(B);
-#pragma omp parallel for schedule(static) if (B * (no + 1) > (1 << 14))
-            for (int64_t c = 0; c < B; ++c) {
-                if (pm[c] > a.m_col[size_t(c)]) {  // identical on every rank: rescale
-                    a.a_col[size_t(c)] =
-                        std::llrint(double(a.a_col[size_t(c)]) * std::exp(a.m_col[size_t(c)] - pm[c]));
-                    a.m_col[size_t(c)] = pm[c];
+        const size_t nm = models_.size();
+        if (sel) {
+            const int64_t ns = int64_t(sel->size());
+            pmax_.assign(nm * size_t(ns), kNegInf);
+            for (size_t mi = 0; mi < nm; ++mi) {
+                const float* l = v_.model[models_[mi]];
+                for (int64_t j = 0; j < ns; ++j) {
+                    const int64_t c = (*sel)[size_t(j)];
+                    double mx = kNegInf;
+                    for (int64_t t = 0; t < no; ++t) mx = std::max(mx, double(l[(own_k_[size_t(t)] - rb) * B + c]));
+                    pmax_[mi * size_t(ns) + size_t(j)] = mx;
                 }
-                const double mc = a.m_col[size_t(c)];
-                int64_t s = 0;
-                for (int64_t t = 0; t < no; ++t)
-                    s += q(std::exp(double(l[(own_k[size_t(t)] - rb) * B + c]) - mc), sc);
-                ps[c] = s;
             }
+            hc_.max(pmax_.data(), pmax_.size());
+            psum_.assign(nm * size_t(ns), 0);
+            for (size_t mi = 0; mi < nm; ++mi) {
+                const float* l = v_.model[models_[mi]];
+                LseAcc& a = acc_[models_[mi]];
+                for (int64_t j = 0; j < ns; ++j) {
+                    const int64_t c = (*sel)[size_t(j)];
+                    rescale(a.m_col[size_t(c)], a.a_col[size_t(c)], pmax_[mi * size_t(ns) + size_t(j)]);
+                    const double mc = a.m_col[size_t(c)];
+                    int64_t s = 0;
+                    for (int64_t t = 0; t < no; ++t)
+                        s += q(cpu::fast_exp_f64(double(l[(own_k_[size_t(t)] - rb) * B + c]) - mc), sc);
+                    psum_[mi * size_t(ns) + size_t(j)] = s;
+                }
+            }
+            hc_.sum(psum_.data(), psum_.size());
+            for (size_t mi = 0; mi < nm; ++mi) {
+                LseAcc& a = acc_[models_[mi]];
+                for (int64_t j = 0; j < ns; ++j)
+                    a.a_col[size_t((*sel)[size_t(j)])] += psum_[mi * size_t(ns) + size_t(j)];
+            }
+            return;
         }
-        hc_.sum(psum.data(), psum.size());
+        pkeys_.resize(size_t(B));
+        pmax_.resize(nm * size_t(B));
+        for (size_t mi = 0; mi < nm; ++mi) {
+            const float* l = v_.model[models_[mi]];
+            double* pm = pmax_.data() + mi * size_t(B);
+            parallel_range(B, no, [&](int64_t c0, int64_t c1) {
+                std::fill(pkeys_.begin() + c0, pkeys_.begin() + c1, std::numeric_limits<int32_t>::min());
+                for (int64_t t = 0; t < no; ++t) max_keys(pkeys_.data() + c0, l + (own_k_[size_t(t)] - rb) * B + c0, c1 - c0);
+                for (int64_t c = c0; c < c1; ++c)
+                    pm[c] = no > 0 ? double(funkey(pkeys_[size_t(c)])) : kNegInf;
+            });
+        }
+        hc_.max(pmax_.data(), pmax_.size());
+        psum_.assign(nm * size_t(B), 0);
+        for (size_t mi = 0; mi < nm; ++mi) {
+            const float* l = v_.model[models_[mi]];
+            LseAcc& a = acc_[models_[mi]];
+            const double* pm = pmax_.data() + mi * size_t(B);
+            int64_t* ps = psum_.data() + mi * size_t(B);
+            parallel_range(B, no + 1, [&](int64_t c0, int64_t c1) {
+                for (int64_t c = c0; c < c1; ++c) rescale(a.m_col[size_t(c)], a.a_col[size_t(c)], pm[c]);
+                for (int64_t t = 0; t < no; ++t)
+                    add_q_exp(ps + c0, l + (own_k_[size_t(t)] - rb) * B + c0, a.m_col.data() + c0, c1 - c0, sc);
+            });
+        }
+        hc_.sum(psum_.data(), psum_.size());
         for (size_t mi = 0; mi < nm; ++mi) {
             LseAcc& a = acc_[models_[mi]];
-            for (int64_t c = 0; c < B; ++c) a.a_col[size_t(c)] += psum[mi * size_t(B) + size_t(c)];
+            for (int64_t c = 0; c < B; ++c) a.a_col[size_t(c)] += psum_[mi * size_t(B) + size_t(c)];
         }
     }
     void scores(const std::vector<uint8_t>& in_S, std::vector<double>& s) override {
         const int64_t B = v_.B, R = v_.rows, rb = v_.row_begin;
         s.assign(size_t(B), 0.0);
-        std::vector<double> own(static_cast<size_t>(R)), row_lse(static_cast<size_t>(B));
+        own_.resize(size_t(R));
+        row_lse_.resize(size_t(B));
         for (int m : models_) {
             const LseAcc& a = acc_[m];
             const std::vector<double>& d = diag_[m];
+#pragma omp parallel for schedule(static) if (R > 4096)
             for (int64_t i = 0; i < R; ++i)
-                own[size_t(i)] = lse(a.m_row[size_t(i)], a.a_row[size_t(i)], d[size_t(rb + i)], in_S[size_t(rb + i)]);
-            hc_.gather_rows(own.data(), row_lse.data(), size_t(R), rb);
+                own_[size_t(i)] = lse(a.m_row[size_t(i)], a.a_row[size_t(i)], d[size_t(rb + i)], in_S[size_t(rb + i)]);
+            hc_.gather_rows(own_.data(), row_lse_.data(), size_t(R), rb);
             const double sign = m == 0 ? 1.0 : -1.0;  // learnability = learner - reference
+#pragma omp parallel for schedule(static) if (B > 4096)
             for (int64_t c = 0; c < B; ++c) {
                 const double col = lse(a.m_col[size_t(c)], a.a_col[size_t(c)], d[size_t(c)], in_S[size_t(c)]);
-                const double loss = -d[size_t(c)] + 0.5 * (row_lse[size_t(c)] + col);
+                const double loss = -d[size_t(c)] + 0.5 * (row_lse_[size_t(c)] + col);
                 s[size_t(c)] += sign * loss;
             }
         }
-        (void)kind_;  // the models present encode the kind (learner +, reference -)
     }
     double batch_score(const std::vector<int64_t>& S, const std::vector<uint8_t>& in_S) override {
-        std::vector<double> s;
-        scores(in_S, s);
+        scores(in_S, tmp_scores_);
         double sum = 0.0;
-        for (int64_t c : S) sum += s[size_t(c)];
+        for (int64_t c : S) sum += tmp_scores_[size_t(c)];
         return sum / double(S.size());
     }
 
 private:
-    void reset(LseAcc& a, int m) {
-        a.m_row.assign(size_t(v_.rows), 0.0);
-        for (int64_t i = 0; i < v_.rows; ++i) a.m_row[size_t(i)] = diag_[m][size_t(v_.row_begin + i)];
-        a.m_col = diag_[m];
-        a.a_row.assign(size_t(v_.rows), 0);
-        a.a_col.assign(size_t(v_.B), 0);
+    // A larger max m_new (identical on every rank) rescales the integer sum from identical bits.
+    static void rescale(double& m, int64_t& acc, double m_new) {
+        if (m_new > m) {
+            acc = std::llrint(double(acc) * std::exp(m - m_new));
+            m = m_new;
+        }
     }
     // LSE over S + c from (m, Σ_{k∈S} q(exp(l_k - m))): the self term l[c,c] joins unless c ∈ S.
     double lse(double m, int64_t acc, double self, uint8_t c_in_S) const {
-        if (!c_in_S) acc += q(std::exp(self - m), scale_);
+        if (!c_in_S) acc += q(cpu::fast_exp_f64(self - m), scale_);
         return m + std::log(double(acc) * inv_);
     }
 
     View v_;
     HostComm hc_;
-    ScoreKind kind_;
     double scale_ = 1.0, inv_ = 1.0;
     std::vector<int> models_;
     std::vector<double> diag_[2];
     LseAcc acc_[2];
+    std::vector<int64_t> K_, own_k_, rows_;
+    std::vector<double> own_, row_lse_, rmax_, cmax_, pmax_, tmp_scores_;
+    std::vector<int32_t> ckeys_, pkeys_;
+    std::vector<int64_t> rsum_, csum_, csum_t_, psum_;
 };
-
-std::unique_ptr<ScoreState> make_state(const View& v, HostComm hc, LossKind loss, ScoreKind kind,
-                                       double max_abs, int64_t b) {
-    if (loss == LossKind::sigmoid) return std::make_unique<SigmoidState>(v, hc, max_abs, b);
-    return std::make_unique<SoftmaxState>(v, hc, kind);
-}
 
 View view_of(const ScoreBlock& blk) {
     View v;
@@ -313,63 +488,67 @@ void check_block(const ScoreBlock& blk, int64_t B, int64_t row_begin, int64_t ro
     }
 }
 
-// Local max |x| over the matrices of the block, and whether any value is not finite.
+// Local max |x| over the matrices of the block, and whether any value is not finite
+// (bad = 1). From the block's own statistics when LearnabilityMatrix made it.
 void scan_block(const ScoreBlock& blk, double& max_abs, double& bad) {
-    max_abs = 0.0;
-    bad = 0.0;
-    for (const std::vector<float>* v : {&blk.L, &blk.learner, &blk.reference}) {
-        float mx = 0.0f;
-        bool nonfinite = false;
-        const int64_t n = int64_t(v->size());
-        const float* p = v->data();
-#pragma omp parallel for schedule(static) reduction(max : mx) reduction(|| : nonfinite) if (n > (1 << 16))
-        for (int64_t i = 0; i < n; ++i) {
-            const float a = std::fabs(p[i]);
-            if (!(a <= std::numeric_limits<float>::max())) nonfinite = true;
-            else mx = std::max(mx, a);
-        }
-        max_abs = std::max(max_abs, double(mx));
-        if (nonfinite) bad = 1.0;
+    if (blk.stats_valid) {
+        max_abs = blk.all_finite ? blk.max_abs : 0.0;
+        bad = blk.all_finite ? 0.0 : 1.0;
+        return;
     }
+    uint32_t mx = 0;
+    for (const std::vector<float>* v : {&blk.L, &blk.learner, &blk.reference})
+        mx = std::max(mx, max_abs_bits(v->data(), int64_t(v->size())));
+    bad = mx >= 0x7f800000u ? 1.0 : 0.0;
+    max_abs = bad == 0.0 ? double(std::bit_cast<float>(mx)) : 0.0;
 }
 
-void select_chunks(ScoreState& st, const JestConfig& cfg, int64_t B, int64_t b, const Philox& rng,
-                   std::vector<int64_t>& sel, std::vector<uint8_t>& in_S, std::vector<double>& self) {
-    st.first_scores(self);
-    auto take = [&](const std::vector<int64_t>& chunk) {
-        for (int64_t c : chunk) {
-            sel.push_back(c);
-            in_S[size_t(c)] = 1;
-        }
-    };
-    switch (cfg.method) {
-        case SelectMethod::uniform:
-            take(gumbel_top_k(std::vector<double>(size_t(B), 0.0), {}, b, 1.0, rng, 0));
-            break;
-        case SelectMethod::independent_topk: take(gumbel_top_k(self, {}, b, 1.0, rng, 0, false)); break;
-        case SelectMethod::independent_sampled:
-            take(gumbel_top_k(self, {}, b, cfg.temperature, rng, 0));
-            break;
-        case SelectMethod::joint: {
-            const int64_t k = b / cfg.chunks;
-            std::vector<int64_t> chunk = gumbel_top_k(self, {}, k, cfg.temperature, rng, 0);
-            take(chunk);
-            std::vector<double> s;
-            for (int j = 1; j < cfg.chunks; ++j) {
-                st.add(chunk);
-                st.scores(in_S, s);
-                chunk = gumbel_top_k(s, in_S, k, cfg.temperature, rng, uint64_t(j) * uint64_t(B));
-                take(chunk);
-            }
-            // The last chunk has not been added yet.
-            st.add(chunk);
-            return;
-        }
+// Gumbel-top-k into out, keys in a reused buffer; the noise of the candidates in parallel.
+void top_k_into(const std::vector<double>& scores, const uint8_t* excluded, int64_t k, double tau,
+                const Philox& rng, uint64_t offset, bool noise, std::vector<double>& key,
+                std::vector<std::pair<double, int64_t>>& keys, std::vector<int64_t>& out) {
+    const int64_t n = int64_t(scores.size());
+    CC_CHECK(tau > 0.0, "gumbel_top_k: temperature must be > 0, got ", tau);
+    key.resize(size_t(n));
+#pragma omp parallel for schedule(static) if (noise && n > 2048)
+    for (int64_t c = 0; c < n; ++c) {
+        if (excluded && excluded[c]) continue;
+        key[size_t(c)] = scores[size_t(c)] / tau + (noise ? gumbel_at(rng, offset + uint64_t(c)) : 0.0);
     }
-    st.add(sel);
+    keys.clear();
+    for (int64_t c = 0; c < n; ++c)
+        if (!excluded || !excluded[c]) keys.emplace_back(key[size_t(c)], c);
+    CC_CHECK(k >= 0 && k <= int64_t(keys.size()), "gumbel_top_k: cannot take ", k, " of ", keys.size(),
+             " candidates");
+    // Strict total order: larger key first, then smaller index.
+    auto before = [](const std::pair<double, int64_t>& a, const std::pair<double, int64_t>& b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
+    if (k < int64_t(keys.size())) std::nth_element(keys.begin(), keys.begin() + k, keys.end(), before);
+    keys.resize(static_cast<size_t>(k));
+    std::sort(keys.begin(), keys.end(), before);
+    out.resize(static_cast<size_t>(k));
+    for (int64_t i = 0; i < k; ++i) out[size_t(i)] = keys[size_t(i)].second;
 }
 
 }  // namespace
+
+namespace detail {
+struct SamplerWorkspace {
+    SigmoidState sigmoid;
+    SoftmaxState softmax;
+    std::vector<uint8_t> in_S;
+    std::vector<double> self, s, key, zeros;
+    std::vector<std::pair<double, int64_t>> keys;
+    std::vector<int64_t> chunk, sorted_sel;
+};
+}  // namespace detail
+using detail::SamplerWorkspace;
+
+namespace {
+void select_chunks(ScoreState& st, SamplerWorkspace& w, const JestConfig& cfg, int64_t B, int64_t b,
+                   const Philox& rng, std::vector<int64_t>& sel);
+}
 
 double gumbel_at(const Philox& rng, uint64_t index) {
     uint32_t w[4];
@@ -381,28 +560,12 @@ double gumbel_at(const Philox& rng, uint64_t index) {
 
 std::vector<int64_t> gumbel_top_k(const std::vector<double>& scores, const std::vector<uint8_t>& excluded,
                                   int64_t k, double tau, const Philox& rng, uint64_t offset, bool noise) {
-    const int64_t n = int64_t(scores.size());
-    CC_CHECK(excluded.empty() || int64_t(excluded.size()) == n, "gumbel_top_k: excluded has ",
-             excluded.size(), " entries for ", n, " scores");
-    CC_CHECK(tau > 0.0, "gumbel_top_k: temperature must be > 0, got ", tau);
+    CC_CHECK(excluded.empty() || excluded.size() == scores.size(), "gumbel_top_k: excluded has ",
+             excluded.size(), " entries for ", scores.size(), " scores");
+    std::vector<double> key;
     std::vector<std::pair<double, int64_t>> keys;
-    keys.reserve(static_cast<size_t>(n));
-    for (int64_t c = 0; c < n; ++c) {
-        if (!excluded.empty() && excluded[size_t(c)]) continue;
-        const double key = scores[size_t(c)] / tau + (noise ? gumbel_at(rng, offset + uint64_t(c)) : 0.0);
-        keys.emplace_back(key, c);
-    }
-    CC_CHECK(k >= 0 && k <= int64_t(keys.size()), "gumbel_top_k: cannot take ", k, " of ", keys.size(),
-             " candidates");
-    // Strict total order: larger key first, then smaller index.
-    auto before = [](const std::pair<double, int64_t>& a, const std::pair<double, int64_t>& b) {
-        return a.first > b.first || (a.first == b.first && a.second < b.second);
-    };
-    if (k < int64_t(keys.size())) std::nth_element(keys.begin(), keys.begin() + k, keys.end(), before);
-    keys.resize(static_cast<size_t>(k));
-    std::sort(keys.begin(), keys.end(), before);
-    std::vector<int64_t> out(static_cast<size_t>(k));
-    for (int64_t i = 0; i < k; ++i) out[size_t(i)] = keys[size_t(i)].second;
+    std::vector<int64_t> out;
+    top_k_into(scores, excluded.empty() ? nullptr : excluded.data(), k, tau, rng, offset, noise, key, keys, out);
     return out;
 }
 
@@ -412,7 +575,14 @@ std::vector<double> conditional_scores(const ScoreBlock& full, const std::vector
     scan_block(full, max_abs, bad);
     CC_CHECK(bad == 0.0, "conditional_scores: non-finite score");
     const int64_t b = std::max<int64_t>(int64_t(S.size()), 1);
-    auto st = make_state(view_of(full), HostComm{}, full.loss, full.kind, max_abs, b);
+    SigmoidState sig;
+    SoftmaxState soft;
+    ScoreState* st = &sig;
+    if (full.loss == LossKind::sigmoid) sig.init(view_of(full), HostComm{}, max_abs, b);
+    else {
+        soft.init(view_of(full), HostComm{});
+        st = &soft;
+    }
     std::vector<double> s;
     if (S.empty()) {
         st->first_scores(s);
@@ -420,13 +590,13 @@ std::vector<double> conditional_scores(const ScoreBlock& full, const std::vector
     }
     std::vector<uint8_t> in_S(size_t(full.B), 0);
     for (int64_t c : S) in_S[size_t(c)] = 1;
-    st->add(S);
+    st->add(S, nullptr);
     st->scores(in_S, s);
     return s;
 }
 
 Sampler::Sampler(const JestConfig& cfg, int64_t super_batch, const Communicator* comm)
-    : cfg_(cfg), B_(super_batch), comm_(comm) {
+    : cfg_(cfg), B_(super_batch), comm_(comm), ws_(std::make_unique<SamplerWorkspace>()) {
     if (comm_) {
         P_ = comm_->size();
         rank_ = comm_->rank();
@@ -434,6 +604,64 @@ Sampler::Sampler(const JestConfig& cfg, int64_t super_batch, const Communicator*
     cfg_.validate(B_, P_);
     b_ = cfg_.selected_batch(B_);
 }
+Sampler::~Sampler() = default;
+Sampler::Sampler(Sampler&&) noexcept = default;
+Sampler& Sampler::operator=(Sampler&&) noexcept = default;
+
+namespace {
+void select_chunks(ScoreState& st, SamplerWorkspace& w, const JestConfig& cfg, int64_t B, int64_t b,
+                   const Philox& rng, std::vector<int64_t>& sel) {
+    std::vector<uint8_t>& in_S = w.in_S;
+    auto take = [&](const std::vector<int64_t>& chunk) {
+        for (int64_t c : chunk) {
+            sel.push_back(c);
+            in_S[size_t(c)] = 1;
+        }
+    };
+    // The selected set, sorted: the only candidates the batch score reads.
+    auto finish = [&](const std::vector<int64_t>& last) {
+        w.sorted_sel.assign(sel.begin(), sel.end());
+        std::sort(w.sorted_sel.begin(), w.sorted_sel.end());
+        st.add(last, &w.sorted_sel);
+    };
+    std::vector<int64_t>& chunk = w.chunk;
+    if (cfg.method == SelectMethod::uniform) {
+        w.zeros.assign(size_t(B), 0.0);
+        top_k_into(w.zeros, nullptr, b, 1.0, rng, 0, true, w.key, w.keys, chunk);
+        take(chunk);
+        finish(sel);
+        return;
+    }
+    st.first_scores(w.self);
+    switch (cfg.method) {
+        case SelectMethod::uniform: break;  // above
+        case SelectMethod::independent_topk:
+            top_k_into(w.self, nullptr, b, 1.0, rng, 0, false, w.key, w.keys, chunk);
+            take(chunk);
+            break;
+        case SelectMethod::independent_sampled:
+            top_k_into(w.self, nullptr, b, cfg.temperature, rng, 0, true, w.key, w.keys, chunk);
+            take(chunk);
+            break;
+        case SelectMethod::joint: {
+            const int64_t k = b / cfg.chunks;
+            top_k_into(w.self, nullptr, k, cfg.temperature, rng, 0, true, w.key, w.keys, chunk);
+            take(chunk);
+            for (int j = 1; j < cfg.chunks; ++j) {
+                st.add(chunk, nullptr);
+                st.scores(in_S, w.s);
+                top_k_into(w.s, in_S.data(), k, cfg.temperature, rng, uint64_t(j) * uint64_t(B), true, w.key,
+                           w.keys, chunk);
+                take(chunk);
+            }
+            // The last chunk has not been added yet; only the batch score reads it.
+            finish(chunk);
+            return;
+        }
+    }
+    finish(sel);
+}
+}  // namespace
 
 Selection Sampler::select(const ScoreBlock& block, uint64_t step) {
     const int64_t Bl = B_ / P_;
@@ -457,7 +685,7 @@ Selection Sampler::select(const ScoreBlock& block, uint64_t step) {
         full_.row_begin = 0;
         full_.rows = B_;
         auto gather = [&](const std::vector<float>& part, std::vector<float>& all) {
-            all.resize(part.empty() ? 0 : size_t(B_ * B_));
+            all.resize(part.empty() ? 0 : size_t(B_ * B_));  // keeps its capacity across steps
             if (!part.empty()) comm_->allgather(part.data(), all.data(), part.size());
         };
         gather(block.L, full_.L);
@@ -471,17 +699,27 @@ Selection Sampler::select(const ScoreBlock& block, uint64_t step) {
         if (cfg_.mode == SelectMode::sharded) hc.comm = comm_;
     }
 
-    auto st = make_state(v, hc, cfg_.loss, cfg_.score, stat[0], b_);
+    SamplerWorkspace& w = *ws_;
+    ScoreState* st = nullptr;
+    if (cfg_.loss == LossKind::sigmoid) {
+        w.sigmoid.init(v, hc, stat[0], b_);
+        st = &w.sigmoid;
+    } else {
+        w.softmax.init(v, hc);
+        st = &w.softmax;
+    }
     const Philox rng(cfg_.seed, RngPurpose::jest, step, 0);
     Selection out;
     out.indices.reserve(static_cast<size_t>(b_));
-    std::vector<uint8_t> in_S(size_t(B_), 0);
-    std::vector<double> self;
-    select_chunks(*st, cfg_, B_, b_, rng, out.indices, in_S, self);
-    out.batch_score = st->batch_score(out.indices, in_S);
+    w.in_S.assign(size_t(B_), 0);
+    select_chunks(*st, w, cfg_, B_, b_, rng, out.indices);
+    out.batch_score = st->batch_score(out.indices, w.in_S);
+    if (cfg_.method == SelectMethod::uniform) {
+        st->first_scores(w.self);  // for the logged self scores only
+    }
     double ms = 0.0, mb = 0.0;
-    for (int64_t c : out.indices) ms += self[size_t(c)];
-    for (double x : self) mb += x;
+    for (int64_t c : out.indices) ms += w.self[size_t(c)];
+    for (double x : w.self) mb += x;
     out.mean_self_score = ms / double(b_);
     out.superbatch_self_score = mb / double(B_);
     return out;

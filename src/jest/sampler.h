@@ -88,6 +88,10 @@
 
 namespace curaclip::jest {
 
+namespace detail {
+struct SamplerWorkspace;  // sampler.cpp: the score states and O(B) buffers, kept across calls
+}
+
 struct Selection {
     // b global super-batch positions, in selection order (chunk by chunk; within a
     // chunk by decreasing key). The same on every rank.
@@ -123,8 +127,7 @@ private:
     const Communicator* comm_;
     int P_ = 1, rank_ = 0;
     ScoreBlock full_;  // gathered mode with P > 1: the whole matrices
-    struct Workspace;  // score states and O(B) buffers, kept across calls
-    std::unique_ptr<Workspace> ws_;
+    std::unique_ptr<detail::SamplerWorkspace> ws_;
 };
 
 // ---- building blocks (exposed for the tests) -----------------------------------------------
