@@ -108,6 +108,8 @@ def main():
           done_if=f"{W}/seed/latest", log=f"{W}/seed.log")
     R.run("embed", R.mpirun(bin_, "embed", "--checkpoint", f"{W}/seed", "--data", f"{data}/train.h5",
                             "--out", f"{W}/caption_emb.h5"), done_if=f"{W}/caption_emb.h5", log=f"{W}/embed.log")
+    with open(f"{W}/seed/latest") as f:  # the seed may have been stopped early (SIGTERM checkpoints)
+        seed_step = int(f.read().strip().split("_")[1].split(".")[0])
     ns = [int(x) for x in args.experts.split(",")]
     E = args.expert_steps
     expert_opts = ["--train.init_from", f"{W}/seed", "--train.steps", str(E), "--train.warmup", str(args.warmup),
@@ -172,6 +174,7 @@ def main():
         "ranks": args.ranks,
         "threads_per_rank": R.threads,
         "seed_steps": args.seed_steps,
+        "seed_checkpoint_step": seed_step,
         "expert_steps": E,
         "batch_size": 256,
         "fine_clusters": args.fine,
@@ -227,7 +230,7 @@ def main():
     axes[0].set_ylim(max(0, min(ys) - 10), min(100, max(ys) + 5))
     for i, y in enumerate(ys):
         axes[0].text(i, y + 0.3, f"{y:.1f}", ha="center", fontsize=7)
-    axes[0].set_title(f"Fashion-MNIST zero-shot (seed {args.seed_steps} steps, experts {E} steps each)")
+    axes[0].set_title(f"Fashion-MNIST zero-shot (seed {seed_step} steps, experts {E} steps each)")
     w = 0.38
     t2i = [arms[a]["t2i_r1"] for a in order]
     i2t = [arms[a]["i2t_r1"] for a in order]

@@ -28,8 +28,33 @@ uint32_t max_abs_bits(const float* p, int64_t n) {
     return mx;
 }
 
+namespace {
+// XT[j * ld + i0 + i] = X[i * B + j] for the tile X [rows, B] (in cache), through 16 x 16
+// blocks on the stack: each source and destination line is touched once per block (the
+// destination rows lie ld floats apart, which would alias in L1 if written one float at a
+// time).
+void transpose_tile(const float* X, int64_t rows, int64_t B, float* XT, int64_t ld, int64_t i0) {
+    cpu::parallel_chunks(B, (int64_t(1) << 16) / std::max<int64_t>(rows, 1), [&](int64_t j0, int64_t j1) {
+        float buf[16][16];
+        for (int64_t jb = j0; jb < j1; jb += 16) {
+            const int64_t nj = std::min<int64_t>(16, j1 - jb);
+            for (int64_t ib = 0; ib < rows; ib += 16) {
+                const int64_t ni = std::min<int64_t>(16, rows - ib);
+                for (int64_t i = 0; i < ni; ++i)
+                    for (int64_t j = 0; j < nj; ++j) buf[j][i] = X[(ib + i) * B + jb + j];
+                for (int64_t j = 0; j < nj; ++j) {
+                    float* dst = XT + (jb + j) * ld + i0 + ib;
+                    for (int64_t i = 0; i < ni; ++i) dst[i] = buf[j][i];
+                }
+            }
+        }
+    });
+}
+}  // namespace
+
 LearnabilityMatrix::LearnabilityMatrix(Backend& backend, Collectives& coll, LossKind loss,
-                                       ScoreKind kind, int64_t local_batch, int64_t embed_dim)
+                                       ScoreKind kind, int64_t local_batch, int64_t embed_dim,
+                                       int64_t tile_rows)
     : be_(backend), coll_(coll), loss_(loss), kind_(kind), Bl_(local_batch), D_(embed_dim) {
     CC_CHECK(local_batch >= 1, "JEST scoring: local batch must be >= 1, got ", local_batch);
     CC_CHECK(embed_dim >= 1, "JEST scoring: embedding dim must be >= 1, got ", embed_dim);
@@ -38,6 +63,7 @@ LearnabilityMatrix::LearnabilityMatrix(Backend& backend, Collectives& coll, Loss
     // cache from the GEMM to the download); one tile of all rows elsewhere.
     const bool cpu = be_.name().rfind("cpu", 0) == 0;
     T_ = cpu ? std::clamp<int64_t>((int64_t(1) << 20) / B_, 1, Bl_) : Bl_;
+    if (tile_rows > 0) T_ = std::min(tile_rows, Bl_);
     Arena measure;
     layout(measure);
     arena_ = Arena(be_, measure.used(), "jest scoring");
@@ -108,11 +134,17 @@ void LearnabilityMatrix::compute(const ScoringInputs& in, ScoreBlock& out) {
     if (loss_ == LossKind::sigmoid) {
         out.learner.clear();
         out.reference.clear();
+        out.learnerT.clear();
+        out.referenceT.clear();
         out.L.resize(n);
+        out.LT.resize(n);
     } else {
         out.L.clear();
+        out.LT.clear();
         out.learner.resize(use_l ? n : 0);
         out.reference.resize(use_r ? n : 0);
+        out.learnerT.resize(use_l ? n : 0);
+        out.referenceT.resize(use_r ? n : 0);
     }
     uint32_t mx = 0;
     for (int64_t r0 = 0; r0 < Bl_; r0 += T_) {
@@ -136,12 +168,19 @@ void LearnabilityMatrix::compute(const ScoringInputs& in, ScoreBlock& out) {
             }
             be_.synchronize();
             mx = std::max(mx, max_abs_bits(out.L.data() + off, int64_t(cnt)));
+            transpose_tile(out.L.data() + off, rows, B_, out.LT.data(), Bl_, r0);
         } else {
             if (use_l) be_.download(out.learner.data() + off, a);
             if (use_r) be_.download(out.reference.data() + off, b);
             be_.synchronize();
-            if (use_l) mx = std::max(mx, max_abs_bits(out.learner.data() + off, int64_t(cnt)));
-            if (use_r) mx = std::max(mx, max_abs_bits(out.reference.data() + off, int64_t(cnt)));
+            if (use_l) {
+                mx = std::max(mx, max_abs_bits(out.learner.data() + off, int64_t(cnt)));
+                transpose_tile(out.learner.data() + off, rows, B_, out.learnerT.data(), Bl_, r0);
+            }
+            if (use_r) {
+                mx = std::max(mx, max_abs_bits(out.reference.data() + off, int64_t(cnt)));
+                transpose_tile(out.reference.data() + off, rows, B_, out.referenceT.data(), Bl_, r0);
+            }
         }
     }
     out.all_finite = mx < 0x7f800000u;

@@ -55,6 +55,11 @@ struct ScoreBlock {
     std::vector<float> learner;    // softmax: learner logits [rows, B] (empty for easy_reference)
     std::vector<float> reference;  // softmax: reference logits [rows, B] (empty for hard_learner)
 
+    // Optional transposes [B, rows] of the matrices above, XT[j * rows + i] = X[i * B + j]
+    // (column j of the row block, contiguous), written by LearnabilityMatrix::compute from
+    // the tile in cache. With them the sampler reads the chunk's columns as rows instead
+    // of gathering one float per cache line from every row. Empty: the sampler gathers.
+    std::vector<float> LT, learnerT, referenceT;
     // Filled by LearnabilityMatrix::compute in its tile pass: the largest |x| over the
     // block's matrices and whether every value is finite. stats_valid == false (the
     // default: a block made by hand, or edited after compute) makes the sampler scan.
@@ -86,8 +91,9 @@ public:
     // backend: gathered texts [B, D] of each model and two [T, B] tiles (T = Bl off the
     // CPU; on the CPU about 2^20 / B rows). backend and coll must
     // outlive the object.
+    // tile_rows: rows per tile (0: automatic, see above; tests force small tiles).
     LearnabilityMatrix(Backend& backend, Collectives& coll, LossKind loss, ScoreKind kind,
-                       int64_t local_batch, int64_t embed_dim);
+                       int64_t local_batch, int64_t embed_dim, int64_t tile_rows = 0);
 
     // Collective (all-gathers texts). Fills out (resized; its buffers are reused).
     void compute(const ScoringInputs& in, ScoreBlock& out);

@@ -54,15 +54,19 @@ CC_VECTOR_CLONES void max_keys(int32_t* m, const float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) m[i] = std::max(m[i], fkey(x[i]));
 }
 // Σ q(exp(x[i] - m))
-CC_VECTOR_CLONES int64_t sum_q_exp(const float* x, int64_t n, double m, double scale) {
-    int64_t s = 0;
-    for (int64_t i = 0; i < n; ++i) s += q(cpu::fast_exp_f64(double(x[i]) - m), scale);
-    return s;
-}
 CC_VECTOR_CLONES int64_t sum_q_exp_d(const double* x, int64_t n, double m, double scale) {
     int64_t s = 0;
     for (int64_t i = 0; i < n; ++i) s += q(cpu::fast_exp_f64(x[i] - m), scale);
     return s;
+}
+// The same in float (cpu::fast_exp, ~1e-7 relative, 16 lanes): the O(B^2) first pass.
+CC_VECTOR_CLONES int64_t sum_q_expf(const float* x, int64_t n, float m, double scale) {
+    int64_t s = 0;
+    for (int64_t i = 0; i < n; ++i) s += q(double(cpu::fast_exp(x[i] - m)), scale);
+    return s;
+}
+CC_VECTOR_CLONES void add_q_expf(int64_t* d, const float* x, const float* m, int64_t n, double scale) {
+    for (int64_t i = 0; i < n; ++i) d[i] += q(double(cpu::fast_exp(x[i] - m[i])), scale);
 }
 // d[i] += q(exp(x[i] - m[i]))
 CC_VECTOR_CLONES void add_q_exp(int64_t* d, const float* x, const double* m, int64_t n, double scale) {
@@ -92,8 +96,29 @@ struct View {
     int64_t B = 0, row_begin = 0, rows = 0;
     const float* L = nullptr;      // sigmoid
     const float* model[2] = {};    // softmax logits: learner, reference (null: unused)
+    // Optional transposes (null: gather instead), laid out [rows / seg][B][seg]: seg = rows
+    // for one block, B / P for the blocks of P ranks all-gathered.
+    const float* LT = nullptr;
+    const float* modelT[2] = {};
+    int64_t seg = 1;
     bool own(int64_t c) const { return c >= row_begin && c < row_begin + rows; }
+    // Column k of the rows, from local row i on (contiguous up to seg_end(i)).
+    const float* trow(const float* XT, int64_t k, int64_t i) const {
+        const int64_t s = i / seg;
+        return XT + (s * B + k) * seg + (i - s * seg);
+    }
+    int64_t seg_end(int64_t i) const { return (i / seg + 1) * seg; }
 };
+
+// f(i, ie) over the pieces of the local rows [a, e) that lie in one transpose segment.
+template <typename F>
+void for_segments(const View& v, int64_t a, int64_t e, F&& f) {
+    for (int64_t i = a; i < e;) {
+        const int64_t ie = std::min(e, v.seg_end(i));
+        f(i, ie);
+        i = ie;
+    }
+}
 
 // K sorted (locality only: the sums are exact) and its members in this rank's rows.
 void sort_chunk(const std::vector<int64_t>& K_in, const View& v, std::vector<int64_t>& K,
@@ -187,9 +212,16 @@ public:
         parallel_range(B, nk + no, [&](int64_t c0, int64_t c1) {
             // column part: Σ_{k∈K, own} L[k,c], rows of the chunk (contiguous)
             for (int64_t t = 0; t < no; ++t) add_q(d + c0, L + (own_k_[size_t(t)] - rb) * B + c0, c1 - c0, sc);
-            // row part: Σ_{k∈K} L[c,k] for own c (a gather from row c)
+            // row part: Σ_{k∈K} L[c,k] for own c: rows k of the transpose, or a gather
+            // from row c
             const int64_t r0 = std::max(c0, rb), r1 = std::min(c1, rb + v_.rows);
-            for (int64_t c = r0; c < r1; ++c) d[c] += sum_q_gather(L + (c - rb) * B, K_.data(), nk, sc);
+            if (v_.LT) {
+                for_segments(v_, r0 - rb, r1 - rb, [&](int64_t i, int64_t ie) {
+                    for (int64_t t = 0; t < nk; ++t) add_q(d + rb + i, v_.trow(v_.LT, K_[size_t(t)], i), ie - i, sc);
+                });
+            } else {
+                for (int64_t c = r0; c < r1; ++c) d[c] += sum_q_gather(L + (c - rb) * B, K_.data(), nk, sc);
+            }
         });
         if (hc_.comm) {
             hc_.sum(delta_.data(), delta_.size());
@@ -199,6 +231,20 @@ public:
     void scores(const std::vector<uint8_t>&, std::vector<double>& s) override {
         s.resize(diag_.size());
         for (size_t c = 0; c < s.size(); ++c) s[c] = double(diag_[c] + acc_[c]) * inv_;
+    }
+    // (1/|S|) Σ_{i,j∈S} L[i,j] directly, without the accumulators: each own row i in S
+    // gathered at the sorted columns S (O(|S|^2), one int64 all-reduced).
+    double pair_score(const std::vector<int64_t>& S_sorted) {
+        const int64_t ns = int64_t(S_sorted.size()), rb = v_.row_begin, B = v_.B;
+        own_k_.clear();
+        for (int64_t c : S_sorted)
+            if (v_.own(c)) own_k_.push_back(c);
+        const int64_t no = int64_t(own_k_.size());
+        int64_t sum = 0;
+#pragma omp parallel for schedule(static) reduction(+ : sum) if (no * ns > (1 << 15))
+        for (int64_t t = 0; t < no; ++t) sum += sum_q_gather(v_.L + (own_k_[size_t(t)] - rb) * B, S_sorted.data(), ns, scale_);
+        hc_.sum(&sum, 1);
+        return double(sum) * inv_ / double(ns);
     }
     double batch_score(const std::vector<int64_t>& S, const std::vector<uint8_t>&) override {
         // Σ_{c∈S} acc[c] = Σ_{c,k∈S} (L[k,c] + L[c,k]) = 2 Σ_{i,j∈S} L[i,j].
@@ -248,7 +294,10 @@ public:
     }
     // Loss of each c in the whole super-batch (S = all B), without touching the
     // accumulators: pass 1 the row and column maxima, pass 2 the sums (the column
-    // partials per thread, combined exactly).
+    // partials per thread, combined exactly). The 2 B^2 exps of pass 2 are float
+    // (cpu::fast_exp of the float difference l - max): ~1e-6 relative per term, below
+    // the float32 rounding of the logits themselves (|l| up to exp(t) ~ 100); the
+    // per-chunk sums stay double.
     void first_scores(std::vector<double>& s) override {
         const int64_t B = v_.B, R = v_.rows, rb = v_.row_begin;
         s.assign(size_t(B), 0.0);
@@ -271,13 +320,15 @@ public:
                     if (k != std::numeric_limits<int32_t>::min()) cmax_[size_t(c)] = std::max(cmax_[size_t(c)], double(funkey(k)));
                 }
             hc_.max(cmax_.data(), cmax_.size());
+            cmaxf_.resize(size_t(B));  // maxima of floats: exact as floats
+            for (int64_t c = 0; c < B; ++c) cmaxf_[size_t(c)] = float(cmax_[size_t(c)]);
             rsum_.resize(size_t(R));
             csum_t_.assign(size_t(nt) * size_t(B), 0);
             parallel_range(R, B, [&](int64_t i0, int64_t i1) {
                 int64_t* cs = csum_t_.data() + size_t(omp_get_thread_num()) * size_t(B);
                 for (int64_t i = i0; i < i1; ++i) {
-                    rsum_[size_t(i)] = sum_q_exp(l + i * B, B, rmax_[size_t(i)], scale_);
-                    add_q_exp(cs, l + i * B, cmax_.data(), B, scale_);
+                    rsum_[size_t(i)] = sum_q_expf(l + i * B, B, float(rmax_[size_t(i)]), scale_);
+                    add_q_expf(cs, l + i * B, cmaxf_.data(), B, scale_);
                 }
             });
             csum_.assign(size_t(B), 0);
@@ -312,11 +363,29 @@ public:
             for (int64_t i = 0; i < R; ++i) rows_[size_t(i)] = i;
         }
         const int64_t nr = int64_t(rows_.size());
-        // Rows: entirely local to the owner. Gather the chunk's logits of the row, then a
-        // vectorized max and exp-sum.
+        // Rows: entirely local to the owner. With the transposes: the chunk's columns as
+        // rows (vectorized max, rescale, exp-sum). Otherwise gather the chunk's logits of
+        // the row, then a vectorized max and exp-sum.
         for (int m : models_) {
             const float* l = v_.model[m];
+            const float* lT = v_.modelT[m];
             LseAcc& a = acc_[m];
+            if (lT && !sel) {
+                parallel_range(R, nk, [&](int64_t i0, int64_t i1) {
+                    std::vector<int32_t> rk(static_cast<size_t>(i1 - i0));
+                    for (int64_t i = i0; i < i1; ++i) rk[size_t(i - i0)] = fkey(float(a.m_row[size_t(i)]));
+                    for_segments(v_, i0, i1, [&](int64_t i, int64_t ie) {
+                        for (int64_t t = 0; t < nk; ++t) max_keys(rk.data() + (i - i0), v_.trow(lT, K_[size_t(t)], i), ie - i);
+                    });
+                    for (int64_t i = i0; i < i1; ++i)
+                        rescale(a.m_row[size_t(i)], a.a_row[size_t(i)], double(funkey(rk[size_t(i - i0)])));
+                    for_segments(v_, i0, i1, [&](int64_t i, int64_t ie) {
+                        for (int64_t t = 0; t < nk; ++t)
+                            add_q_exp(a.a_row.data() + i, v_.trow(lT, K_[size_t(t)], i), a.m_row.data() + i, ie - i, sc);
+                    });
+                });
+                continue;
+            }
             parallel_range(nr, nk, [&](int64_t j0, int64_t j1) {
                 std::vector<double> tmp(static_cast<size_t>(nk));
                 for (int64_t j = j0; j < j1; ++j) {
@@ -455,6 +524,7 @@ private:
     std::vector<int64_t> K_, own_k_, rows_;
     std::vector<double> own_, row_lse_, rmax_, cmax_, pmax_, tmp_scores_;
     std::vector<int32_t> ckeys_, pkeys_;
+    std::vector<float> cmaxf_;
     std::vector<int64_t> rsum_, csum_, csum_t_, psum_;
 };
 
@@ -466,6 +536,10 @@ View view_of(const ScoreBlock& blk) {
     v.L = blk.L.empty() ? nullptr : blk.L.data();
     v.model[0] = blk.learner.empty() ? nullptr : blk.learner.data();
     v.model[1] = blk.reference.empty() ? nullptr : blk.reference.data();
+    v.LT = blk.LT.empty() ? nullptr : blk.LT.data();
+    v.modelT[0] = blk.learnerT.empty() ? nullptr : blk.learnerT.data();
+    v.modelT[1] = blk.referenceT.empty() ? nullptr : blk.referenceT.data();
+    v.seg = std::max<int64_t>(blk.rows, 1);
     return v;
 }
 
@@ -475,6 +549,11 @@ void check_block(const ScoreBlock& blk, int64_t B, int64_t row_begin, int64_t ro
              blk.row_begin, ", ", blk.row_begin + blk.rows, ") of B = ", blk.B, " given, expected rows [",
              row_begin, ", ", row_begin + rows, ") of B = ", B);
     const size_t n = size_t(rows * B);
+    CC_CHECK((blk.LT.empty() || blk.LT.size() == n) && (blk.learnerT.empty() || blk.learnerT.size() == n) &&
+                 (blk.referenceT.empty() || blk.referenceT.size() == n),
+             "JEST sampler: a transposed score block has the wrong size, expected ", n);
+    CC_CHECK(blk.learnerT.empty() || !blk.learner.empty(), "JEST sampler: learnerT without learner");
+    CC_CHECK(blk.referenceT.empty() || !blk.reference.empty(), "JEST sampler: referenceT without reference");
     if (blk.loss == LossKind::sigmoid) {
         CC_CHECK(blk.L.size() == n, "JEST sampler: sigmoid score block holds ", blk.L.size(),
                  " values, expected ", n);
@@ -618,10 +697,12 @@ void select_chunks(ScoreState& st, SamplerWorkspace& w, const JestConfig& cfg, i
             in_S[size_t(c)] = 1;
         }
     };
-    // The selected set, sorted: the only candidates the batch score reads.
+    // The selected set, sorted: the only candidates the batch score reads. The baselines
+    // (last == sel) of the sigmoid loss take the batch score directly (pair_score).
     auto finish = [&](const std::vector<int64_t>& last) {
         w.sorted_sel.assign(sel.begin(), sel.end());
         std::sort(w.sorted_sel.begin(), w.sorted_sel.end());
+        if (&last == &sel && &st == &w.sigmoid) return;
         st.add(last, &w.sorted_sel);
     };
     std::vector<int64_t>& chunk = w.chunk;
@@ -691,7 +772,11 @@ Selection Sampler::select(const ScoreBlock& block, uint64_t step) {
         gather(block.L, full_.L);
         gather(block.learner, full_.learner);
         gather(block.reference, full_.reference);
+        gather(block.LT, full_.LT);  // [P][B][Bl]: segments of Bl
+        gather(block.learnerT, full_.learnerT);
+        gather(block.referenceT, full_.referenceT);
         v = view_of(full_);
+        v.seg = Bl;
     } else {
         v = view_of(block);
         // Sharded: the per-chunk all-reduces run even on one rank (nothing to reduce, but
@@ -713,7 +798,8 @@ Selection Sampler::select(const ScoreBlock& block, uint64_t step) {
     out.indices.reserve(static_cast<size_t>(b_));
     w.in_S.assign(size_t(B_), 0);
     select_chunks(*st, w, cfg_, B_, b_, rng, out.indices);
-    out.batch_score = st->batch_score(out.indices, w.in_S);
+    if (cfg_.method != SelectMethod::joint && st == &w.sigmoid) out.batch_score = w.sigmoid.pair_score(w.sorted_sel);
+    else out.batch_score = st->batch_score(out.indices, w.in_S);
     if (cfg_.method == SelectMethod::uniform) {
         st->first_scores(w.self);  // for the logged self scores only
     }

@@ -10,9 +10,10 @@ int64_t local_rows(const JestConfig& cfg, int64_t B, int P) {
 }  // namespace
 
 JestSelector::JestSelector(Backend& backend, Collectives& coll, const Communicator* comm,
-                           const JestConfig& cfg, int64_t super_batch, int64_t embed_dim)
+                           const JestConfig& cfg, int64_t super_batch, int64_t embed_dim, int64_t tile_rows)
     : sampler_(cfg, super_batch, comm),
-      matrix_(backend, coll, cfg.loss, cfg.score, local_rows(cfg, super_batch, coll.size()), embed_dim) {
+      matrix_(backend, coll, cfg.loss, cfg.score, local_rows(cfg, super_batch, coll.size()), embed_dim,
+              tile_rows) {
     CC_CHECK(coll.size() == (comm ? comm->size() : 1) && coll.rank() == (comm ? comm->rank() : 0),
              "JEST: collectives (rank ", coll.rank(), " of ", coll.size(), ") and communicator (rank ",
              comm ? comm->rank() : 0, " of ", comm ? comm->size() : 1, ") disagree");

@@ -24,8 +24,9 @@ namespace curaclip::jest {
 class JestSelector {
 public:
     // super_batch B (all ranks), embed_dim D. cfg is validated here (clear errors).
+    // tile_rows: LearnabilityMatrix's row tile (0: automatic; tests force small ones).
     JestSelector(Backend& backend, Collectives& coll, const Communicator* comm, const JestConfig& cfg,
-                 int64_t super_batch, int64_t embed_dim);
+                 int64_t super_batch, int64_t embed_dim, int64_t tile_rows = 0);
 
     // Collective. Scores this rank's row block and selects b of the B examples:
     // global super-batch positions in selection (chunk) order, identical on every

@@ -1,0 +1,191 @@
+// JEST and k-means kernels of the CUDA backend.
+//
+// pairwise_sigmoid_nll: elementwise softplus(-z (exp(t) dot + b)); each element from its
+// own input only, so nll may alias dots and a block's result does not depend on M.
+//
+// kmeans_assign (backend.h contract): the GEMM x C^T runs through cuBLAS with bf16
+// operands, fp32 output and CUBLAS_COMPUTE_32F_PEDANTIC (IEEE fp32 accumulation, so the
+// CPU f32 backend's error bound holds); each row then (one warp per row) finds the
+// smallest screen value v_k = csq_k - 2 x.c_k, and re-scores every center within
+// 4 (D+4) eps_f32 (2 |x| max|c| + max|csq| + |v|) of it by the float64 distance
+// summed over d in order (no FMA contraction), which decides, ties to the lowest k.
+// The result of a row depends only on x_i and the centers. The fp32 dot products of
+// B rows live in backend scratch (the caller's bf16 `scratch` only sets B).
+#include <cfloat>
+
+#include "cuda/cuda_device.cuh"
+
+namespace curaclip::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kRowsPerBlock = kThreads / 32;
+
+__device__ __forceinline__ float softplus(float x) { return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))); }
+
+__global__ void nll_kernel(bf16* y, const bf16* x, AnyPtr logit_scale, AnyPtr logit_bias, int64_t M, int64_t N,
+                           int64_t label_offset) {
+    const float s = float(exp(logit_scale.get(0))), b = float(logit_bias.get(0));
+    CC_GRID_STRIDE(k, M * N) {
+        const int64_t i = k / N, j = k % N;
+        const float logit = s * ld(x, k) + b;
+        st(y, k, softplus(j == label_offset + i ? -logit : logit));  // softplus(-z logit)
+    }
+}
+
+// stats[0] = max_k |c_k| (float64), stats[1] = max_k |csq_k|.
+__global__ void center_stats_kernel(double* stats, const bf16* centers, const bf16* csq, int64_t K, int64_t D) {
+    __shared__ double red_n[kThreads], red_q[kThreads];
+    double mn = 0.0, mq = 0.0;
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
+        double s2 = 0.0;
+        for (int64_t d = 0; d < D; ++d) {
+            const double v = double(ld(centers, k * D + d));
+            s2 += v * v;
+        }
+        mn = fmax(mn, sqrt(s2));
+        mq = fmax(mq, fabs(double(ld(csq, k))));
+    }
+    red_n[threadIdx.x] = mn;
+    red_q[threadIdx.x] = mq;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int t = 1; t < blockDim.x; ++t) {
+            mn = fmax(mn, red_n[t]);
+            mq = fmax(mq, red_q[t]);
+        }
+        stats[0] = mn;
+        stats[1] = mq;
+    }
+}
+
+__device__ __forceinline__ float screen(const bf16* csq, const float* dots, int64_t k) {
+    return __fsub_rn(ld(csq, k), __fmul_rn(2.0f, dots[k]));  // fixed rounding in both passes
+}
+
+// Warp-wide lexicographic minimum of (value, index).
+template <typename V>
+__device__ __forceinline__ void warp_argmin(V& v, int64_t& k) {
+    for (int o = 16; o > 0; o >>= 1) {
+        const V ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int64_t ok = __shfl_xor_sync(0xffffffffu, k, o);
+        if (ov < v || (ov == v && ok < k)) {
+            v = ov;
+            k = ok;
+        }
+    }
+}
+
+__global__ void assign_rows_kernel(int32_t* assign, bf16* dist, const bf16* x, const bf16* centers,
+                                   const bf16* csq, const float* S, const double* stats, int64_t r0, int64_t m,
+                                   int64_t K, int64_t D, double bound_scale) {
+    const int64_t local = int64_t(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (local >= m) return;
+    const int64_t r = r0 + local;
+    const bf16* xr = x + r * D;
+    const float* dots = S + local * K;
+    double xsq = 0.0;
+    for (int64_t d = lane; d < D; d += 32) {
+        const double v = double(ld(xr, d));
+        xsq += v * v;
+    }
+    xsq = warp_sum(xsq);
+    float best = INFINITY;
+    int64_t bk = INT64_MAX;
+    for (int64_t k = lane; k < K; k += 32) {
+        const float v = screen(csq, dots, k);
+        if (v < best) {  // lanes see increasing k: strict keeps the first
+            best = v;
+            bk = k;
+        }
+    }
+    warp_argmin(best, bk);
+    const double margin = bound_scale * (2.0 * sqrt(xsq) * stats[0] + stats[1] + fabs(double(best)));
+    const float limit = float(double(best) + margin);
+    double exact = INFINITY;
+    int64_t arg = INT64_MAX;
+    for (int64_t k = lane; k < K; k += 32) {
+        if (screen(csq, dots, k) > limit) continue;
+        const bf16* cr = centers + k * D;
+        double e = 0.0;
+        for (int64_t d = 0; d < D; ++d) {
+            const double t = __dsub_rn(double(ld(xr, d)), double(ld(cr, d)));
+            e = __dadd_rn(e, __dmul_rn(t, t));
+        }
+        if (e < exact) {
+            exact = e;
+            arg = k;
+        }
+    }
+    warp_argmin(exact, arg);
+    if (lane == 0) {
+        // The best screened center always re-scores to a finite distance, unless the data are
+        // not finite: then report center 0 with the NaN/Inf distance, as the CPU loop would.
+        assign[r] = int32_t(arg == INT64_MAX ? 0 : arg);
+        dist[r] = __float2bfloat16_rn(float(exact));
+    }
+}
+
+}  // namespace
+
+void pairwise_sigmoid_nll(Context& c, Tensor nll, Tensor dots, Tensor logit_scale, Tensor logit_bias,
+                          int64_t label_offset) {
+    const char* op = "pairwise_sigmoid_nll";
+    check_bf16(dots, op, "dots");
+    check_bf16(nll, op, "nll");
+    const int64_t M = dots.shape.rows(), N = dots.shape.cols();
+    CC_CHECK(nll.shape.rows() == M && nll.shape.cols() == N, op, ": nll ", nll.shape.str(), " differs from dots ",
+             dots.shape.str());
+    CC_CHECK(label_offset >= 0 && label_offset + M <= N, op, ": label_offset ", label_offset,
+             " puts the positives of ", M, " rows outside the ", N, " columns of dots ", dots.shape.str());
+    check_scalar(logit_scale, op, "logit_scale");
+    check_scalar(logit_bias, op, "logit_bias");
+    if (M * N == 0) return;
+    nll_kernel<<<grid_for(M * N, kThreads), kThreads, 0, c.stream>>>(nll.as<bf16>(), dots.as<bf16>(),
+                                                                     any_ptr(logit_scale), any_ptr(logit_bias), M, N,
+                                                                     label_offset);
+    check_launch(op);
+}
+
+void kmeans_assign(Context& c, Tensor assign, Tensor dist, Tensor x, Tensor centers, Tensor center_sq_norms,
+                   Tensor scratch) {
+    const char* op = "kmeans_assign";
+    check_dtype(assign, DType::i32, op, "assign");
+    check_bf16(dist, op, "dist");
+    check_bf16(x, op, "x");
+    check_bf16(centers, op, "centers");
+    check_bf16(center_sq_norms, op, "center_sq_norms");
+    check_bf16(scratch, op, "scratch");
+    const int64_t N = x.shape.rows(), D = x.shape.cols(), K = centers.shape.rows();
+    CC_CHECK(K >= 1, op, ": centers ", centers.shape.str(), " hold no center");
+    CC_CHECK(K <= INT32_MAX, op, ": ", K, " centers do not fit i32 ids");
+    CC_CHECK(centers.shape.cols() == D, op, ": centers ", centers.shape.str(), " have dimension ",
+             centers.shape.cols(), " but the points x ", x.shape.str(), " have ", D);
+    check_numel(assign, N, op, "assign");
+    check_numel(dist, N, op, "dist");
+    check_numel(center_sq_norms, K, op, "center_sq_norms");
+    CC_CHECK(scratch.shape.cols() == K && scratch.shape.rows() >= 1, op, ": scratch ", scratch.shape.str(),
+             " should be [B, ", K, "] with B >= 1");
+    if (N == 0) return;
+    const int64_t B = std::min(scratch.shape.rows(), N);
+    ScratchCarver sc(c.scratch(ScratchCarver::round_up(2 * sizeof(double)) +
+                               ScratchCarver::round_up(size_t(B * K) * sizeof(float))));
+    double* stats = sc.take<double>(2);
+    float* S = sc.take<float>(size_t(B * K));
+    center_stats_kernel<<<1, kThreads, 0, c.stream>>>(stats, centers.as<bf16>(), center_sq_norms.as<bf16>(), K, D);
+    check_launch(op);
+    const double bound_scale = 4.0 * double(D + 4) * double(FLT_EPSILON);
+    for (int64_t r0 = 0; r0 < N; r0 += B) {
+        const int64_t m = std::min(B, N - r0);
+        gemm_ex(c, false, true, m, K, D, 1.0f, x.as<bf16>() + r0 * D, D, centers.data, D, CUDA_R_16BF, 0.0f, S, K,
+                CUDA_R_32F, /*pedantic=*/true);
+        assign_rows_kernel<<<unsigned((m + kRowsPerBlock - 1) / kRowsPerBlock), kThreads, 0, c.stream>>>(
+            assign.as<int32_t>(), dist.as<bf16>(), x.as<bf16>(), centers.as<bf16>(), center_sq_norms.as<bf16>(), S,
+            stats, r0, m, K, D, bound_scale);
+        check_launch(op);
+    }
+}
+
+}  // namespace curaclip::cuda

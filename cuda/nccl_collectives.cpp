@@ -1,0 +1,156 @@
+#include "cuda/nccl_collectives.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_check.h"
+#include "mpi/communicator.h"
+
+namespace curaclip::cuda {
+
+namespace {
+
+ncclDataType_t nccl_type(DType dt, const char* op) {
+    switch (dt) {
+        case DType::bf16: return ncclBfloat16;
+        case DType::f32: return ncclFloat32;
+        case DType::f64: return ncclFloat64;
+        case DType::i32: return ncclInt32;
+        case DType::u8: return ncclUint8;
+    }
+    CC_FAIL(op, ": unknown dtype");
+}
+
+double timeout_seconds() {
+    const char* s = std::getenv("CURACLIP_NCCL_TIMEOUT_S");
+    if (!s || !*s) return 1800.0;
+    char* end = nullptr;
+    const double v = std::strtod(s, &end);
+    CC_CHECK(end && *end == '\0' && v >= 0.0, "CURACLIP_NCCL_TIMEOUT_S='", s, "' is not a number of seconds >= 0");
+    return v;
+}
+
+class NcclCollectives final : public Collectives {
+public:
+    NcclCollectives(const Communicator& comm, Backend& backend)
+        : comm_(comm), stream_(stream_of(backend)), device_(device_of(backend)), timeout_s_(timeout_seconds()) {
+        ncclUniqueId id{};
+        if (comm_.rank() == 0) CC_NCCL_CHECK(ncclGetUniqueId(&id));
+        comm_.broadcast(reinterpret_cast<uint8_t*>(&id), sizeof id, 0);
+        CC_CUDA_CHECK(cudaSetDevice(device_));
+        CC_NCCL_CHECK(ncclCommInitRank(&nccl_, comm_.size(), id, comm_.rank()));
+        int n = 0, r = 0;
+        CC_NCCL_CHECK(ncclCommCount(nccl_, &n));
+        CC_NCCL_CHECK(ncclCommUserRank(nccl_, &r));
+        CC_CHECK(n == comm_.size() && r == comm_.rank(), "NCCL communicator has rank ", r, " of ", n,
+                 " but MPI says ", comm_.rank(), " of ", comm_.size());
+    }
+    ~NcclCollectives() override {
+        if (!nccl_) return;
+        if (aborted_) return;
+        (void)cudaStreamSynchronize(stream_);
+        (void)ncclCommDestroy(nccl_);
+    }
+    NcclCollectives(const NcclCollectives&) = delete;
+    NcclCollectives& operator=(const NcclCollectives&) = delete;
+
+    int rank() const override { return comm_.rank(); }
+    int size() const override { return comm_.size(); }
+
+    void allgather(Tensor out, Tensor in) override {
+        const char* op = "allgather";
+        check_pair(out, in, op);
+        CC_CHECK(out.numel() == in.numel() * size(), op, ": out ", out.shape.str(), " should hold ", size(),
+                 " x in ", in.shape.str());
+        if (in.numel() == 0) return;
+        CC_NCCL_CHECK(ncclAllGather(in.data, out.data, size_t(in.numel()), nccl_type(in.dtype, op), nccl_, stream_));
+        wait(op);
+    }
+    void reduce_scatter_sum(Tensor out, Tensor in) override {
+        const char* op = "reduce_scatter_sum";
+        check_pair(out, in, op);
+        CC_CHECK(is_float(in.dtype), op, ": ", dtype_name(in.dtype), " tensors cannot be summed");
+        CC_CHECK(in.numel() == out.numel() * size(), op, ": in ", in.shape.str(), " should hold ", size(),
+                 " x out ", out.shape.str());
+        if (out.numel() == 0) return;
+        CC_NCCL_CHECK(ncclReduceScatter(in.data, out.data, size_t(out.numel()), nccl_type(in.dtype, op), ncclSum,
+                                        nccl_, stream_));
+        wait(op);
+    }
+    void allreduce_sum(Tensor x) override {
+        const char* op = "allreduce_sum";
+        CC_CHECK(!x.empty() || x.numel() == 0, op, ": tensor is empty");
+        CC_CHECK(is_float(x.dtype), op, ": ", dtype_name(x.dtype), " tensors cannot be summed");
+        if (x.numel() == 0) return;
+        CC_NCCL_CHECK(ncclAllReduce(x.data, x.data, size_t(x.numel()), nccl_type(x.dtype, op), ncclSum, nccl_,
+                                    stream_));
+        wait(op);
+    }
+    void allreduce_sum_host(double* data, size_t n) override {
+        if (n == 0) return;
+        comm_.allreduce_sum_replicated(data, n);
+    }
+
+private:
+    static void check_pair(const Tensor& out, const Tensor& in, const char* op) {
+        CC_CHECK(!out.empty() && !in.empty(), op, ": empty tensor");
+        CC_CHECK(out.dtype == in.dtype, op, ": out is ", dtype_name(out.dtype), " but in is ", dtype_name(in.dtype));
+    }
+
+    // Waits for the stream while polling NCCL's asynchronous error state; a failure
+    // or the timeout aborts the communicator and throws (the caller aborts the job).
+    void wait(const char* op) {
+        const auto start = std::chrono::steady_clock::now();
+        for (;;) {
+            const cudaError_t q = cudaStreamQuery(stream_);
+            if (q == cudaSuccess) break;
+            if (q != cudaErrorNotReady) {
+                (void)cudaGetLastError();
+                abort_comm();
+                CC_FAIL("NCCL ", op, ": the stream failed: ", cudaGetErrorName(q), ": ", cudaGetErrorString(q));
+            }
+            ncclResult_t async = ncclSuccess;
+            CC_NCCL_CHECK(ncclCommGetAsyncError(nccl_, &async));
+            if (async != ncclSuccess && async != ncclInProgress) {
+                abort_comm();
+                CC_FAIL("NCCL ", op, " failed on rank ", rank(), ": ", ncclGetErrorString(async));
+            }
+            const double waited =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            if (timeout_s_ > 0.0 && waited > timeout_s_) {
+                abort_comm();
+                CC_FAIL("NCCL ", op, " did not finish within ", timeout_s_, " s on rank ", rank(),
+                        " (a peer died or hangs; CURACLIP_NCCL_TIMEOUT_S sets the limit)");
+            }
+            std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+        ncclResult_t async = ncclSuccess;
+        CC_NCCL_CHECK(ncclCommGetAsyncError(nccl_, &async));
+        if (async != ncclSuccess && async != ncclInProgress) {
+            abort_comm();
+            CC_FAIL("NCCL ", op, " failed on rank ", rank(), ": ", ncclGetErrorString(async));
+        }
+    }
+    void abort_comm() {
+        if (nccl_ && !aborted_) (void)ncclCommAbort(nccl_);
+        aborted_ = true;
+    }
+
+    const Communicator& comm_;
+    cudaStream_t stream_;
+    int device_;
+    double timeout_s_;
+    ncclComm_t nccl_ = nullptr;
+    bool aborted_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Collectives> make_nccl_collectives(const Communicator& comm, Backend& backend) {
+    return std::make_unique<NcclCollectives>(comm, backend);
+}
+
+}  // namespace curaclip::cuda

@@ -1,0 +1,89 @@
+// AdamW of the CUDA backend, in torch.optim.AdamW's order (see src/cpu/cpu_optim.cpp):
+//   p *= 1 - lr wd;  m += (1 - b1)(g - m);  v = b2 v + (1 - b2) g^2;
+//   p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
+// in fp32 with fp32 moments. A bf16 parameter is updated through its fp32 master copy
+// (backend-owned, see cuda_backend.cpp): the master is used where it still rounds to
+// the bf16 value (otherwise it is re-seeded from it), updated, and rounded into p.
+#include <cmath>
+
+#include "cuda/cuda_device.cuh"
+
+namespace curaclip::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+struct AdamConsts {
+    float decay, step_size, inv_sqrt_bc2, one_m_b1, b2, one_m_b2, eps, gs;
+};
+
+__device__ __forceinline__ float read_param(const bf16* p, int64_t i, const float* master) {
+    const bf16 cur = p[i];
+    if (master) {
+        const float mv = master[i];
+        if (__bfloat16_as_ushort(__float2bfloat16_rn(mv)) == __bfloat16_as_ushort(cur)) return mv;
+    }
+    return __bfloat162float(cur);
+}
+__device__ __forceinline__ float read_param(const float* p, int64_t i, const float*) { return p[i]; }
+
+template <typename P>
+__global__ void adamw_kernel(P* p, const P* g, float* m, float* v, float* master, int64_t n, AdamConsts k) {
+    CC_GRID_STRIDE(i, n) {
+        float pv = read_param(p, i, master);
+        const float gi = ld(g, i) * k.gs;
+        const float mi = m[i] + k.one_m_b1 * (gi - m[i]);
+        const float vi = k.b2 * v[i] + k.one_m_b2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        const float denom = sqrtf(vi) * k.inv_sqrt_bc2 + k.eps;
+        pv = pv * k.decay - k.step_size * (mi / denom);
+        if (master) master[i] = pv;
+        st(p, i, pv);
+    }
+}
+
+}  // namespace
+
+void adamw_step(Context& c, Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& hp, float grad_scale,
+                float* master) {
+    const char* op = "adamw_step";
+    CC_CHECK(!param.empty() && !grad.empty(), op, ": param or grad is empty");
+    CC_CHECK(param.dtype == DType::bf16 || param.dtype == DType::f32, op, ": param has dtype ",
+             dtype_name(param.dtype), ", expected bf16 or f32");
+    CC_CHECK(grad.dtype == param.dtype, op, ": grad is ", dtype_name(grad.dtype), " but param is ",
+             dtype_name(param.dtype));
+    check_dtype(m, DType::f32, op, "m");
+    check_dtype(v, DType::f32, op, "v");
+    const int64_t n = param.numel();
+    check_numel(grad, n, op, "grad");
+    check_numel(m, n, op, "m");
+    check_numel(v, n, op, "v");
+    CC_CHECK(hp.step >= 1, op, ": step ", hp.step, " must be >= 1 (bias correction is 1-based)");
+    CC_CHECK(hp.beta1 >= 0 && hp.beta1 < 1 && hp.beta2 >= 0 && hp.beta2 < 1, op, ": betas (", hp.beta1, ", ",
+             hp.beta2, ") must lie in [0, 1)");
+    CC_CHECK(param.dtype == DType::bf16 || master == nullptr, "internal: master copy of an f32 parameter");
+    if (n == 0) return;
+    const double lr = hp.lr, b1 = hp.beta1, b2 = hp.beta2;
+    const double bc1 = 1.0 - std::pow(b1, double(hp.step));
+    const double bc2 = 1.0 - std::pow(b2, double(hp.step));
+    AdamConsts k;
+    k.decay = float(1.0 - lr * double(hp.weight_decay));
+    k.step_size = float(lr / bc1);
+    k.inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2));
+    k.one_m_b1 = float(1.0 - b1);
+    k.b2 = float(b2);
+    k.one_m_b2 = float(1.0 - b2);
+    k.eps = float(hp.eps);
+    k.gs = grad_scale;
+    if (param.dtype == DType::bf16)
+        adamw_kernel<bf16><<<grid_for(n, kThreads), kThreads, 0, c.stream>>>(
+            param.as<bf16>(), grad.as<bf16>(), m.as<float>(), v.as<float>(), master, n, k);
+    else
+        adamw_kernel<float><<<grid_for(n, kThreads), kThreads, 0, c.stream>>>(
+            param.as<float>(), grad.as<float>(), m.as<float>(), v.as<float>(), nullptr, n, k);
+    check_launch(op);
+}
+
+}  // namespace curaclip::cuda
