@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The main job, from nothing: install the dependencies (Debian packages), build,
-# prepare Fashion-MNIST (Debian's dataset-fashion-mnist) as HDF5, and train with
-# JEST on 2 MPI ranks:
+# prepare Fashion-MNIST (Debian's dataset-fashion-mnist) as HDF5 with descriptive
+# captions, train the tiny recipe (configs/tiny.ini) on 2 MPI ranks and evaluate it
+# (zero-shot accuracy, retrieval R@1/5/10).
+#
+# JEST=1 runs the JEST pipeline instead:
 #   1. prep: 40% of the training captions misaligned (--noise 0.4) and a clean
 #      curated subset of 10,000 pairs;
 #   2. a reference model trained on the curated subset;
 #   3. its embeddings of the noisy training set, cached (curaclip embed);
 #   4. the learner, selecting every batch of 256 jointly from a super-batch of
 #      1,280 by learnability (configs/tiny_jest.ini);
-#   5. evaluation: zero-shot accuracy and retrieval R@1/5/10.
-# JEST=0 trains the plain tiny recipe on clean captions instead (configs/tiny.ini).
-#   sudo bash jobs/local/quickstart.sh            (RANKS=4 for more ranks)
+#   5. evaluation.
+#   sudo bash jobs/local/quickstart.sh            (RANKS=4 for more ranks, JEST=1 for JEST)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 t0=$(date +%s)
@@ -23,7 +25,7 @@ ranks=${RANKS:-2}
 run_mpi() { bash jobs/local/mpirun.sh "$ranks" build/curaclip "$@"; }
 stamp=$(date +%Y%m%d-%H%M%S)
 
-if [ "${JEST:-1}" = "0" ]; then
+if [ "${JEST:-0}" = "0" ]; then
   data=data/fashion-mnist
   [ -f "$data/train.h5" ] || build/curaclip prep fashion-mnist --out "$data"
   run=runs/tiny-$stamp
