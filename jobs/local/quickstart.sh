@@ -12,7 +12,7 @@
 #   4. the learner, selecting every batch of 256 jointly from a super-batch of
 #      1,280 by learnability (configs/tiny_jest.ini);
 #   5. evaluation.
-#   sudo bash jobs/local/quickstart.sh            (RANKS=4 for more ranks, JEST=1 for JEST)
+#   bash jobs/local/quickstart.sh            (RANKS=4 for more ranks, JEST=1 for JEST)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 t0=$(date +%s)
