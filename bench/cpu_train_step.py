@@ -14,7 +14,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 from torch_clip import CLIP, clip_loss  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from bench_common import git_commit, machine  # noqa: E402
 
 # name -> (curaclip preset, batch, timed steps); shapes as src/model/model_config.cpp
 RECIPES = {
@@ -36,26 +37,6 @@ RECIPES = {
                            vision_heads=4, context_length=32, vocab_size=4096, text_width=256, text_layers=4,
                            text_heads=4, mlp_ratio=4, embed_dim=256)),
 }
-
-
-def machine():
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": None}
-
-
-def git_commit():
-    try:
-        return subprocess.check_output(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], text=True).strip()
-    except Exception:
-        return None
 
 
 def run_curaclip(binary, r, threads):

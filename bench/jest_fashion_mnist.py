@@ -24,7 +24,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from cpu_train_step import git_commit, machine  # noqa: E402
+from bench_common import git_commit, machine  # noqa: E402
 
 
 def sh(cmd, log):

@@ -13,7 +13,7 @@ Also: curaclip on 1 and 2 MPI ranks (one thread each).
 Writes bench/results/kmeans_vs_faiss.json and prints a table. FAISS: Debian
 python3-faiss (a dev tool for this benchmark, not a build dependency).
 """
-import argparse, datetime, json, os, platform, subprocess, sys, tempfile, time
+import argparse, datetime, json, os, subprocess, sys, tempfile, time
 
 # The same OpenMP wait policy for both sides, set before FAISS's OpenMP runtime starts:
 # with the default (spinning) policy, idle OpenMP threads burn the cores that BLAS and
@@ -25,25 +25,8 @@ import numpy as np
 import faiss
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def git_commit():
-    try:
-        c = subprocess.check_output(["git", "-C", ROOT, "rev-parse", "HEAD"], text=True).strip()
-        dirty = subprocess.call(["git", "-C", ROOT, "diff", "--quiet"]) != 0
-        return c + ("-dirty" if dirty else "")
-    except Exception:
-        return None
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from bench_common import cpu_name, git_commit  # noqa: E402
 
 
 def make_data(n, dim, seed):
