@@ -20,6 +20,10 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "train/preemption.h"
 #include "train/jest_step.h"
+#ifdef CURACLIP_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#include "cuda/nccl_collectives.h"
+#endif
 #include "train/train_step.h"
 
 namespace po = boost::program_options;
@@ -225,12 +229,21 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     }
     io::Loader loader(opt.train_path, super_batch, comm, opt.seed, lo);
 
+    // One process per GPU: the node-local rank picks the device; gradients and
+    // embeddings then move over NCCL instead of MPI.
+#ifdef CURACLIP_HAVE_CUDA
+    if (opt.backend == "cuda") cuda::select_device_for_local_rank(comm.local_rank().rank);
+#endif
     auto be = make_backend(opt.backend);
     const int64_t local_batch = opt.global_batch / P;
     ClipModel model(*be, model_cfg, super_batch / P);
     model.init_weights(opt.seed);
     model.set_batch(local_batch);
+#ifdef CURACLIP_HAVE_CUDA
+    auto coll = opt.backend == "cuda" ? cuda::make_nccl_collectives(comm, *be) : make_mpi_collectives(comm, *be);
+#else
     auto coll = make_mpi_collectives(comm, *be);
+#endif
     ContrastiveLoss loss(*be, model_cfg.sigmoid_loss ? LossKind::sigmoid : LossKind::softmax, local_batch,
                          model_cfg.embed_dim, *coll);
     TrainStep step(model, loss, *coll);
