@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../.."
 t0=$(date +%s)
 bash jobs/install_deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)"
+cmake --build build -j "$(nproc)" --target curaclip   # the tests are built by tests/run_all.sh
 t_build=$(date +%s)
 
 ranks=${RANKS:-2}
