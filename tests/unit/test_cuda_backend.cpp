@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "model_fixtures.h"
 #include "backend/registry.h"
 #include "core/philox.h"
 #include "loss/contrastive_loss.h"
@@ -22,6 +23,9 @@
 
 namespace curaclip {
 namespace {
+
+using testing::Batch;
+using testing::random_batch;
 
 // Empty when "cuda" can run here; otherwise why not.
 std::string cuda_unavailable() {
@@ -48,28 +52,6 @@ TEST(CudaBackend, RefusesCleanlyWithoutADevice) {
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
     }
-}
-
-struct Batch {
-    std::vector<uint8_t> images;
-    std::vector<int32_t> tokens;
-};
-
-// A random batch shaped for cfg: noise images, token rows "SOT w... EOT 0...".
-Batch random_batch(const ModelConfig& c, int64_t B, uint64_t seed) {
-    Philox rng(seed, RngPurpose::test);
-    Batch b;
-    b.images.resize(size_t(B) * c.image_size * c.image_size * c.channels);
-    for (auto& px : b.images) px = uint8_t(rng.below(256));
-    b.tokens.assign(size_t(B) * c.context_length, 0);
-    for (int64_t i = 0; i < B; ++i) {
-        int32_t* row = &b.tokens[size_t(i) * c.context_length];
-        const int len = 1 + int(rng.below(uint64_t(c.context_length - 2)));
-        row[0] = c.vocab_size - 2;
-        for (int t = 1; t < len; ++t) row[t] = 1 + int32_t(rng.below(uint64_t(c.vocab_size - 3)));
-        row[len] = c.vocab_size - 1;
-    }
-    return b;
 }
 
 // Losses of `steps` training steps of the tiny recipe (configs/tiny.ini's model and

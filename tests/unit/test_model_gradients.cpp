@@ -11,46 +11,16 @@
 #include "loss/contrastive_loss.h"
 #include "model/clip_model.h"
 #include "train/train_step.h"
+#include "model_fixtures.h"
 
 namespace curaclip {
 namespace {
 
-ModelConfig small_config(bool sigmoid, int channels) {
-    ModelConfig c;
-    c.image_size = 8;
-    c.patch_size = 4;
-    c.channels = channels;
-    c.image_mean.assign(size_t(channels), 0.4f);
-    c.image_std.assign(size_t(channels), 0.3f);
-    c.vision = {8, 2, 2, 2};
-    c.text = {8, 2, 2, 2};
-    c.context_length = 6;
-    c.vocab_size = 13;
-    c.embed_dim = 6;
-    c.sigmoid_loss = sigmoid;
-    return c;
-}
+using testing::Batch;
+using testing::random_batch;
 
-struct Batch {
-    std::vector<uint8_t> images;
-    std::vector<int32_t> tokens;
-};
+ModelConfig small_config(bool sigmoid, int channels) { return testing::small_model_config(8, 4, channels, sigmoid); }
 
-Batch random_batch(const ModelConfig& c, int64_t B, uint64_t seed) {
-    Philox rng(seed, RngPurpose::test);
-    Batch b;
-    b.images.resize(size_t(B) * c.image_size * c.image_size * c.channels);
-    for (auto& px : b.images) px = uint8_t(rng.below(256));
-    b.tokens.assign(size_t(B) * c.context_length, 0);
-    for (int64_t i = 0; i < B; ++i) {
-        int32_t* row = &b.tokens[size_t(i) * c.context_length];
-        const int len = 1 + int(rng.below(uint64_t(c.context_length - 2)));
-        row[0] = c.vocab_size - 2;
-        for (int t = 1; t < len; ++t) row[t] = 1 + int32_t(rng.below(uint64_t(c.vocab_size - 3)));
-        row[len] = c.vocab_size - 1;  // end of text: the largest id, where the text tower pools
-    }
-    return b;
-}
 
 void check_model_gradients(bool sigmoid, int channels, Activation act) {
     auto be = make_backend("cpu-f64");
