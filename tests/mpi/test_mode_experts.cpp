@@ -21,20 +21,16 @@
 #include "mpi/communicator.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "train/trainer.h"
+#include "train_fixture.h"
 
 namespace fs = std::filesystem;
 
 namespace curaclip {
 namespace {
 
-const char* kWords[] = {"dark", "bright", "small", "large", "plain", "striped"};
-const char* kClasses[] = {"shoe", "bag", "coat", "shirt"};
-constexpr int64_t kN = 64;
-
-struct Fixture {
-    std::string dir;
-    ModelConfig cfg;
-};
+using Fixture = testing::TrainFixture;
+using Quiet = testing::QuietStdout;
+constexpr int64_t kN = testing::kFixtureRows;
 
 // Expert of row i: (i % 4) % 2, i.e. classes {shoe, coat} -> 0, {bag, shirt} -> 1.
 void write_assignment(const std::string& path, int64_t n) {
@@ -59,49 +55,10 @@ void write_assignment(const std::string& path, int64_t n) {
 }
 
 Fixture make_fixture(const Communicator& world, const std::string& tag) {
-    int64_t nonce = 0;
-    if (world.rank() == 0) nonce = int64_t(::getpid());
-    world.broadcast(&nonce, 1, 0);
-    Fixture f;
-    f.dir = (fs::temp_directory_path() / ("curaclip_mode_" + tag + "_" + std::to_string(nonce))).string();
-    f.cfg.image_size = 8;
-    f.cfg.patch_size = 4;
-    f.cfg.channels = 1;
-    f.cfg.image_mean = {0.5f};
-    f.cfg.image_std = {0.25f};
-    f.cfg.vision = {16, 1, 2, 2};
-    f.cfg.text = {16, 1, 2, 2};
-    f.cfg.context_length = 8;
-    f.cfg.embed_dim = 16;
-    if (world.rank() == 0) {
-        fs::remove_all(f.dir);
-        fs::create_directories(f.dir);
-        io::DatasetContents d;
-        d.count = kN;
-        d.image_size = 8;
-        d.channels = 1;
-        d.context_length = 8;
-        Philox rng(11, RngPurpose::test);
-        for (int64_t i = 0; i < kN; ++i) {
-            const int cls = int(i % 4);
-            d.captions.push_back(std::string("a ") + kWords[rng.below(6)] + " " + kClasses[cls]);
-            d.labels.push_back(cls);
-            for (int p = 0; p < 64; ++p) d.images.push_back(uint8_t((cls * 60 + rng.below(64)) & 255));
-        }
-        const BpeTokenizer tok = BpeTokenizer::train(d.captions, 540);
-        tok.save(f.dir + "/tokenizer.bpe");
-        d.tokens = tok.encode_batch(d.captions, 8);
-        d.classnames = {"shoe", "bag", "coat", "shirt"};
-        io::DatasetAttributes a;
-        a.tokenizer_id = tok.id_hex();
-        a.source = "synthetic test data";
-        io::write_dataset(f.dir + "/train.h5", d, a);
-        write_assignment(f.dir + "/assign.h5", kN);
-        write_assignment(f.dir + "/assign_other.h5", kN - 14);  // another dataset's
-    }
-    world.barrier();
-    f.cfg.vocab_size = BpeTokenizer::load(f.dir + "/tokenizer.bpe").vocab_size();
-    return f;
+    return testing::make_train_fixture(world, "mode_" + tag, [](const std::string& dir) {
+        write_assignment(dir + "/assign.h5", kN);
+        write_assignment(dir + "/assign_other.h5", kN - 14);  // another dataset's
+    });
 }
 
 TrainOptions options(const Fixture& f, const std::string& out, int64_t steps) {
@@ -119,14 +76,6 @@ TrainOptions options(const Fixture& f, const std::string& out, int64_t steps) {
     o.log_every = 1;
     return o;
 }
-
-class Quiet {  // the trainer's progress lines would interleave across ranks
-public:
-    Quiet() { std::fflush(stdout); saved_ = dup(1); FILE* n = std::fopen("/dev/null", "w"); dup2(fileno(n), 1); std::fclose(n); }
-    ~Quiet() { std::fflush(stdout); dup2(saved_, 1); close(saved_); }
-private:
-    int saved_;
-};
 
 std::string error_of(const std::function<void()>& f) {
     try {

@@ -18,65 +18,20 @@
 #include "mpi/communicator.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "train/trainer.h"
+#include "train_fixture.h"
 
 namespace fs = std::filesystem;
 
 namespace curaclip {
 namespace {
 
-const char* kWords[] = {"dark", "bright", "small", "large", "plain", "striped"};
-const char* kClasses[] = {"shoe", "bag", "coat", "shirt"};
-
-// A shared scratch folder named by rank 0, with a tokenizer and a small dataset.
-struct Fixture {
-    std::string dir;
-    ModelConfig cfg;
-};
+using Fixture = testing::TrainFixture;
+using Quiet = testing::QuietStdout;
 
 Fixture make_fixture(const Communicator& world, const std::string& tag) {
-    int64_t nonce = 0;
-    if (world.rank() == 0) nonce = int64_t(::getpid());
-    world.broadcast(&nonce, 1, 0);
-    Fixture f;
-    f.dir = (fs::temp_directory_path() / ("curaclip_train_" + tag + "_" + std::to_string(nonce))).string();
-    f.cfg.image_size = 8;
-    f.cfg.patch_size = 4;
-    f.cfg.channels = 1;
-    f.cfg.image_mean = {0.5f};
-    f.cfg.image_std = {0.25f};
-    f.cfg.vision = {16, 1, 2, 2};
-    f.cfg.text = {16, 1, 2, 2};
-    f.cfg.context_length = 8;
-    f.cfg.embed_dim = 16;
-    if (world.rank() == 0) {
-        fs::remove_all(f.dir);
-        fs::create_directories(f.dir);
-        const int64_t N = 64;
-        io::DatasetContents d;
-        d.count = N;
-        d.image_size = 8;
-        d.channels = 1;
-        d.context_length = 8;
-        Philox rng(11, RngPurpose::test);
-        for (int64_t i = 0; i < N; ++i) {
-            const int cls = int(i % 4);
-            d.captions.push_back(std::string("a ") + kWords[rng.below(6)] + " " + kClasses[cls]);
-            d.labels.push_back(cls);
-            for (int p = 0; p < 64; ++p) d.images.push_back(uint8_t((cls * 60 + rng.below(64)) & 255));
-        }
-        const BpeTokenizer tok = BpeTokenizer::train(d.captions, 540);
-        tok.save(f.dir + "/tokenizer.bpe");
-        d.tokens = tok.encode_batch(d.captions, 8);
-        d.classnames = {"shoe", "bag", "coat", "shirt"};
-        io::DatasetAttributes a;
-        a.tokenizer_id = tok.id_hex();
-        a.source = "synthetic test data";
-        io::write_dataset(f.dir + "/train.h5", d, a);
-    }
-    world.barrier();
-    f.cfg.vocab_size = BpeTokenizer::load(f.dir + "/tokenizer.bpe").vocab_size();
-    return f;
+    return testing::make_train_fixture(world, "train_" + tag);
 }
+
 
 TrainOptions options(const Fixture& f, const std::string& out) {
     TrainOptions o;
@@ -105,14 +60,6 @@ std::vector<double> logged_losses(const std::string& run) {
     }
     return out;
 }
-
-class Quiet {  // the trainer's progress lines would interleave across ranks
-public:
-    Quiet() { std::fflush(stdout); saved_ = dup(1); FILE* n = std::fopen("/dev/null", "w"); dup2(fileno(n), 1); std::fclose(n); }
-    ~Quiet() { std::fflush(stdout); dup2(saved_, 1); close(saved_); }
-private:
-    int saved_;
-};
 
 TEST(Train, SameGlobalBatchOnOneTwoAndFourRanksGivesTheSameLosses) {
     const Communicator world = Communicator::world();
