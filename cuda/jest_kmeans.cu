@@ -8,7 +8,8 @@
 // CPU f32 backend's error bound holds); each row then (one warp per row) finds the
 // smallest screen value v_k = csq_k - 2 x.c_k, and re-scores every center within
 // 4 (D+4) eps_f32 (2 |x| max|c| + max|csq| + |v|) of it by the float64 distance
-// summed over d in order (no FMA contraction), which decides, ties to the lowest k.
+// summed in the contract's fixed order (four interleaved partial sums, no FMA
+// contraction; the same order as the CPU backend), which decides, ties to the lowest k.
 // The result of a row depends only on x_i and the centers. The fp32 dot products of
 // B rows live in backend scratch (the caller's bf16 `scratch` only sets B).
 #include <cfloat>
@@ -64,6 +65,27 @@ __device__ __forceinline__ float screen(const bf16* csq, const float* dots, int6
     return __fsub_rn(ld(csq, k), __fmul_rn(2.0f, dots[k]));  // fixed rounding in both passes
 }
 
+// The float64 squared distance in the backend contract's fixed order: four interleaved
+// partial sums (d mod 4), combined as (s0 + s1) + (s2 + s3), no FMA contraction.
+__device__ __forceinline__ double sq_dist_f64(const bf16* a, const bf16* b, int64_t D) {
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+    int64_t d = 0;
+    for (; d + 4 <= D; d += 4) {
+#pragma unroll
+        for (int l = 0; l < 4; ++l) {
+            const double t = __dsub_rn(double(ld(a, d + l)), double(ld(b, d + l)));
+            s[l] = __dadd_rn(s[l], __dmul_rn(t, t));
+        }
+    }
+#pragma unroll
+    for (int l = 0; l < 3; ++l)
+        if (d + l < D) {
+            const double t = __dsub_rn(double(ld(a, d + l)), double(ld(b, d + l)));
+            s[l] = __dadd_rn(s[l], __dmul_rn(t, t));
+        }
+    return __dadd_rn(__dadd_rn(s[0], s[1]), __dadd_rn(s[2], s[3]));
+}
+
 // Warp-wide lexicographic minimum of (value, index).
 template <typename V>
 __device__ __forceinline__ void warp_argmin(V& v, int64_t& k) {
@@ -108,12 +130,7 @@ __global__ void assign_rows_kernel(int32_t* assign, bf16* dist, const bf16* x, c
     int64_t arg = INT64_MAX;
     for (int64_t k = lane; k < K; k += 32) {
         if (screen(csq, dots, k) > limit) continue;
-        const bf16* cr = centers + k * D;
-        double e = 0.0;
-        for (int64_t d = 0; d < D; ++d) {
-            const double t = __dsub_rn(double(ld(xr, d)), double(ld(cr, d)));
-            e = __dadd_rn(e, __dmul_rn(t, t));
-        }
+        const double e = sq_dist_f64(xr, centers + k * D, D);
         if (e < exact) {
             exact = e;
             arg = k;

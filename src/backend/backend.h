@@ -179,7 +179,8 @@ public:
     // dist[i] = that squared distance (compute dtype [N]). Evaluated as GEMM + argmin: the
     // GEMM values v_k = center_sq_norms[k] - 2 x_i.c_k (center_sq_norms [K], compute dtype,
     // given by the caller) screen the centers, and every center within the GEMM's error
-    // bound of the smallest v is re-scored by the float64 distance summed over d in order,
+    // bound of the smallest v is re-scored by the float64 distance summed in a fixed order
+    // (four interleaved partial sums over d mod 4, combined as (s0 + s1) + (s2 + s3)),
     // which decides (and is dist). So the result of row i depends only on x_i and the
     // centers, not on N, the row's position, the block size or the threads: a point gets
     // the same answer whatever block of a distributed data set it sits in.

@@ -1,6 +1,8 @@
 // Distributed k-means (see kmeans.h for the algorithm and the determinism design).
 #include "mode/kmeans.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -80,6 +82,46 @@ double sq_dist(const float* a, const float* b, int64_t dim) {
         s += t * t;
     }
     return s;
+}
+
+// s[d] += p[d] quantized, d < dim: compiled for AVX-512, AVX2 and the baseline on x86-64
+// (a truncating conversion gives the same integers on all of them).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+void add_quantized(int64_t* s, const float* p, int64_t dim, double scale) {
+    for (int64_t d = 0; d < dim; ++d) s[d] += quantize(double(p[d]), scale);
+}
+
+// This rank's share of an update: red = [k*dim fixed-point sums of the points of each
+// center | k counts | points whose center changed from prev]. Integer sums, so any split
+// over threads (like any split over ranks) gives the same bits; part holds the partial
+// sums of threads 1.. (resized here).
+void accumulate_fixed(const float* x, int64_t n_local, int64_t dim, int64_t k, const int32_t* assign,
+                      const int32_t* prev, double scale, std::vector<int64_t>& red, std::vector<int64_t>& part) {
+    const size_t len = red.size();
+    const int threads = n_local * dim >= (int64_t(1) << 16) ? std::max(1, omp_get_max_threads()) : 1;
+    part.assign(size_t(threads - 1) * len, 0);
+    std::fill(red.begin(), red.end(), 0);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        const int t = omp_get_thread_num();
+        int64_t* acc = t == 0 ? red.data() : part.data() + size_t(t - 1) * len;
+        int64_t* counts = acc + k * dim;
+        int64_t changed = 0;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n_local; ++i) {
+            const int64_t a = assign[i];
+            add_quantized(acc + a * dim, x + i * dim, dim, scale);
+            ++counts[a];
+            changed += assign[i] != prev[i];
+        }
+        acc[len - 1] += changed;
+    }
+    for (int t = 1; t < threads; ++t) {
+        const int64_t* p = part.data() + size_t(t - 1) * len;
+        for (size_t j = 0; j < len; ++j) red[j] += p[j];
+    }
 }
 
 }  // namespace
@@ -432,26 +474,18 @@ KMeansResult kmeans(Backend& be, const Communicator& comm, const float* x, int64
         balanced_assign(comm, dm.data(), n_local, k, opt.balance_rounds, prices, assign.data(), dist.data());
     };
 
-    // [k*dim sums | k counts | changed]
-    std::vector<int64_t> red(size_t(k * dim + k + 1));
+    // [k*dim sums | k counts | changed]; part: the other threads' partial sums
+    std::vector<int64_t> red(size_t(k * dim + k + 1)), part;
     bool converged = false;
     int it = 0;
     for (; it < opt.iters; ++it) {
         prev = assign;
         do_assign();
-        std::fill(red.begin(), red.end(), 0);
+        accumulate_fixed(x, n_local, dim, k, assign.data(), prev.data(), scale, red, part);
         int64_t* sums = red.data();
         int64_t* counts = sums + k * dim;
         double inertia = 0.0;
-        for (int64_t i = 0; i < n_local; ++i) {
-            const int64_t a = assign[size_t(i)];
-            int64_t* s = sums + a * dim;
-            const float* p = x + i * dim;
-            for (int64_t d = 0; d < dim; ++d) s[d] += quantize(double(p[d]), scale);
-            ++counts[a];
-            inertia += double(dist[size_t(i)]);
-            red.back() += assign[size_t(i)] != prev[size_t(i)];
-        }
+        for (int64_t i = 0; i < n_local; ++i) inertia += double(dist[size_t(i)]);
         comm.allreduce_sum(red.data(), red.size());
         comm.allreduce_sum(&inertia, 1);
         KMeansIteration st;

@@ -43,6 +43,20 @@ double sqd(const float* a, const float* b, int64_t dim) {
     return s;
 }
 
+// The nearest of k centers to p by the float64 distance (ties -> the lowest), its distance in *dist.
+int64_t brute_nearest(const float* p, const float* centers, int64_t k, int64_t dim, double* dist) {
+    int64_t best = 0;
+    *dist = std::numeric_limits<double>::infinity();
+    for (int64_t c = 0; c < k; ++c) {
+        const double d = sqd(p, centers + c * dim, dim);
+        if (d < *dist) {
+            *dist = d;
+            best = c;
+        }
+    }
+    return best;
+}
+
 TEST(KMeans, OneLloydStepMatchesFloat64BruteForce) {
     const int64_t n = 600, dim = 8, k = 7;
     const auto x = blobs(n, dim, 5, 1, 0.6);
@@ -58,12 +72,8 @@ TEST(KMeans, OneLloydStepMatchesFloat64BruteForce) {
     std::vector<int64_t> cnt(static_cast<size_t>(k), 0);
     double inertia = 0;
     for (int64_t i = 0; i < n; ++i) {
-        int64_t best = 0;
-        double bd = std::numeric_limits<double>::infinity();
-        for (int64_t c = 0; c < k; ++c) {
-            const double d = sqd(&x[size_t(i * dim)], &init[size_t(c * dim)], dim);
-            if (d < bd) { bd = d; best = c; }
-        }
+        double bd = 0;
+        const int64_t best = brute_nearest(&x[size_t(i * dim)], init.data(), k, dim, &bd);
         EXPECT_EQ(r.assign[size_t(i)], best) << "point " << i;
         EXPECT_NEAR(r.dist[size_t(i)], bd, 1e-4 * (1 + bd));
         inertia += bd;
@@ -233,6 +243,39 @@ TEST(KMeans, AssignmentIsIndependentOfRowPositionAndBlock) {
             for (int64_t i = start; i < n; ++i) {
                 ASSERT_EQ(a1[size_t(i - start)], a0[size_t(i)]) << "row " << i << " block " << block;
                 ASSERT_EQ(d1[size_t(i - start)], d0[size_t(i)]) << "row " << i << " block " << block;
+            }
+        }
+    }
+}
+
+// The op against a float64 brute force for center counts around the vector widths of the
+// screening passes (16 and 8 floats), and for near ties the fp32 GEMM cannot resolve: points
+// within ~1e-6 of the bisector of two centers, which only the float64 re-scoring decides.
+TEST(KMeans, AssignmentMatchesFloat64BruteForceIncludingNearTies) {
+    auto be = make_backend("cpu");
+    std::mt19937_64 rng(12);
+    std::normal_distribution<double> g(0.0, 1.0);
+    for (int64_t k : {1, 7, 8, 15, 16, 17, 33, 100, 257}) {
+        for (int64_t dim : {3, 64}) {
+            const int64_t n = 300;
+            std::vector<float> centers(size_t(k * dim)), x(size_t(n * dim));
+            for (auto& v : centers) v = float(g(rng));
+            for (int64_t i = 0; i < n; ++i) {
+                float* p = &x[size_t(i * dim)];
+                const float* a = &centers[size_t((i % k) * dim)];
+                const float* b = &centers[size_t(((i * 7 + 3) % k) * dim)];
+                // Even rows: near the midpoint of two centers (a near tie); odd rows: anywhere.
+                for (int64_t d = 0; d < dim; ++d)
+                    p[d] = i % 2 == 0 ? float(0.5 * (double(a[d]) + double(b[d])) + 1e-6 * g(rng)) : float(g(rng));
+            }
+            std::vector<int32_t> got(static_cast<size_t>(n));
+            std::vector<float> dist(static_cast<size_t>(n));
+            mode::NearestCenter(*be, centers.data(), k, dim, n, 64).assign(x.data(), n, got.data(), dist.data());
+            for (int64_t i = 0; i < n; ++i) {
+                double bd = 0;
+                const int64_t best = brute_nearest(&x[size_t(i * dim)], centers.data(), k, dim, &bd);
+                ASSERT_EQ(got[size_t(i)], best) << "k " << k << " dim " << dim << " row " << i;
+                ASSERT_NEAR(dist[size_t(i)], bd, 1e-6 * bd) << "k " << k << " dim " << dim << " row " << i;
             }
         }
     }
