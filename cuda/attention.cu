@@ -9,10 +9,10 @@
 // backward recomputes the probabilities from the saved log-sum-exp (as flash/cuDNN
 // attention do). Cost O(B NH T^2 hs) with little reuse: fine for CLIP's T <= 257.
 //
-// TODO(cudnn-sdpa): DESIGN §3 wants cuDNN's fused SDPA (cudnn_frontend graph API,
-// forward and backward, with stats = softmax LSE). The hook is try_cudnn_sdpa_*
-// below: return true once a cuDNN path ran, and keep these kernels as the fallback
-// and as the reference the cuDNN path is tested against.
+// cuDNN's fused SDPA (attention_cudnn.cpp) is tried first; these kernels run for the
+// shapes cuDNN refuses, when it is switched off (CURACLIP_CUDA_NO_CUDNN_SDPA=1) or not
+// built in, and they are the reference the cuDNN path is tested against. Both write
+// and read the same stats (natural-log LSE, fp32), so forward and backward may mix.
 #include <cmath>
 
 #include "cuda/cuda_device.cuh"
@@ -26,12 +26,6 @@ constexpr size_t kSharedLimit = 48 * 1024;  // default dynamic shared memory per
 struct Dims {
     int B, T, C, NH, hs;
 };
-
-// Hooks for the cuDNN SDPA path (not implemented yet: always false).
-bool try_cudnn_sdpa_forward(Context&, Tensor, Tensor, Tensor, const Dims&, bool) { return false; }
-bool try_cudnn_sdpa_backward(Context&, Tensor, Tensor, Tensor, Tensor, Tensor, const Dims&, bool) {
-    return false;
-}
 
 // Warps per block such that per_warp_floats fit the shared-memory limit.
 int warps_for(size_t per_warp_floats, const char* op, int T) {
@@ -199,7 +193,7 @@ void attention_forward(Context& c, Tensor out, Tensor stats, Tensor qkv, int n_h
     const char* op = "attention_forward";
     const Dims d = check_attention(op, qkv, out, stats, n_head);
     if (d.B == 0 || d.T == 0) return;
-    if (try_cudnn_sdpa_forward(c, out, stats, qkv, d, causal)) return;
+    if (cudnn_sdpa_forward(c, out, stats, qkv, d.B, d.T, d.NH, d.hs, causal)) return;
     const size_t per_warp = size_t(d.hs + d.T);
     const int wpb = warps_for(per_warp, op, d.T);
     const dim3 grid(unsigned((d.T + wpb - 1) / wpb), unsigned(d.NH), unsigned(d.B));
@@ -219,7 +213,7 @@ void attention_backward(Context& c, Tensor dqkv, Tensor dout, Tensor qkv, Tensor
     CC_CHECK(dout.numel() == out.numel() && dout.shape.cols() == d.C, op, ": dout ", dout.shape.str(),
              " differs from out ", out.shape.str());
     if (d.B == 0 || d.T == 0) return;
-    if (try_cudnn_sdpa_backward(c, dqkv, dout, qkv, out, stats, d, causal)) return;
+    if (cudnn_sdpa_backward(c, dqkv, dout, qkv, out, stats, d.B, d.T, d.NH, d.hs, causal)) return;
     const float scale = float(1.0 / std::sqrt(double(d.hs)));
     float* drow = static_cast<float*>(c.scratch(size_t(d.B) * d.NH * d.T * sizeof(float)));
     {

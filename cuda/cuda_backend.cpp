@@ -71,6 +71,8 @@ public:
         CC_CUDA_CHECK(cudaMemsetAsync(ctx_.error_flag, 0, sizeof(int), ctx_.stream));
         const char* no_lt = std::getenv("CURACLIP_CUDA_NO_LT");
         ctx_.use_lt = !(no_lt && std::strcmp(no_lt, "1") == 0);
+        const char* no_sdpa = std::getenv("CURACLIP_CUDA_NO_CUDNN_SDPA");
+        ctx_.use_cudnn_sdpa = !(no_sdpa && std::strcmp(no_sdpa, "1") == 0);
         CC_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
     }
 
@@ -80,6 +82,7 @@ public:
         (void)cudaSetDevice(ctx_.device);
         (void)cudaStreamSynchronize(ctx_.stream);
         for (auto& [key, mw] : masters_) (void)cudaFree(mw.ptr);
+        release_sdpa(ctx_);
         ctx_.release_scratch();
         if (ctx_.error_flag) (void)cudaFree(ctx_.error_flag);
         if (ctx_.lt_workspace) (void)cudaFree(ctx_.lt_workspace);
@@ -93,6 +96,7 @@ public:
 
     cudaStream_t stream() const { return ctx_.stream; }
     int device() const { return ctx_.device; }
+    std::string attention_report() const { return sdpa_report(ctx_); }
     size_t master_bytes() const {
         size_t b = 0;
         for (const auto& [key, mw] : masters_) b += size_t(mw.n) * sizeof(float);
@@ -414,6 +418,7 @@ int select_device_for_local_rank(int local_rank) {
 cudaStream_t stream_of(Backend& backend) { return as_cuda(backend).stream(); }
 int device_of(Backend& backend) { return as_cuda(backend).device(); }
 size_t master_bytes(Backend& backend) { return as_cuda(backend).master_bytes(); }
+std::string attention_report(Backend& backend) { return as_cuda(backend).attention_report(); }
 
 namespace {
 [[maybe_unused]] const bool registered = register_backend({"cuda", [] { return unavailable_reason(); },

@@ -33,5 +33,7 @@ int device_of(Backend& backend);
 // Bytes of the fp32 master copies of bf16 parameters the backend holds (created by the
 // first adamw_step on each parameter; 4 bytes per parameter element).
 size_t master_bytes(Backend& backend);
+// Which attention path (cuDNN fused SDPA or the own kernels) each shape seen so far took.
+std::string attention_report(Backend& backend);
 
 }  // namespace curaclip::cuda

@@ -4,6 +4,7 @@
 //   gemm_cublaslt.cu  matmul, linear forward/backward, the generic GEMM helper
 //   norm_act.cu       layernorm, GELU / QuickGELU, row-wise L2 normalization
 //   attention.cu      multi-head self-attention forward/backward (own kernels)
+//   attention_cudnn.cpp  cuDNN fused SDPA forward/backward (frontend graph API), tried first
 //   embed.cu          token/position embedding, patchify, ViT embedding, argmax, gathers
 //   loss.cu           softmax cross-entropy and sigmoid pairwise loss row kernels
 //   jest_kmeans.cu    pairwise sigmoid NLL matrix (JEST), k-means assignment
@@ -20,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "backend/backend.h"
 
@@ -33,6 +35,8 @@ enum ErrorBits : int {
     kErrGatherRange = 2,  // gather_rows(_backward): idx outside [0, T)
 };
 
+struct SdpaCache;  // attention_cudnn.cpp
+
 struct Context {
     int device = 0;
     cudaStream_t stream = nullptr;
@@ -42,6 +46,8 @@ struct Context {
     size_t lt_workspace_bytes = 0;
     int* error_flag = nullptr;  // device int, see ErrorBits
     bool use_lt = true;         // CURACLIP_CUDA_NO_LT=1 forces the cublasGemmEx path
+    bool use_cudnn_sdpa = true; // CURACLIP_CUDA_NO_CUDNN_SDPA=1 forces the own attention kernels
+    SdpaCache* sdpa = nullptr;          // attention_cudnn.cpp: cuDNN handle, graphs per shape
 
     // Grow-only device scratch for one op at a time (partial sums, fp32 GEMM output).
     // Valid until the next call; growing synchronizes the stream first.
@@ -123,6 +129,17 @@ void l2_normalize_backward(Context& c, Tensor dinp, Tensor dout, Tensor out, Ten
 void attention_forward(Context& c, Tensor out, Tensor stats, Tensor qkv, int n_head, bool causal);
 void attention_backward(Context& c, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats,
                         int n_head, bool causal);
+
+// ---- attention_cudnn.cpp -------------------------------------------------------------------
+// The same ops through cuDNN's fused SDPA; false (nothing enqueued) where cuDNN is not
+// built in, switched off, or refuses the shape (decided once per shape, then cached).
+bool cudnn_sdpa_forward(Context& c, Tensor out, Tensor stats, Tensor qkv, int B, int T, int NH, int hs,
+                        bool causal);
+bool cudnn_sdpa_backward(Context& c, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int B, int T,
+                         int NH, int hs, bool causal);
+void release_sdpa(Context& c);  // frees the handle and graphs (backend destructor)
+// Which attention path each shape seen so far took (benchmarks, logs).
+std::string sdpa_report(const Context& c);
 
 // ---- embed.cu ------------------------------------------------------------------------------
 void embedding_forward(Context& c, Tensor out, Tensor tokens, Tensor wte, Tensor wpe);
