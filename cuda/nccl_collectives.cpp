@@ -49,10 +49,15 @@ public:
                  " but MPI says ", comm_.rank(), " of ", comm_.size());
     }
     ~NcclCollectives() override {
-        if (!nccl_) return;
-        if (aborted_) return;
-        (void)cudaStreamSynchronize(stream_);
-        (void)ncclCommDestroy(nccl_);
+        // Destructor: errors are ignored (an Error may be in flight already).
+        if (nccl_ && !aborted_) {
+            if (comm_stream_) (void)cudaStreamSynchronize(comm_stream_);
+            (void)cudaStreamSynchronize(stream_);
+            (void)ncclCommDestroy(nccl_);
+        }
+        if (ready_ev_) (void)cudaEventDestroy(ready_ev_);
+        if (done_ev_) (void)cudaEventDestroy(done_ev_);
+        if (comm_stream_) (void)cudaStreamDestroy(comm_stream_);
     }
     NcclCollectives(const NcclCollectives&) = delete;
     NcclCollectives& operator=(const NcclCollectives&) = delete;
@@ -62,6 +67,7 @@ public:
 
     void allgather(Tensor out, Tensor in) override {
         const char* op = "allgather";
+        wait_all();
         check_pair(out, in, op);
         CC_CHECK(out.numel() == in.numel() * size(), op, ": out ", out.shape.str(), " should hold ", size(),
                  " x in ", in.shape.str());
@@ -71,6 +77,7 @@ public:
     }
     void reduce_scatter_sum(Tensor out, Tensor in) override {
         const char* op = "reduce_scatter_sum";
+        wait_all();
         check_pair(out, in, op);
         CC_CHECK(is_float(in.dtype), op, ": ", dtype_name(in.dtype), " tensors cannot be summed");
         CC_CHECK(in.numel() == out.numel() * size(), op, ": in ", in.shape.str(), " should hold ", size(),
@@ -82,6 +89,7 @@ public:
     }
     void allreduce_sum(Tensor x) override {
         const char* op = "allreduce_sum";
+        wait_all();
         CC_CHECK(!x.empty() || x.numel() == 0, op, ": tensor is empty");
         CC_CHECK(is_float(x.dtype), op, ": ", dtype_name(x.dtype), " tensors cannot be summed");
         if (x.numel() == 0) return;
@@ -89,6 +97,37 @@ public:
                                     stream_));
         wait(op);
     }
+    // Gradient buckets (grad_buckets.h): the all-reduce runs on comm_stream_, after an
+    // event recorded on the compute stream now (the bucket's gradients are final in
+    // queue order), so the backward kernels queued later overlap with it. No host wait.
+    void allreduce_sum_start(Tensor x) override {
+        const char* op = "allreduce_sum_start";
+        CC_CHECK(is_float(x.dtype), op, ": ", dtype_name(x.dtype), " tensors cannot be summed");
+        if (x.numel() == 0) return;  // one rank still goes through NCCL: the GPU test's only NCCL run
+        CC_CHECK(!x.empty(), op, ": unallocated tensor");
+        if (!comm_stream_) {
+            CC_CUDA_CHECK(cudaSetDevice(device_));
+            CC_CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
+            CC_CUDA_CHECK(cudaEventCreateWithFlags(&ready_ev_, cudaEventDisableTiming));
+            CC_CUDA_CHECK(cudaEventCreateWithFlags(&done_ev_, cudaEventDisableTiming));
+        }
+        CC_CUDA_CHECK(cudaEventRecord(ready_ev_, stream_));
+        CC_CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, ready_ev_, 0));
+        CC_NCCL_CHECK(ncclAllReduce(x.data, x.data, size_t(x.numel()), nccl_type(x.dtype, op), ncclSum, nccl_,
+                                    comm_stream_));
+        in_flight_ = true;
+    }
+    // The compute stream waits for the buckets through an event (the "wait before the
+    // optimizer"); the host then polls that event like any collective, so a dead peer
+    // still becomes an Error rather than a hang.
+    void wait_all() override {
+        if (!in_flight_) return;
+        in_flight_ = false;
+        CC_CUDA_CHECK(cudaEventRecord(done_ev_, comm_stream_));
+        CC_CUDA_CHECK(cudaStreamWaitEvent(stream_, done_ev_, 0));
+        wait_until("gradient bucket all-reduce", [this] { return cudaEventQuery(done_ev_); });
+    }
+
     void allreduce_sum_host(double* data, size_t n) override {
         if (n == 0) return;
         comm_.allreduce_sum_replicated(data, n);
@@ -103,9 +142,14 @@ private:
     // Waits for the stream while polling NCCL's asynchronous error state; a failure
     // or the timeout aborts the communicator and throws (the caller aborts the job).
     void wait(const char* op) {
+        wait_until(op, [this] { return cudaStreamQuery(stream_); });
+    }
+    // The same for any completion query (a stream or an event): cudaSuccess when done.
+    template <typename Query>
+    void wait_until(const char* op, Query query) {
         const auto start = std::chrono::steady_clock::now();
         for (;;) {
-            const cudaError_t q = cudaStreamQuery(stream_);
+            const cudaError_t q = query();
             if (q == cudaSuccess) break;
             if (q != cudaErrorNotReady) {
                 (void)cudaGetLastError();
@@ -145,6 +189,10 @@ private:
     double timeout_s_;
     ncclComm_t nccl_ = nullptr;
     bool aborted_ = false;
+    // Gradient buckets: their own stream (created on first use) and two events.
+    cudaStream_t comm_stream_ = nullptr;
+    cudaEvent_t ready_ev_ = nullptr, done_ev_ = nullptr;
+    bool in_flight_ = false;
 };
 
 }  // namespace

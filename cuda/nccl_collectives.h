@@ -9,7 +9,12 @@
 // serializes the host with each collective). CURACLIP_NCCL_TIMEOUT_S (default 1800)
 // bounds the wait; 0 waits forever.
 //
-// Not wired into the trainer yet: see docs/cuda.md ("Trainer wiring").
+// Gradient buckets (allreduce_sum_start / wait_all) are the exception: they run on a
+// second stream of their own, ordered after the compute stream by an event, so the
+// all-reduce of one bucket overlaps the backward kernels of the next; wait_all makes
+// the compute stream wait for them (an event) and polls like the other calls.
+//
+// The trainer uses these for train.backend = cuda (src/train/trainer.cpp).
 #pragma once
 
 #include <memory>

@@ -46,6 +46,17 @@ public:
     virtual void allreduce_sum(Tensor x) = 0;
     // data[0..n) = sum over ranks, in place, on host memory (metrics, counters).
     virtual void allreduce_sum_host(double* data, size_t n) = 0;
+
+    // Asynchronous allreduce_sum for gradient buckets overlapped with the backward pass
+    // (src/train/grad_buckets.h). Starts x = sum over ranks of x after the work already
+    // queued on the backend; x must not be read or written until wait_all() returns.
+    // Same order and shapes on every rank, like every collective. The default (MPI,
+    // one process) is allreduce_sum itself, complete on return; NCCL runs it on its own
+    // stream. Other collectives called in between first wait for the started ones.
+    virtual void allreduce_sum_start(Tensor x) { allreduce_sum(x); }
+    // Every allreduce_sum_start so far is complete as far as later backend work can
+    // tell (NCCL: the backend's stream waits for it through an event).
+    virtual void wait_all() {}
 };
 
 // MPI over `comm` for tensors of `backend`. The CPU backends keep tensors in

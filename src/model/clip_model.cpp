@@ -106,9 +106,10 @@ void ClipModel::zero_embedding_grads() {
     be_->fill(d_text_embeddings(), 0.0f);
 }
 
-void ClipModel::backward() {
-    vision_.backward(*be_, params_);
-    text_.backward(*be_, params_);
+void ClipModel::backward(const GradsReady& ready) {
+    if (ready) ready(logit_scale_, config_.sigmoid_loss ? logit_bias_ - logit_scale_ + 1 : 1);
+    vision_.backward(*be_, params_, ready);
+    text_.backward(*be_, params_, ready);
 }
 
 std::string ClipModel::memory_report() const {

@@ -55,8 +55,10 @@ public:
     void forward() { forward_image(); forward_text(); }
     // Zeroes d_image_embeddings()/d_text_embeddings() (the loss accumulates into them).
     void zero_embedding_grads();
-    // From the embedding gradients to every parameter gradient (accumulated).
-    void backward();
+    // From the embedding gradients to every parameter gradient (accumulated). ready
+    // (optional) hears of every parameter once its gradient is final in this pass
+    // (the logit scale/bias first: the loss has written them already).
+    void backward(const GradsReady& ready = {});
 
     Tensor image_embeddings() { return vision_.embeddings(); }
     Tensor text_embeddings() { return text_.head().embeddings(); }

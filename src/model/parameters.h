@@ -6,6 +6,7 @@
 // the memory of a model is known and printed before step 1.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,11 @@ struct Parameter {
     Tensor adam_m;  // f32 (or the backend's master dtype)
     Tensor adam_v;
 };
+
+// Told during a backward pass that the gradients of parameters [first, first + count)
+// are final: no later op of that pass writes them, so their all-reduce may start
+// (src/train/grad_buckets.h). An empty function: nobody listens.
+using GradsReady = std::function<void(size_t first, size_t count)>;
 
 class ParameterSet {
 public:

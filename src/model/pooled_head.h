@@ -20,6 +20,9 @@ public:
     void forward(Backend& be, ParameterSet& ps, Tensor x, Tensor idx);
     // From d_embeddings() (accumulated by the loss) to parameter grads and dx (accumulated).
     void backward(Backend& be, ParameterSet& ps, Tensor dx, Tensor idx);
+    // Its parameters (ln weight, ln bias, projection) are declared one after the other.
+    size_t first_param() const { return ln_w_; }
+    static constexpr size_t kParamCount = 3;
 
     Tensor embeddings() const { return emb_; }
     Tensor features() const { return feat_; }  // before normalization

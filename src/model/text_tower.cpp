@@ -32,12 +32,14 @@ void TextTower::forward(Backend& be, ParameterSet& ps) {
     head_.forward(be, ps, stack_.output(x0_).view({batch_, T, C}), eot_idx_);
 }
 
-void TextTower::backward(Backend& be, ParameterSet& ps) {
+void TextTower::backward(Backend& be, ParameterSet& ps, const GradsReady& ready) {
     const int64_t C = cfg_.text.width, T = cfg_.context_length;
     be.fill(dresid_, 0.0f);
     head_.backward(be, ps, dresid_.view({batch_, T, C}), eot_idx_);
-    stack_.backward(be, ps, x0_, dresid_, cfg_.activation, /*causal=*/true);
+    if (ready) ready(head_.first_param(), PooledHead::kParamCount);
+    stack_.backward(be, ps, x0_, dresid_, cfg_.activation, /*causal=*/true, ready);
     be.embedding_backward(ps[wte_].grad, ps[wpe_].grad, dresid_.view({batch_, T, C}), tokens_);
+    if (ready) ready(wte_, wpe_ - wte_ + 1);  // declared one after the other
 }
 
 }  // namespace curaclip

@@ -17,7 +17,7 @@ public:
     void set_tokens(Backend& be, const int32_t* tokens);
     Tensor tokens() const { return tokens_; }
     void forward(Backend& be, ParameterSet& ps);
-    void backward(Backend& be, ParameterSet& ps);  // from head().d_embeddings()
+    void backward(Backend& be, ParameterSet& ps, const GradsReady& ready = {});  // from head().d_embeddings()
     PooledHead& head() { return head_; }
 
 private:

@@ -24,10 +24,12 @@ void TransformerStack::forward(Backend& be, ParameterSet& ps, Tensor x, Activati
 }
 
 void TransformerStack::backward(Backend& be, ParameterSet& ps, Tensor x, Tensor dresid, Activation act,
-                                bool causal) {
+                                bool causal, const GradsReady& ready) {
     for (size_t l = params_.size(); l-- > 0;) {
         const Tensor in = l == 0 ? x : acts_[l - 1].out;
         block_backward(be, ps, params_[l], acts_[l], scratch_, in, dresid, cfg_, act, causal);
+        // declare_block declares a block's 12 parameters one after the other, ln1_w first.
+        if (ready) ready(params_[l].ln1_w, params_[l].proj_b - params_[l].ln1_w + 1);
     }
 }
 

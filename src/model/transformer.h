@@ -17,7 +17,9 @@ public:
     // x [B,T,C] -> output() [B*T, C].
     void forward(Backend& be, ParameterSet& ps, Tensor x, Activation act, bool causal);
     // dresid: d(output) on entry, d(x) on return.
-    void backward(Backend& be, ParameterSet& ps, Tensor x, Tensor dresid, Activation act, bool causal);
+    // ready (optional) hears of each block's parameters as soon as that block is done.
+    void backward(Backend& be, ParameterSet& ps, Tensor x, Tensor dresid, Activation act, bool causal,
+                  const GradsReady& ready = {});
     // Output of the last block (x itself when there are no layers).
     Tensor output(Tensor x) const { return acts_.empty() ? x : acts_.back().out; }
 

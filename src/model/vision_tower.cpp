@@ -121,8 +121,11 @@ void VisionTower::forward(Backend& be, ParameterSet& ps) {
     for (Pass& p : passes_) forward_pass(be, ps, p);
 }
 
-void VisionTower::backward(Backend& be, ParameterSet& ps) {
-    for (size_t i = passes_.size(); i-- > 0;) backward_pass(be, ps, passes_[i]);
+void VisionTower::backward(Backend& be, ParameterSet& ps, const GradsReady& ready) {
+    // Every pass adds to the same gradients: only the last one (i == 0) finalizes them.
+    for (size_t i = passes_.size(); i-- > 0;) backward_pass(be, ps, passes_[i], i == 0 ? ready : GradsReady{});
+    // conv1, class embedding, positional embedding, ln_pre: declared one after the other.
+    if (ready) ready(conv1_, ln_pre_b_ - conv1_ + 1);
 }
 
 void VisionTower::forward_pass(Backend& be, ParameterSet& ps, Pass& p) {
@@ -158,12 +161,13 @@ void VisionTower::forward_pass(Backend& be, ParameterSet& ps, Pass& p) {
     if (passes_.size() > 1) be.copy(emb_.slice_rows(p.offset, B), p.head.embeddings());
 }
 
-void VisionTower::backward_pass(Backend& be, ParameterSet& ps, Pass& p) {
+void VisionTower::backward_pass(Backend& be, ParameterSet& ps, Pass& p, const GradsReady& ready) {
     const int64_t C = cfg_.vision.width, T = p.tokens, B = p.rows, Cin = cfg_.channels;
     if (passes_.size() > 1) be.copy(p.head.d_embeddings(), demb_.slice_rows(p.offset, B));
     be.fill(p.dresid, 0.0f);
     p.head.backward(be, ps, p.dresid.view({B, T, C}), p.cls_idx);
-    p.stack.backward(be, ps, p.x_pre, p.dresid, cfg_.activation, /*causal=*/false);
+    if (ready) ready(head_.first_param(), PooledHead::kParamCount);
+    p.stack.backward(be, ps, p.x_pre, p.dresid, cfg_.activation, /*causal=*/false, ready);
     be.fill(p.dx0, 0.0f);
     be.layernorm_backward(p.dx0, ps[ln_pre_w_].grad, ps[ln_pre_b_].grad, p.dresid, p.x0.view({B * T, C}),
                           ps[ln_pre_w_].value, p.ln_pre_mean, p.ln_pre_rstd);

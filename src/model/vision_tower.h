@@ -42,7 +42,7 @@ public:
     void set_images(Backend& be, const uint8_t* images);
     Tensor images() const { return images_; }
     void forward(Backend& be, ParameterSet& ps);
-    void backward(Backend& be, ParameterSet& ps);  // from d_embeddings()
+    void backward(Backend& be, ParameterSet& ps, const GradsReady& ready = {});  // from d_embeddings()
 
     // [B, D] unit rows of the whole batch (rows in plan order) and their gradient.
     Tensor embeddings() const;
@@ -66,7 +66,7 @@ private:
     };
     void layout_pass(Arena& arena, DType dt, Pass& ps);
     void forward_pass(Backend& be, ParameterSet& ps, Pass& pass);
-    void backward_pass(Backend& be, ParameterSet& ps, Pass& pass);
+    void backward_pass(Backend& be, ParameterSet& ps, Pass& pass, const GradsReady& ready);
 
     ModelConfig cfg_;
     size_t conv1_ = 0, cls_ = 0, pos_ = 0, ln_pre_w_ = 0, ln_pre_b_ = 0;

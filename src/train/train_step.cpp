@@ -2,8 +2,10 @@
 
 namespace curaclip {
 
-TrainStep::TrainStep(ClipModel& model, ContrastiveLoss& loss, Collectives& coll)
+TrainStep::TrainStep(ClipModel& model, ContrastiveLoss& loss, Collectives& coll, size_t bucket_bytes)
     : model_(model), loss_(loss), coll_(coll), batch_(model.batch()), multires_(model.config().flexi()) {
+    if (coll.size() > 1 && bucket_bytes > 0)
+        reducer_ = std::make_unique<GradReducer>(model.params(), coll, bucket_bytes);
     CC_CHECK(loss.local_batch() == model.batch(), "loss laid out for a local batch of ", loss.local_batch(),
              " but the model for ", model.batch());
     CC_CHECK((loss.kind() == LossKind::sigmoid) == model.config().sigmoid_loss,
@@ -32,9 +34,15 @@ double TrainStep::compute_gradients(const uint8_t* images, const int32_t* tokens
     loss_.forward_backward(model_.image_embeddings(), model_.text_embeddings(), model_.logit_scale().value,
                            bias ? bias->value : Tensor{}, model_.d_image_embeddings(),
                            model_.d_text_embeddings(), model_.logit_scale().grad, bias ? bias->grad : Tensor{});
-    model_.backward();
-    if (coll_.size() > 1)
-        for (auto& p : model_.params().all()) coll_.allreduce_sum(p.grad);
+    if (reducer_) {
+        reducer_->begin();
+        model_.backward([this](size_t first, size_t count) { reducer_->ready(first, count); });
+        reducer_->finish();
+    } else {
+        model_.backward();
+        if (coll_.size() > 1)
+            for (auto& p : model_.params().all()) coll_.allreduce_sum(p.grad);
+    }
     return loss_.loss();
 }
 

@@ -59,6 +59,8 @@ po::options_description train_options() {
         ("train.stop_at", po::value<int64_t>()->default_value(0),
          "checkpoint and exit after this step, to continue later with --train.resume latest (0: run to the end)")
         ("train.threads", po::value<int>()->default_value(0), "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all)")
+        ("train.grad_bucket_mb", po::value<double>()->default_value(25.0),
+         "gradient all-reduce buckets in MiB, started during the backward pass (0: every parameter after it)")
         ("train.init_from", po::value<std::string>()->default_value(""),
          "start from this checkpoint's parameters (fresh optimizer, step 0), e.g. the MoDE seed model");
     po::options_description m("MoDE: training a data expert ([mode] section)");
@@ -118,6 +120,9 @@ TrainOptions train_options_from(const po::variables_map& vm) {
     o.eval_every = vm["train.eval_every"].as<int64_t>();
     o.checkpoint_every = vm["train.checkpoint_every"].as<int64_t>();
     o.threads = vm["train.threads"].as<int>();
+    o.grad_bucket_mb = vm["train.grad_bucket_mb"].as<double>();
+    CC_CHECK(o.grad_bucket_mb >= 0 && o.grad_bucket_mb <= 1e6, "train.grad_bucket_mb must be in [0, 1e6] MiB, got ",
+             o.grad_bucket_mb);
     o.stop_at = vm["train.stop_at"].as<int64_t>();
     CC_CHECK(o.stop_at >= 0, "train.stop_at must be >= 0, got ", o.stop_at);
     CC_CHECK(o.global_batch > 0, "train.batch_size must be positive, got ", o.global_batch);
@@ -246,7 +251,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
 #endif
     ContrastiveLoss loss(*be, model_cfg.sigmoid_loss ? LossKind::sigmoid : LossKind::softmax, local_batch,
                          model_cfg.embed_dim, *coll);
-    TrainStep step(model, loss, *coll);
+    TrainStep step(model, loss, *coll, size_t(opt.grad_bucket_mb * double(1 << 20)));
     AdamW adamw(model.params(), opt.optim);
     std::unique_ptr<jest::JestSelector> selector;
     std::unique_ptr<jest::ReferenceSource> reference;

@@ -29,6 +29,7 @@ struct TrainOptions {
     int64_t log_every = 10, eval_every = 0, checkpoint_every = 0;
     int64_t stop_at = 0;  // > 0: checkpoint and exit after this step (a time-limited job segment)
     int threads = 0;
+    double grad_bucket_mb = 25.0;  // gradient all-reduce buckets (MiB); 0: one all-reduce per parameter after the backward
     bool overwrite = false;
     std::string config_text;  // every option in effect, stored in checkpoints and the run folder
 
