@@ -38,6 +38,18 @@ std::string device_report() {
     return os.str();
 }
 
+std::string device_name(int device) {
+    cudaDeviceProp p{};
+    CC_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+    return p.name;
+}
+
+size_t device_memory_used() {
+    size_t free_b = 0, total_b = 0;
+    CC_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return total_b - free_b;
+}
+
 namespace {
 __global__ void saxpy_kernel(int n, float a, const float* x, float* y) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;

@@ -128,6 +128,9 @@ cp -rp "$repo/configs" "$out/configs"
 mkdir -p "$out/tests"
 cp -rp "$repo/tests/data" "$out/tests/data"
 [[ -d "$repo/tests/cli" ]] && cp -rp "$repo/tests/cli" "$out/tests/cli"
+# The PyTorch peer model (open_clip's layout) that bench/gpu_clip_step.py imports.
+mkdir -p "$out/tests/reference"
+cp -p "$repo/tests/reference/torch_clip.py" "$out/tests/reference/"
 mkdir -p "$out/bench"
 for f in "$repo"/bench/*.py "$repo"/bench/*.sh; do [[ -f "$f" ]] && cp -p "$f" "$out/bench/"; done
 [[ -d "$repo/bench/results" ]] && cp -rp "$repo/bench/results" "$out/bench/results"
