@@ -126,9 +126,9 @@ int main(int argc, char** argv) {
         const LossKind kind = parse_loss_kind(vm["loss"].as<std::string>());
         cfg.sigmoid_loss = kind == LossKind::sigmoid;
         const int B = vm["batch"].as<int>();
-        size_t mem_before = 0;
         std::string device = "cpu";
 #ifdef CURACLIP_HAVE_CUDA
+        size_t mem_before = 0;
         if (gpu && cuda::device_count() > 0) mem_before = cuda::device_memory_used();  // the context: not counted
 #endif
         auto be = make_backend(backend);  // "cuda" without a GPU: a clear Error
