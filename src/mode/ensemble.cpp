@@ -149,6 +149,8 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
         if (e.has_labels) {
             const std::vector<float> cls = zero_shot_classifier(model, tok, e.classnames, opt.templates);
             rep.weights_zeroshot = routing_weights(cls.data(), int64_t(e.classnames.size()), centers, opt.routing);
+            rep.classnames = e.classnames;
+            rep.class_routes = route_texts(cls.data(), int64_t(e.classnames.size()), centers);
         } else {
             rep.weights_zeroshot.assign(size_t(n), 1.0 / double(n));
         }
@@ -203,6 +205,15 @@ std::string format_ensemble_report(const EnsembleReport& r, const EnsembleOption
                       r.experts[c].c_str());
         os << buf;
     }
+    if (!r.class_routes.empty()) {
+        os << "zero-shot routes (class name -> nearest fine center -> expert, squared distance):";
+        for (size_t k = 0; k < r.class_routes.size(); ++k) {
+            std::snprintf(buf, sizeof buf, "%s %s->%lld->%d (%.3f)", k ? "," : "", r.classnames[k].c_str(),
+                          (long long)r.class_routes[k].fine, r.class_routes[k].expert, r.class_routes[k].d2);
+            os << buf;
+        }
+        os << "\n";
+    }
     os << "routed ensemble (MoDE)\n" << format_report(r.routed);
     os << "uniform average of the experts\n" << format_report(r.uniform);
     return os.str();
@@ -216,6 +227,11 @@ std::string ensemble_report_json(const EnsembleReport& r, const EnsembleOptions&
     os << "\"weights_zeroshot\": " << json_array(r.weights_zeroshot) << ", \"weights_i2t\": " << json_array(r.weights_i2t)
        << ", \"weights_t2i_mean\": " << json_array(r.weights_t2i_mean) << ", \"logit_scales\": "
        << json_array(r.logit_scales) << ", ";
+    os << "\"class_routes\": [";
+    for (size_t k = 0; k < r.class_routes.size(); ++k)
+        os << (k ? ", " : "") << "{\"class\": \"" << r.classnames[k] << "\", \"fine\": " << r.class_routes[k].fine
+           << ", \"expert\": " << r.class_routes[k].expert << ", \"d2\": " << r.class_routes[k].d2 << "}";
+    os << "], ";
     os << "\"experts\": [";
     for (size_t c = 0; c < r.experts.size(); ++c)
         os << (c ? ", " : "") << "{\"checkpoint\": \"" << r.experts[c] << "\", " << report_json_fields(r.expert_reports[c])

@@ -41,6 +41,8 @@ struct EnsembleReport {
     std::vector<EvalReport> expert_reports;  // each expert alone
     std::vector<double> logit_scales;       // exp(t_c)
     std::vector<double> weights_zeroshot;   // p(c | class names)
+    std::vector<std::string> classnames;    // of the zero-shot task (empty: no labels)
+    std::vector<TextRoute> class_routes;    // each class name's nearest fine center and expert
     std::vector<double> weights_i2t;        // p(c | caption corpus)
     std::vector<double> weights_t2i_mean;   // mean over queries of p(c | q)
     EvalReport routed, uniform;

@@ -44,6 +44,18 @@ void softmax(std::vector<double>& v) {
 }
 }  // namespace
 
+std::vector<TextRoute> route_texts(const float* task, int64_t K, const RoutingCenters& c) {
+    CC_CHECK(c.m > 0 && c.n_experts > 0 && c.fine_centers && c.fine_to_expert, "routing: no fine centers");
+    std::vector<TextRoute> out(static_cast<size_t>(K));
+    for (int64_t l = 0; l < K; ++l) {
+        const auto [d2, s] = nearest(task + l * c.dim, c);
+        const int32_t e = c.fine_to_expert[s];
+        CC_CHECK(e >= 0 && e < c.n_experts, "routing: fine center ", s, " maps to expert ", e);
+        out[size_t(l)] = {s, e, d2};
+    }
+    return out;
+}
+
 std::vector<double> routing_weights(const float* task, int64_t K, const RoutingCenters& c, const RoutingOptions& opt) {
     CC_CHECK(K > 0, "routing: the task has no texts");
     CC_CHECK(c.m > 0 && c.n_experts > 0 && c.fine_centers && c.fine_to_expert, "routing: no fine centers");
@@ -56,13 +68,9 @@ std::vector<double> routing_weights(const float* task, int64_t K, const RoutingC
         mul = 5.0 * std::log10(std::max(10.0, double(K) - 200.0));
         div = 8.0 * opt.temperature;
     }
-    for (int64_t l = 0; l < K; ++l) {
-        const auto [d2, s] = nearest(task + l * c.dim, c);
-        const int32_t e = c.fine_to_expert[s];
-        CC_CHECK(e >= 0 && e < c.n_experts, "routing: fine center ", s, " maps to expert ", e);
-        score[size_t(e)] += opt.schedule == RoutingSchedule::paper ? std::exp(-d2 / opt.lambda)
-                                                                   : std::exp((add - std::sqrt(d2)) * mul);
-    }
+    for (const TextRoute& r : route_texts(task, K, c))
+        score[size_t(r.expert)] += opt.schedule == RoutingSchedule::paper ? std::exp(-r.d2 / opt.lambda)
+                                                                          : std::exp((add - std::sqrt(r.d2)) * mul);
     for (double& x : score) x /= div;
     softmax(score);
     return score;

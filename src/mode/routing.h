@@ -41,6 +41,16 @@ struct RoutingCenters {
     const int32_t* fine_to_expert = nullptr;  // [m]
 };
 
+// Where one task text goes: its nearest fine center s*, that center's expert
+// c(s*), and the squared distance ||e_l - e_s*||^2 (the report's per-class routes).
+struct TextRoute {
+    int64_t fine = 0;
+    int32_t expert = 0;
+    double d2 = 0;
+};
+// The route of each of the K rows of task [K, dim].
+std::vector<TextRoute> route_texts(const float* task, int64_t K, const RoutingCenters& centers);
+
 // p(c|T) for the task of the K rows of task [K, dim]; returns [n_experts], sums to 1.
 std::vector<double> routing_weights(const float* task, int64_t K, const RoutingCenters& centers,
                                     const RoutingOptions& opt);

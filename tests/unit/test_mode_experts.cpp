@@ -118,6 +118,27 @@ TEST(Routing, PaperWeightsEqualAHandComputation) {
     EXPECT_NEAR(w[0], std::exp(s0 / 2) / (std::exp(s0 / 2) + std::exp(t1 / 2)), 1e-6);
 }
 
+TEST(Routing, RouteTextsNamesTheNearestFineCenterItsExpertAndDistance) {
+    const float centers[] = {1, 0, 0.8f, 0.6f, 0, 1};
+    const int32_t f2e[] = {0, 0, 1};
+    const RoutingCenters c{3, 2, 2, centers, f2e};
+    const float task[] = {1, 0, 0.6f, 0.8f, 0.1f, 0.99f};
+    const std::vector<TextRoute> r = route_texts(task, 3, c);
+    ASSERT_EQ(r.size(), 3u);
+    EXPECT_EQ(r[0].fine, 0);
+    EXPECT_EQ(r[0].expert, 0);
+    EXPECT_NEAR(r[0].d2, 0.0, 1e-12);
+    EXPECT_EQ(r[1].fine, 1);
+    EXPECT_EQ(r[1].expert, 0);
+    EXPECT_NEAR(r[1].d2, 0.08, 1e-6);
+    EXPECT_EQ(r[2].fine, 2);
+    EXPECT_EQ(r[2].expert, 1);
+    EXPECT_NEAR(r[2].d2, 0.0101, 1e-6);
+    // A fine center mapped to no valid expert is refused.
+    const int32_t bad[] = {0, 0, 5};
+    EXPECT_THROW(route_texts(task, 3, RoutingCenters{3, 2, 2, centers, bad}), Error);
+}
+
 TEST(Routing, MetaClipScheduleEqualsTheReleasedFormula) {
     const float centers[] = {1, 0, 0.8f, 0.6f, 0, 1};
     const int32_t f2e[] = {0, 0, 1};
