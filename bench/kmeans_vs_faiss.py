@@ -79,7 +79,7 @@ def main():
     ap.add_argument("--k", default="256,1024")
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2, help="best of this many runs for each timing")
+    ap.add_argument("--repeats", type=int, default=2, help="best of this many runs for each timing (interleaved)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "kmeans_vs_faiss.json"))
     args = ap.parse_args()
@@ -97,14 +97,17 @@ def main():
             init = np.ascontiguousarray(x[np.sort(rng.choice(args.n, k, replace=False))])
             init_path = os.path.join(tmp, "init_%d.f32" % k)
             init.tofile(init_path)
-            ours = min((run_curaclip(binary, pts, init_path, args.n, args.dim, k, args.iters, 1, args.threads, tmp)
-                        for _ in range(args.repeats)), key=lambda r: r["seconds"])
-            theirs = min((run_faiss(x, init, k, args.iters, args.threads) for _ in range(args.repeats)),
-                         key=lambda r: r["seconds"])
-            r1 = min((run_curaclip(binary, pts, init_path, args.n, args.dim, k, args.iters, 1, 1, tmp)
-                      for _ in range(args.repeats)), key=lambda r: r["seconds"])
-            r2 = min((run_curaclip(binary, pts, init_path, args.n, args.dim, k, args.iters, 2, 1, tmp)
-                      for _ in range(args.repeats)), key=lambda r: r["seconds"])
+            # Repeats interleaved (curaclip, FAISS, 1 rank, 2 ranks, curaclip, ...) so that a
+            # change in the machine's load hits both sides alike; best of each.
+            load_k = os.getloadavg()
+            runs = {"ours": [], "theirs": [], "r1": [], "r2": []}
+            for _ in range(args.repeats):
+                runs["ours"].append(run_curaclip(binary, pts, init_path, args.n, args.dim, k, args.iters, 1,
+                                                 args.threads, tmp))
+                runs["theirs"].append(run_faiss(x, init, k, args.iters, args.threads))
+                runs["r1"].append(run_curaclip(binary, pts, init_path, args.n, args.dim, k, args.iters, 1, 1, tmp))
+                runs["r2"].append(run_curaclip(binary, pts, init_path, args.n, args.dim, k, args.iters, 2, 1, tmp))
+            ours, theirs, r1, r2 = (min(runs[key], key=lambda r: r["seconds"]) for key in ("ours", "theirs", "r1", "r2"))
             obj_ours, obj_faiss = objective(x, ours["centers"]), objective(x, theirs["centers"])
             gap = (obj_ours - obj_faiss) / obj_faiss
             same_12 = bool(np.array_equal(r1["centers"], r2["centers"]))
@@ -116,6 +119,9 @@ def main():
                 "seconds_1rank_1thread": round(r1["seconds"], 4), "seconds_2ranks_1thread": round(r2["seconds"], 4),
                 "mpi_speedup_2_vs_1": round(r1["seconds"] / r2["seconds"], 3),
                 "centers_identical_1_vs_2_ranks": same_12,
+                "all_seconds_curaclip": [round(r["seconds"], 4) for r in runs["ours"]],
+                "all_seconds_faiss": [round(r["seconds"], 4) for r in runs["theirs"]],
+                "load_average_at_start": [round(v, 2) for v in load_k],
             }
             figures["k%d" % k] = f
             rows.append((k, f))
