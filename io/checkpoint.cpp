@@ -1,7 +1,5 @@
 #include "io/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +7,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "io/durable_file.h"
 #include "io/hdf5_file.h"
 
 namespace fs = std::filesystem;
@@ -17,23 +16,6 @@ namespace curaclip {
 
 namespace {
 constexpr int64_t kFormatVersion = 1;
-
-void fsync_path(const std::string& path, bool directory) {
-    const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    CC_CHECK(fd >= 0, "cannot open ", path, " to fsync it");
-    const int rc = ::fsync(fd);
-    ::close(fd);
-    CC_CHECK(rc == 0, "fsync of ", path, " failed");
-}
-
-// Replaces `target` atomically by `tmp` and makes the rename durable.
-void commit_file(const std::string& tmp, const std::string& target) {
-    fsync_path(tmp, false);
-    std::error_code ec;
-    fs::rename(tmp, target, ec);
-    CC_CHECK(!ec, "cannot rename ", tmp, " to ", target, ": ", ec.message());
-    fsync_path(fs::path(target).parent_path().empty() ? "." : fs::path(target).parent_path().string(), true);
-}
 
 std::vector<int64_t> h5_shape(const Shape& s) {
     if (s.ndim == 1 && s[0] == 1) return {};  // [1] device scalars are 0-d in the file, as in torch
@@ -83,14 +65,14 @@ void save_checkpoint(const std::string& dir, const std::string& name, ParameterS
         f.set_attr("/", "model_config", state.model_config);
         f.flush();
     }
-    commit_file(tmp, target);
+    io::replace_durably(tmp, target);
     const std::string latest = (fs::path(dir) / "latest").string();
     {
         std::ofstream out(latest + ".tmp", std::ios::trunc);
         out << name << "\n";
         CC_CHECK(out.good(), "cannot write ", latest, ".tmp");
     }
-    commit_file(latest + ".tmp", latest);
+    io::replace_durably(latest + ".tmp", latest);
 }
 
 CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, bool with_optimizer) {

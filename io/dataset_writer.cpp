@@ -1,6 +1,5 @@
 #include "io/dataset_writer.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,28 +8,12 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "io/durable_file.h"
 
 namespace curaclip::io {
 namespace {
 
 using Lock = std::lock_guard<std::recursive_mutex>;
-
-void fsync_path(const std::string& path, bool directory) {
-    const int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
-    CC_CHECK(fd >= 0, "cannot open ", path, " to sync it: ", std::strerror(errno));
-    const int rc = ::fsync(fd);
-    const int err = errno;
-    ::close(fd);
-    // Some file systems do not sync directories; that is not worth failing for.
-    CC_CHECK(rc == 0 || directory, "fsync of ", path, " failed: ", std::strerror(err));
-}
-
-std::string parent_dir(const std::string& path) {
-    const size_t slash = path.find_last_of('/');
-    if (slash == std::string::npos) return ".";
-    if (slash == 0) return "/";
-    return path.substr(0, slash);
-}
 
 // A dataset of `type` with dims; chunk_rows > 0 chunks along the first dim.
 H5Id create(hid_t file, const std::string& path, const std::string& name, hid_t type,

@@ -1,27 +1,18 @@
 // MoDE side files (see side_file.h).
 #include "mode/side_file.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <mutex>
 
 #include "core/check.h"
+#include "io/durable_file.h"
 
 namespace fs = std::filesystem;
 
 namespace curaclip::mode {
 
 namespace {
-
-void fsync_path(const std::string& path, bool directory) {
-    const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    CC_CHECK(fd >= 0, "cannot open ", path, " to fsync it");
-    const int rc = ::fsync(fd);
-    ::close(fd);
-    CC_CHECK(rc == 0, "fsync of ", path, " failed");
-}
 
 hid_t mem_type(DType t) { return t == DType::i32 ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT; }
 hid_t file_type(DType t) { return t == DType::i32 ? H5T_STD_I32LE : H5T_IEEE_F32LE; }
@@ -132,14 +123,10 @@ void write_side_file(const Communicator& comm, const std::string& out,
     }
     comm.barrier();
     if (comm.rank() == 0) {
-        fsync_path(tmp, false);
         std::error_code ec;
         CC_CHECK(!fs::exists(out, ec), out, " appeared while it was being written; refusing to overwrite it (left ",
                  tmp, ")");
-        fs::rename(tmp, out, ec);
-        CC_CHECK(!ec, "cannot rename ", tmp, " to ", out, ": ", ec.message());
-        const fs::path dir = fs::path(out).parent_path();
-        fsync_path(dir.empty() ? "." : dir.string(), true);
+        io::replace_durably(tmp, out);
     }
     comm.barrier();
 }

@@ -1,0 +1,22 @@
+// Durable file replacement: what makes a written file survive a crash or a kill.
+// Every writer of results (checkpoints, datasets, MoDE side files) writes to a
+// temporary name first, then swaps it in with these, so a reader never sees half a file.
+#pragma once
+
+#include <string>
+
+namespace curaclip::io {
+
+// fsync(2) of a file, or of a directory (which makes a rename in it durable). A file
+// that cannot be synced is an error; a directory is not, because some file systems do
+// not sync directories.
+void fsync_path(const std::string& path, bool directory);
+
+// The directory that holds `path`: "." for a bare name, "/" for a top-level entry.
+std::string parent_dir(const std::string& path);
+
+// Replaces `target` by `tmp` atomically (rename(2)) and durably: `tmp` is synced
+// before the rename, the directory after it.
+void replace_durably(const std::string& tmp, const std::string& target);
+
+}  // namespace curaclip::io
