@@ -1,4 +1,5 @@
 """What every benchmark records with its figures (DESIGN §12): the machine and the commit."""
+import json
 import os
 import platform
 import subprocess
@@ -30,3 +31,13 @@ def git_commit():
         return c + ("-dirty" if dirty else "")
     except Exception:
         return None
+
+
+def read_metrics(run):
+    """(train lines, eval lines) of RUN/metrics.jsonl, as `curaclip train` writes it on rank 0."""
+    train, evals = [], []
+    with open(os.path.join(run, "metrics.jsonl")) as f:
+        for line in f:
+            m = json.loads(line)
+            (evals if m.get("eval") else train).append(m)
+    return train, evals

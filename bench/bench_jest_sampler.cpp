@@ -32,6 +32,7 @@
 #include <cblas.h>
 
 #include "backend/registry.h"
+#include "bench/random_batch.h"
 #include "core/philox.h"
 #include "jest/selector.h"
 #include "loss/contrastive_loss.h"
@@ -94,17 +95,9 @@ StepCost step_cost(const std::string& preset, LossKind kind, int64_t B, int64_t 
     auto be = make_backend("cpu");
     const int64_t chunk = std::min<int64_t>(B, 4096);
     const int64_t nmax = std::max(chunk, b);
-    Philox rng(3, RngPurpose::test);
-    std::vector<uint8_t> images(size_t(nmax) * cfg.image_size * cfg.image_size * cfg.channels);
-    for (auto& p : images) p = uint8_t(rng.below(256));
-    std::vector<int32_t> tokens(size_t(nmax) * cfg.context_length, 0);
-    for (int64_t i = 0; i < nmax; ++i) {
-        int32_t* row = &tokens[size_t(i) * cfg.context_length];
-        const int len = cfg.context_length / 2;
-        row[0] = cfg.vocab_size - 2;
-        for (int t = 1; t < len; ++t) row[t] = 1 + int32_t(rng.below(uint64_t(cfg.vocab_size - 3)));
-        row[len] = cfg.vocab_size - 1;
-    }
+    const bench::Batch batch = bench::random_batch(cfg, nmax, 3);
+    const std::vector<uint8_t>& images = batch.images;
+    const std::vector<int32_t>& tokens = batch.tokens;
     StepCost out{1e30, 1e30};
     {
         ClipModel scorer(*be, cfg, chunk);

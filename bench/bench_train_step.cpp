@@ -26,6 +26,7 @@
 #include <cblas.h>
 
 #include "backend/registry.h"
+#include "bench/random_batch.h"
 #include "core/philox.h"
 #ifdef CURACLIP_HAVE_CUDA
 #include "cuda/cuda_backend.h"
@@ -146,17 +147,9 @@ int main(int argc, char** argv) {
         oc.grad_clip_norm = 1.0;
         AdamW opt(model.params(), oc);
 
-        Philox rng(3, RngPurpose::test);
-        std::vector<uint8_t> images(size_t(B) * cfg.image_size * cfg.image_size * cfg.channels);
-        for (auto& p : images) p = uint8_t(rng.below(256));
-        std::vector<int32_t> tokens(size_t(B) * cfg.context_length, 0);
-        for (int b = 0; b < B; ++b) {
-            int32_t* row = &tokens[size_t(b) * cfg.context_length];
-            const int len = cfg.context_length / 2;
-            row[0] = cfg.vocab_size - 2;
-            for (int t = 1; t < len; ++t) row[t] = 1 + int32_t(rng.below(uint64_t(cfg.vocab_size - 3)));
-            row[len] = cfg.vocab_size - 1;
-        }
+        const bench::Batch batch = bench::random_batch(cfg, B, 3);
+        const std::vector<uint8_t>& images = batch.images;
+        const std::vector<int32_t>& tokens = batch.tokens;
 
         const int warmup = vm["warmup"].as<int>(), steps = std::max(1, vm["steps"].as<int>());
         for (int s = 0; s < warmup; ++s) step.run(images.data(), tokens.data(), opt);

@@ -29,7 +29,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from bench_common import git_commit, machine  # noqa: E402
+from bench_common import git_commit, machine, read_metrics  # noqa: E402
 
 
 def sh(cmd, log):
@@ -42,38 +42,26 @@ def sh(cmd, log):
     return time.time() - t0
 
 
-def read_metrics(run):
-    train, evals = [], []
-    with open(os.path.join(run, "metrics.jsonl")) as f:
-        for line in f:
-            m = json.loads(line)
-            (evals if m.get("eval") else train).append(m)
-    return train, evals
-
-
-def steps_to_reach(evals, target):
-    """First (linearly interpolated) learner step where zero-shot top-1 reaches target."""
-    prev = (0, 0.0)
-    for e in evals:
-        if e["zeroshot_top1"] >= target:
-            s0, a0 = prev
-            if e["zeroshot_top1"] == a0:
-                return e["step"]
-            return s0 + (target - a0) / (e["zeroshot_top1"] - a0) * (e["step"] - s0)
-        prev = (e["step"], e["zeroshot_top1"])
-    return None
-
-
-def flops_to_reach(evals, target):
+def cost_to_reach(evals, target, cost):
+    """The first (linearly interpolated from (0, 0)) value of e[cost] -- "step" or
+    "flops" -- at which zero-shot top-1 reaches target; None if it never does."""
     prev = (0.0, 0.0)
     for e in evals:
         if e["zeroshot_top1"] >= target:
-            f0, a0 = prev
+            c0, a0 = prev
             if e["zeroshot_top1"] == a0:
-                return e["flops"]
-            return f0 + (target - a0) / (e["zeroshot_top1"] - a0) * (e["flops"] - f0)
-        prev = (e["flops"], e["zeroshot_top1"])
+                return e[cost]
+            return c0 + (target - a0) / (e["zeroshot_top1"] - a0) * (e[cost] - c0)
+        prev = (e[cost], e["zeroshot_top1"])
     return None
+
+
+def steps_to_reach(evals, target):
+    return cost_to_reach(evals, target, "step")
+
+
+def flops_to_reach(evals, target):
+    return cost_to_reach(evals, target, "flops")
 
 
 def main():

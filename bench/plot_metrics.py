@@ -8,19 +8,20 @@ accuracy / retrieval at each evaluation. Several runs go on the same axes.
 import argparse
 import json
 import os
+import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import read_metrics  # noqa: E402
+
 
 def read_run(run):
-    train, evals = [], []
-    with open(os.path.join(run, "metrics.jsonl")) as f:
-        for line in f:
-            m = json.loads(line)
-            (evals if m.get("eval") else train).append(m)
+    """metrics.jsonl plus the final `curaclip eval` (RUN/eval.json) as one more evaluation."""
+    train, evals = read_metrics(run)
     final = os.path.join(run, "eval.json")
     if os.path.exists(final) and train:
         with open(final) as f:
