@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/check.h"
+#include "io/dataset_writer.h"
 
 namespace curaclip::io {
 namespace {
@@ -64,7 +65,7 @@ void read_runs(hid_t d, hid_t mem_type, const std::vector<int64_t>& rows, const 
         start[0] = hsize_t(rows[i]);
         count[0] = hsize_t(j - i);
         H5Id mspace(H5Screate_simple(int(count.size()), count.data(), nullptr));
-        CC_CHECK(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) >= 0 &&
+        CC_REQUIRE(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) >= 0 &&
                      H5Dread(d, mem_type, mspace.get(), space.get(), H5P_DEFAULT, dst + i * row_bytes) >= 0,
                  path, ": reading rows [", rows[i], ", ", rows[j - 1] + 1, ") of dataset '", name,
                  "' failed (truncated or corrupt file?)");
@@ -76,7 +77,7 @@ void read_runs(hid_t d, hid_t mem_type, const std::vector<int64_t>& rows, const 
 
 struct DatasetReader::Impl {
     H5File file;
-    H5Id images, tokens, labels, corrupted;
+    H5Id images, tokens, labels, corrupted, image_ids;
     explicit Impl(const std::string& p) : file(p, H5File::Mode::read) {}
 };
 
@@ -84,13 +85,13 @@ std::vector<std::string> h5_read_strings(hid_t file, const std::string& path, co
                                          int64_t start, int64_t count) {
     Lock lock(hdf5_mutex());
     H5Id d(H5Dopen2(file, name.c_str(), H5P_DEFAULT));
-    CC_CHECK(d.valid(), path, ": cannot open dataset '", name, "'");
+    CC_REQUIRE(d.valid(), path, ": cannot open dataset '", name, "'");
     const DsInfo in = info(d.get());
-    CC_CHECK(in.cls == H5T_STRING && in.dims.size() == 1, path, ": dataset '", name,
+    CC_REQUIRE(in.cls == H5T_STRING && in.dims.size() == 1, path, ": dataset '", name,
              "' should be a 1-D array of strings, found ", class_name(in.cls), " ", dims_str(in.dims));
     const int64_t n = in.dims[0];
     if (count < 0) count = n - start;
-    CC_CHECK(start >= 0 && count >= 0 && start + count <= n, path, ": rows [", start, ", ", start + count,
+    CC_REQUIRE(start >= 0 && count >= 0 && start + count <= n, path, ": rows [", start, ", ", start + count,
              ") of '", name, "' out of range (", n, " rows)");
     std::vector<std::string> out(static_cast<size_t>(count));
     if (count == 0) return out;
@@ -104,7 +105,7 @@ std::vector<std::string> h5_read_strings(hid_t file, const std::string& path, co
         H5Tset_size(mtype.get(), H5T_VARIABLE);
         H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get()));
         std::vector<char*> ptrs(size_t(count), nullptr);
-        CC_CHECK(H5Dread(d.get(), mtype.get(), mspace.get(), space.get(), H5P_DEFAULT, ptrs.data()) >= 0,
+        CC_REQUIRE(H5Dread(d.get(), mtype.get(), mspace.get(), space.get(), H5P_DEFAULT, ptrs.data()) >= 0,
                  path, ": reading the strings of '", name, "' failed (truncated or corrupt file?)");
         for (size_t i = 0; i < ptrs.size(); ++i) out[i] = ptrs[i] ? ptrs[i] : "";
 #if H5_VERSION_GE(1, 12, 0)
@@ -113,10 +114,14 @@ std::vector<std::string> h5_read_strings(hid_t file, const std::string& path, co
         H5Dvlen_reclaim(mtype.get(), mspace.get(), H5P_DEFAULT, ptrs.data());
 #endif
     } else {
-        const size_t len = H5Tget_size(ftype.get());
+        // Fixed length: one more byte per string so that a full-length null- or
+        // space-padded string keeps its last character when HDF5 terminates it.
+        const size_t len = H5Tget_size(ftype.get()) + 1;
         H5Tset_size(mtype.get(), len);
+        H5Tset_strpad(mtype.get(), H5T_STR_NULLTERM);
+        H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get()));
         std::vector<char> buf(len * size_t(count));
-        CC_CHECK(H5Dread(d.get(), mtype.get(), mspace.get(), space.get(), H5P_DEFAULT, buf.data()) >= 0,
+        CC_REQUIRE(H5Dread(d.get(), mtype.get(), mspace.get(), space.get(), H5P_DEFAULT, buf.data()) >= 0,
                  path, ": reading the strings of '", name, "' failed (truncated or corrupt file?)");
         for (size_t i = 0; i < out.size(); ++i) {
             const char* p = buf.data() + i * len;
@@ -132,13 +137,13 @@ DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) :
     try {
         H5File& f = impl_->file;
         // -- attributes
-        CC_CHECK(f.has_attr("/", "format_version"), path, ": no attribute 'format_version' on '/': not a "
+        CC_REQUIRE(f.has_attr("/", "format_version"), path, ": no attribute 'format_version' on '/': not a "
                  "curaclip dataset (make one with `curaclip prep`)");
         const int64_t ver = f.attr_i64("/", "format_version");
-        CC_CHECK(ver == kDatasetFormatVersion, path, ": attribute 'format_version' is ", ver,
+        CC_REQUIRE(ver == kDatasetFormatVersion, path, ": attribute 'format_version' is ", ver,
                  ", this build reads format ", kDatasetFormatVersion);
         for (const char* a : {"image_size", "channels", "context_length", "tokenizer_id"})
-            CC_CHECK(f.has_attr("/", a), path, ": attribute '", a, "' missing on '/'");
+            CC_REQUIRE(f.has_attr("/", a), path, ": attribute '", a, "' missing on '/'");
         image_size_ = int(f.attr_i64("/", "image_size"));
         channels_ = int(f.attr_i64("/", "channels"));
         context_ = int(f.attr_i64("/", "context_length"));
@@ -147,43 +152,43 @@ DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) :
         if (f.has_attr("/", "creation_command")) creation_command_ = f.attr_string("/", "creation_command");
 
         auto open = [&](const char* name) {
-            CC_CHECK(f.exists(name), path, ": dataset '", name, "' missing");
+            CC_REQUIRE(f.exists(name), path, ": dataset '", name, "' missing");
             H5Id d(H5Dopen2(f.id(), name, H5P_DEFAULT));
-            CC_CHECK(d.valid(), path, ": cannot open dataset '", name, "' (corrupt file?)");
+            CC_REQUIRE(d.valid(), path, ": cannot open dataset '", name, "' (corrupt file?)");
             return d;
         };
         // -- /images u8 [N, S, S, C]
         {
             // Rows are read at random: with the chunk cache off, HDF5 reads only the
             // selected rows of an (uncompressed) chunk instead of the whole chunk.
-            CC_CHECK(f.exists("/images"), path, ": dataset '/images' missing");
+            CC_REQUIRE(f.exists("/images"), path, ": dataset '/images' missing");
             H5Id dapl(H5Pcreate(H5P_DATASET_ACCESS));
             H5Pset_chunk_cache(dapl.get(), 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT);
             impl_->images = H5Id(H5Dopen2(f.id(), "/images", dapl.get()));
-            CC_CHECK(impl_->images.valid(), path, ": cannot open dataset '/images' (corrupt file?)");
+            CC_REQUIRE(impl_->images.valid(), path, ": cannot open dataset '/images' (corrupt file?)");
         }
         const DsInfo im = info(impl_->images.get());
-        CC_CHECK(im.cls == H5T_INTEGER && im.size == 1 && im.sign == H5T_SGN_NONE, path,
+        CC_REQUIRE(im.cls == H5T_INTEGER && im.size == 1 && im.sign == H5T_SGN_NONE, path,
                  ": dataset '/images' should hold uint8, found ", class_name(im.cls), " of ", im.size, " bytes");
-        CC_CHECK(im.dims.size() == 4, path, ": dataset '/images' should be [N, H, W, C], found shape ",
+        CC_REQUIRE(im.dims.size() == 4, path, ": dataset '/images' should be [N, H, W, C], found shape ",
                  dims_str(im.dims));
         n_ = im.dims[0];
-        CC_CHECK(im.dims[1] == image_size_ && im.dims[2] == image_size_ && im.dims[3] == channels_, path,
+        CC_REQUIRE(im.dims[1] == image_size_ && im.dims[2] == image_size_ && im.dims[3] == channels_, path,
                  ": dataset '/images' has shape ", dims_str(im.dims), " but the file's attributes say image_size ",
                  image_size_, ", channels ", channels_);
         // -- /tokens i32 [N, ctx]
         impl_->tokens = open("/tokens");
         const DsInfo tk = info(impl_->tokens.get());
-        CC_CHECK(tk.cls == H5T_INTEGER && tk.size == 4 && tk.sign == H5T_SGN_2, path,
+        CC_REQUIRE(tk.cls == H5T_INTEGER && tk.size == 4 && tk.sign == H5T_SGN_2, path,
                  ": dataset '/tokens' should hold int32, found ", class_name(tk.cls), " of ", tk.size, " bytes");
-        CC_CHECK(tk.dims.size() == 2 && tk.dims[0] == n_ && tk.dims[1] == context_, path,
+        CC_REQUIRE(tk.dims.size() == 2 && tk.dims[0] == n_ && tk.dims[1] == context_, path,
                  ": dataset '/tokens' has shape ", dims_str(tk.dims), ", expected [", n_, ", ", context_,
                  "] (N of /images, attribute context_length)");
         // -- /captions [N]
         {
             H5Id c = open("/captions");
             const DsInfo ci = info(c.get());
-            CC_CHECK(ci.cls == H5T_STRING && ci.dims.size() == 1 && ci.dims[0] == n_, path,
+            CC_REQUIRE(ci.cls == H5T_STRING && ci.dims.size() == 1 && ci.dims[0] == n_, path,
                      ": dataset '/captions' should be ", n_, " strings, found ", class_name(ci.cls), " ",
                      dims_str(ci.dims));
         }
@@ -191,7 +196,7 @@ DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) :
         if (f.exists("/labels")) {
             impl_->labels = open("/labels");
             const DsInfo li = info(impl_->labels.get());
-            CC_CHECK(li.cls == H5T_INTEGER && li.dims.size() == 1 && li.dims[0] == n_, path,
+            CC_REQUIRE(li.cls == H5T_INTEGER && li.dims.size() == 1 && li.dims[0] == n_, path,
                      ": dataset '/labels' should be ", n_, " integers, found ", class_name(li.cls), " ",
                      dims_str(li.dims));
             has_labels_ = true;
@@ -199,22 +204,54 @@ DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) :
         if (f.exists("/corrupted")) {
             impl_->corrupted = open("/corrupted");
             const DsInfo ki = info(impl_->corrupted.get());
-            CC_CHECK(ki.cls == H5T_INTEGER && ki.dims.size() == 1 && ki.dims[0] == n_, path,
+            CC_REQUIRE(ki.cls == H5T_INTEGER && ki.dims.size() == 1 && ki.dims[0] == n_, path,
                      ": dataset '/corrupted' should be ", n_, " integers, found ", class_name(ki.cls), " ",
                      dims_str(ki.dims));
             has_corrupted_ = true;
         }
+        if (f.exists("/image_ids")) {
+            impl_->image_ids = open("/image_ids");
+            const DsInfo ii = info(impl_->image_ids.get());
+            CC_REQUIRE(ii.cls == H5T_INTEGER && ii.dims.size() == 1 && ii.dims[0] == n_, path,
+                     ": dataset '/image_ids' should be ", n_, " integers, found ", class_name(ii.cls), " ",
+                     dims_str(ii.dims));
+            has_image_ids_ = true;
+        }
         if (f.exists("/classnames")) classnames_ = h5_read_strings(f.id(), path, "/classnames");
 
+        // -- shards of a joined dataset: HDF5 reads a missing source file as zeros
+        if (f.exists("/shards/paths")) {
+            const std::vector<std::string> shards = h5_read_strings(f.id(), path, "/shards/paths");
+            const size_t slash = path.find_last_of('/');
+            const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+            std::vector<std::string> missing;
+            for (const auto& s : shards)
+                if (!path_exists(s.empty() || s[0] == '/' ? s : dir + "/" + s)) missing.push_back(s);
+            if (!missing.empty()) {
+                std::string list;
+                for (size_t i = 0; i < missing.size() && i < 5; ++i) list += (i ? ", " : "") + missing[i];
+                if (missing.size() > 5) list += ", ... (" + std::to_string(missing.size()) + " in all)";
+                CC_USER_FAIL(path, ": ", missing.size(), " of its ", shards.size(), " shard files are missing (", list,
+                        "; paths are relative to ", dir, ")");
+            }
+        }
+        // -- end of text
+        if (f.has_attr("/", "eot_id")) eot_ = int32_t(f.attr_i64("/", "eot_id"));
+        if (ex.eot_id >= 0) {
+            CC_REQUIRE(eot_ < 0 || eot_ == ex.eot_id, path, ": attribute 'eot_id' is ", eot_, ", but the tokenizer's "
+                     "end-of-text id is ", ex.eot_id);
+            eot_ = ex.eot_id;
+        }
+
         // -- the consumer's expectations
-        CC_CHECK(ex.image_size < 0 || ex.image_size == image_size_, path, ": dataset '/images' holds ",
+        CC_REQUIRE(ex.image_size < 0 || ex.image_size == image_size_, path, ": dataset '/images' holds ",
                  image_size_, "x", image_size_, " images, expected ", ex.image_size, "x", ex.image_size,
                  " (the model's image size)");
-        CC_CHECK(ex.channels < 0 || ex.channels == channels_, path, ": dataset '/images' has ", channels_,
+        CC_REQUIRE(ex.channels < 0 || ex.channels == channels_, path, ": dataset '/images' has ", channels_,
                  " channels, expected ", ex.channels);
-        CC_CHECK(ex.context_length < 0 || ex.context_length == context_, path,
+        CC_REQUIRE(ex.context_length < 0 || ex.context_length == context_, path,
                  ": dataset '/tokens' has context length ", context_, ", expected ", ex.context_length);
-        CC_CHECK(ex.tokenizer_id.empty() || ex.tokenizer_id == tokenizer_id_, path,
+        CC_REQUIRE(ex.tokenizer_id.empty() || ex.tokenizer_id == tokenizer_id_, path,
                  ": dataset '/tokens' was made with tokenizer ", tokenizer_id_, ", expected tokenizer ",
                  ex.tokenizer_id, " (re-run prep with this tokenizer: --tokenizer FILE)");
     } catch (...) {
@@ -240,7 +277,7 @@ void DatasetReader::read_rows(const int64_t* idx, size_t n, uint8_t* images, int
     if (n == 0) return;
     std::vector<int64_t> rows(idx, idx + n);
     for (int64_t r : rows)
-        CC_CHECK(r >= 0 && r < n_, path_, ": row ", r, " out of range (", n_, " rows)");
+        CC_REQUIRE(r >= 0 && r < n_, path_, ": row ", r, " out of range (", n_, " rows)");
     std::sort(rows.begin(), rows.end());
     rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
     // position of idx[k] among the sorted unique rows
@@ -267,7 +304,10 @@ void DatasetReader::read_rows(const int64_t* idx, size_t n, uint8_t* images, int
         }
     };
     if (images) read(impl_->images, "/images", H5T_NATIVE_UINT8, image_bytes(), 1, images);
-    if (tokens) read(impl_->tokens, "/tokens", H5T_NATIVE_INT32, size_t(context_), 4, tokens);
+    if (tokens) {
+        read(impl_->tokens, "/tokens", H5T_NATIVE_INT32, size_t(context_), 4, tokens);
+        if (eot_ >= 0) check_token_rows(idx, n, tokens);
+    }
     if (labels) {
         if (has_labels_) read(impl_->labels, "/labels", H5T_NATIVE_INT32, 1, 4, labels);
         else std::fill(labels, labels + n, -1);
@@ -278,13 +318,48 @@ void DatasetReader::read_rows(const int64_t* idx, size_t n, uint8_t* images, int
     }
 }
 
+void DatasetReader::check_token_rows(const int64_t* idx, size_t n, const int32_t* tokens) const {
+    for (size_t k = 0; k < n; ++k) {
+        const int32_t* row = tokens + k * size_t(context_);
+        bool has_eot = false;
+        for (int t = 0; t < context_; ++t) {
+            CC_REQUIRE(row[t] >= 0 && row[t] <= eot_, path_, ": /tokens row ", idx[k], " holds id ", row[t],
+                     " at position ", t, ", outside [0, ", eot_, "] (the end-of-text id is the largest)");
+            has_eot |= row[t] == eot_;
+        }
+        CC_REQUIRE(has_eot, path_, ": /tokens row ", idx[k], " has no end-of-text token (id ", eot_,
+                 "): the text tower would pool at the wrong position. Every row must be sot, ids, eot, "
+                 "zero padding (re-run `curaclip prep`)");
+    }
+}
+
 void DatasetReader::read_range(int64_t start, int64_t count, uint8_t* images, int32_t* tokens, int32_t* labels,
                                uint8_t* corrupted) const {
-    CC_CHECK(start >= 0 && count >= 0 && start + count <= n_, path_, ": rows [", start, ", ", start + count,
+    CC_REQUIRE(start >= 0 && count >= 0 && start + count <= n_, path_, ": rows [", start, ", ", start + count,
              ") out of range (", n_, " rows)");
     std::vector<int64_t> idx(static_cast<size_t>(count));
     std::iota(idx.begin(), idx.end(), start);
     read_rows(idx.data(), idx.size(), images, tokens, labels, corrupted);
+}
+
+std::vector<int64_t> DatasetReader::read_image_ids(int64_t start, int64_t count) const {
+    CC_REQUIRE(start >= 0 && count >= 0 && start + count <= n_, path_, ": rows [", start, ", ", start + count,
+             ") out of range (", n_, " rows)");
+    std::vector<int64_t> out(static_cast<size_t>(count));
+    if (!has_image_ids_) {
+        std::iota(out.begin(), out.end(), start);
+        return out;
+    }
+    if (count == 0) return out;
+    Lock lock(hdf5_mutex());
+    const std::vector<int64_t> rows = [&] {
+        std::vector<int64_t> r(static_cast<size_t>(count));
+        std::iota(r.begin(), r.end(), start);
+        return r;
+    }();
+    read_runs(impl_->image_ids.get(), H5T_NATIVE_INT64, rows, {n_}, sizeof(int64_t),
+              reinterpret_cast<uint8_t*>(out.data()), path_, "/image_ids");
+    return out;
 }
 
 std::vector<std::string> DatasetReader::read_captions(int64_t start, int64_t count) const {
@@ -297,7 +372,7 @@ std::vector<std::string> DatasetReader::read_captions(const std::vector<int64_t>
     std::vector<std::string> out;
     out.reserve(idx.size());
     for (int64_t i : idx) {
-        CC_CHECK(i >= 0 && i < n_, path_, ": caption row ", i, " out of range (", n_, " rows)");
+        CC_REQUIRE(i >= 0 && i < n_, path_, ": caption row ", i, " out of range (", n_, " rows)");
         out.push_back(h5_read_strings(impl_->file.id(), path_, "/captions", i, 1)[0]);
     }
     return out;

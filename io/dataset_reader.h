@@ -5,8 +5,20 @@
 //   /labels     i32 [N]          optional
 //   /classnames strings [K]      optional
 //   /corrupted  u8  [N]          1 where prep --noise replaced the caption (absent: all 0)
+//   /image_ids  i64 [N]          optional: rows with the same id show the same image
+//                                (an index file listing one image with several captions,
+//                                COCO/Flickr style); retrieval counts an image found when
+//                                any of its captions ranks it (src/eval/metrics.h)
 // and root attributes format_version (1), image_size, channels, context_length,
-// tokenizer_id, source, creation_command.
+// tokenizer_id, source, creation_command (and sot_id, eot_id where prep wrote them).
+//
+// A dataset joined from shards (io/dataset_join.h) reads the same way; its
+// /shards/paths must all exist (checked at open: HDF5 would read zeros instead).
+//
+// TOKEN ROWS are checked as they are read when the end-of-text id is known
+// (DatasetExpect::eot_id or the file's eot_id attribute): every row must hold the
+// end-of-text id and no id above it, or the read fails naming the row. A row
+// without it would make the text tower pool at the wrong position silently.
 //
 // The constructor validates all of that, and the caller's expectations (image
 // size, channels, context length, tokenizer id), and refuses a mismatch with an
@@ -34,6 +46,9 @@ struct DatasetExpect {
     int channels = -1;
     int context_length = -1;
     std::string tokenizer_id;
+    // The tokenizer's end-of-text id (the highest id: the text tower pools at the
+    // row's largest token). -1: taken from the file's eot_id attribute if it has one.
+    int32_t eot_id = -1;
 };
 
 class DatasetReader {
@@ -50,10 +65,12 @@ public:
     int context_length() const { return context_; }
     size_t image_bytes() const { return size_t(image_size_) * image_size_ * channels_; }
     const std::string& tokenizer_id() const { return tokenizer_id_; }
+    int32_t eot_id() const { return eot_; }  // -1: unknown (not checked)
     const std::string& source() const { return source_; }
     const std::string& creation_command() const { return creation_command_; }
     bool has_labels() const { return has_labels_; }
     bool has_corrupted() const { return has_corrupted_; }
+    bool has_image_ids() const { return has_image_ids_; }
     const std::vector<std::string>& classnames() const { return classnames_; }
     // Any root attribute as a string ("" when absent) - e.g. caption_thresholds.
     std::string attribute(const std::string& name) const;
@@ -68,15 +85,20 @@ public:
                     uint8_t* corrupted) const;
     std::vector<std::string> read_captions(int64_t start, int64_t count) const;
     std::vector<std::string> read_captions(const std::vector<int64_t>& idx) const;
+    // /image_ids rows [start, start + count); without /image_ids each row is its own
+    // image (id = row).
+    std::vector<int64_t> read_image_ids(int64_t start, int64_t count) const;
 
 private:
+    void check_token_rows(const int64_t* idx, size_t n, const int32_t* tokens) const;
     struct Impl;
     std::string path_;
     int64_t n_ = 0;
     int image_size_ = 0, channels_ = 0, context_ = 0;
     std::string tokenizer_id_, source_, creation_command_;
-    bool has_labels_ = false, has_corrupted_ = false;
+    bool has_labels_ = false, has_corrupted_ = false, has_image_ids_ = false;
     std::vector<std::string> classnames_;
+    int32_t eot_ = -1;
     Impl* impl_ = nullptr;
 };
 

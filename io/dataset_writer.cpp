@@ -76,6 +76,8 @@ void write_dataset(const std::string& path, const DatasetContents& d, const Data
              " labels, expected ", n);
     CC_CHECK(d.corrupted.empty() || d.corrupted.size() == size_t(n), path, ": ", d.corrupted.size(),
              " corruption flags, expected ", n);
+    CC_CHECK(d.image_ids.empty() || d.image_ids.size() == size_t(n), path, ": ", d.image_ids.size(),
+             " image ids, expected ", n);
     CC_CHECK(!path_exists(path), "refusing to overwrite existing file ", path);
     const std::string tmp = path + ".tmp";
     CC_CHECK(!path_exists(tmp), "temporary file ", tmp,
@@ -101,6 +103,10 @@ void write_dataset(const std::string& path, const DatasetContents& d, const Data
             write(ds, H5T_NATIVE_INT32, d.labels.data(), tmp, "/labels");
         }
         if (!d.classnames.empty()) write_strings(fid, tmp, "/classnames", d.classnames);
+        if (!d.image_ids.empty()) {
+            H5Id ds = create(fid, tmp, "/image_ids", H5T_STD_I64LE, {N}, 0);
+            write(ds, H5T_NATIVE_INT64, d.image_ids.data(), tmp, "/image_ids");
+        }
         {
             std::vector<uint8_t> zeros;
             if (d.corrupted.empty()) zeros.assign(size_t(n), 0);
@@ -116,28 +122,14 @@ void write_dataset(const std::string& path, const DatasetContents& d, const Data
         f.set_attr("/", "source", a.source);
         f.set_attr("/", "creation_command", a.creation_command);
         for (const auto& [k, v] : a.extra) f.set_attr("/", k, v);
+        for (const auto& [k, v] : a.extra_int) f.set_attr("/", k, v);
         CC_CHECK(H5Fflush(fid, H5F_SCOPE_GLOBAL) >= 0, tmp, ": flushing failed (disk full?)");
     } catch (...) {
         ::unlink(tmp.c_str());
         throw;
     }
     try {
-        fsync_path(tmp, false);
-        // link() fails with EEXIST instead of replacing: no window in which an
-        // existing file could be overwritten.
-        if (::link(tmp.c_str(), path.c_str()) == 0) {
-            ::unlink(tmp.c_str());
-        } else {
-            const int err = errno;
-            CC_CHECK(err != EEXIST, "refusing to overwrite existing file ", path,
-                     " (it appeared while writing)");
-            CC_CHECK(err == EPERM || err == ENOTSUP || err == EOPNOTSUPP || err == EXDEV || err == EMLINK,
-                     "cannot link ", tmp, " to ", path, ": ", std::strerror(err));
-            CC_CHECK(!path_exists(path), "refusing to overwrite existing file ", path);
-            CC_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path, ": ",
-                     std::strerror(errno));
-        }
-        fsync_path(parent_dir(path), true);
+        publish_new_file(tmp, path);
     } catch (...) {
         ::unlink(tmp.c_str());
         throw;

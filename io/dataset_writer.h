@@ -27,6 +27,7 @@ struct DatasetContents {
     std::vector<int32_t> labels;          // [count] or empty (no /labels)
     std::vector<std::string> classnames;  // [K] or empty (no /classnames)
     std::vector<uint8_t> corrupted;       // [count] or empty (written as zeros)
+    std::vector<int64_t> image_ids;       // [count] or empty (no /image_ids: every row its own image)
 };
 
 struct DatasetAttributes {
@@ -34,6 +35,7 @@ struct DatasetAttributes {
     std::string source;
     std::string creation_command;
     std::vector<std::pair<std::string, std::string>> extra;  // more string attributes on "/"
+    std::vector<std::pair<std::string, int64_t>> extra_int;  // more integer attributes (sot_id, eot_id)
 };
 
 // Rows per /images chunk: about 256 KiB, clamped to [1, count].

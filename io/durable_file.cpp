@@ -1,6 +1,7 @@
 #include "io/durable_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -31,6 +32,23 @@ void replace_durably(const std::string& tmp, const std::string& target) {
     fsync_path(tmp, false);
     CC_CHECK(std::rename(tmp.c_str(), target.c_str()) == 0, "cannot rename ", tmp, " to ", target, ": ",
              std::strerror(errno));
+    fsync_path(parent_dir(target), true);
+}
+
+void publish_new_file(const std::string& tmp, const std::string& target) {
+    fsync_path(tmp, false);
+    if (::link(tmp.c_str(), target.c_str()) == 0) {
+        ::unlink(tmp.c_str());
+    } else {
+        const int err = errno;
+        CC_CHECK(err != EEXIST, "refusing to overwrite existing file ", target, " (it appeared while writing)");
+        CC_CHECK(err == EPERM || err == ENOTSUP || err == EOPNOTSUPP || err == EXDEV || err == EMLINK,
+                 "cannot link ", tmp, " to ", target, ": ", std::strerror(err));
+        struct stat st {};
+        CC_CHECK(::lstat(target.c_str(), &st) != 0, "refusing to overwrite existing file ", target);
+        CC_CHECK(std::rename(tmp.c_str(), target.c_str()) == 0, "cannot rename ", tmp, " to ", target, ": ",
+                 std::strerror(errno));
+    }
     fsync_path(parent_dir(target), true);
 }
 

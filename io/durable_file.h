@@ -19,4 +19,11 @@ std::string parent_dir(const std::string& path);
 // before the rename, the directory after it.
 void replace_durably(const std::string& tmp, const std::string& target);
 
+// Publishes `tmp` as `target` durably WITHOUT ever replacing an existing target:
+// tmp is synced, hard-linked to target (link(2) fails instead of replacing; where
+// the file system has no hard links, a rename after checking target is absent),
+// tmp's name removed, the directory synced. Error if target exists (tmp is kept
+// then: the caller decides).
+void publish_new_file(const std::string& tmp, const std::string& target);
+
 }  // namespace curaclip::io

@@ -42,15 +42,15 @@ H5File::H5File(const std::string& path, Mode mode) : path_(path) {
     struct stat st {};
     const bool present = ::stat(path.c_str(), &st) == 0;
     if (mode == Mode::create_exclusive) {
-        CC_CHECK(!present, "refusing to overwrite existing file ", path);
+        CC_REQUIRE(!present, "refusing to overwrite existing file ", path);
         file_ = H5Id(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
-        CC_CHECK(file_.valid(), "cannot create HDF5 file ", path);
+        CC_REQUIRE(file_.valid(), "cannot create HDF5 file ", path);
         return;
     }
-    CC_CHECK(present, "file not found: ", path);
-    CC_CHECK(H5Fis_hdf5(path.c_str()) > 0, path, " is not an HDF5 file (truncated or corrupt?)");
+    CC_REQUIRE(present, "file not found: ", path);
+    CC_REQUIRE(H5Fis_hdf5(path.c_str()) > 0, path, " is not an HDF5 file (truncated or corrupt?)");
     file_ = H5Id(H5Fopen(path.c_str(), mode == Mode::read ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT));
-    CC_CHECK(file_.valid(), "cannot open HDF5 file ", path, " (truncated or corrupt?)");
+    CC_REQUIRE(file_.valid(), "cannot open HDF5 file ", path, " (truncated or corrupt?)");
 }
 
 bool H5File::exists(const std::string& object) const {
@@ -68,9 +68,9 @@ bool H5File::exists(const std::string& object) const {
 
 H5Id H5File::open_dataset(const std::string& dataset) const {
     CC_H5_LOCK;
-    CC_CHECK(exists(dataset), path_, ": no dataset '", dataset, "'");
+    CC_REQUIRE(exists(dataset), path_, ": no dataset '", dataset, "'");
     H5Id d(H5Dopen2(file_.get(), dataset.c_str(), H5P_DEFAULT));
-    CC_CHECK(d.valid(), path_, ": cannot open dataset '", dataset, "'");
+    CC_REQUIRE(d.valid(), path_, ": cannot open dataset '", dataset, "'");
     return d;
 }
 
@@ -79,7 +79,7 @@ std::vector<int64_t> H5File::shape(const std::string& dataset) const {
     H5Id d = open_dataset(dataset);
     H5Id space(H5Dget_space(d.get()));
     const int nd = H5Sget_simple_extent_ndims(space.get());
-    CC_CHECK(nd >= 0, path_, ": cannot read the shape of '", dataset, "'");
+    CC_REQUIRE(nd >= 0, path_, ": cannot read the shape of '", dataset, "'");
     std::vector<hsize_t> dims(static_cast<size_t>(nd));
     H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
     return std::vector<int64_t>(dims.begin(), dims.end());
@@ -94,7 +94,7 @@ std::vector<T> H5File::read_as(const std::string& dataset, hid_t mem_type, std::
     std::vector<T> out(static_cast<size_t>(n));
     H5Id d = open_dataset(dataset);
     if (n > 0)
-        CC_CHECK(H5Dread(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) >= 0, path_,
+        CC_REQUIRE(H5Dread(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) >= 0, path_,
                  ": reading dataset '", dataset, "' failed (corrupt data or incompatible type)");
     if (shape_out) *shape_out = dims;
     return out;
@@ -114,8 +114,8 @@ void H5File::write_as(const std::string& dataset, hid_t mem_type, hid_t file_typ
     H5Id lcpl(H5Pcreate(H5P_LINK_CREATE));
     H5Pset_create_intermediate_group(lcpl.get(), 1);
     H5Id d(H5Dcreate2(file_.get(), dataset.c_str(), file_type, space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT));
-    CC_CHECK(d.valid(), path_, ": cannot create dataset '", dataset, "' (exists already?)");
-    CC_CHECK(H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0, path_,
+    CC_REQUIRE(d.valid(), path_, ": cannot create dataset '", dataset, "' (exists already?)");
+    CC_REQUIRE(H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0, path_,
              ": writing dataset '", dataset, "' failed");
 }
 
@@ -128,45 +128,67 @@ bool H5File::has_attr(const std::string& object, const std::string& name) const 
     return exists(object) && H5Aexists_by_name(file_.get(), object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
+namespace {
+// Opens attribute `name` of `object` and checks it holds exactly one value (a
+// scalar, or a 1-element array as numpy writes `f.attrs['x'] = [v]`).
+H5Id open_single_attr(hid_t file, const std::string& path, const std::string& object, const std::string& name) {
+    H5Id a(H5Aopen_by_name(file, object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+    CC_REQUIRE(a.valid(), path, ": cannot open attribute '", name, "' of '", object, "'");
+    H5Id space(H5Aget_space(a.get()));
+    const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+    CC_REQUIRE(n == 1, path, ": attribute '", name, "' of '", object, "' should hold one value, holds ", n);
+    return a;
+}
+}  // namespace
+
 double H5File::attr_f64(const std::string& object, const std::string& name) const {
     CC_H5_LOCK;
-    CC_CHECK(has_attr(object, name), path_, ": '", object, "' has no attribute '", name, "'");
-    H5Id a(H5Aopen_by_name(file_.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+    CC_REQUIRE(has_attr(object, name), path_, ": '", object, "' has no attribute '", name, "'");
+    H5Id a = open_single_attr(file_.get(), path_, object, name);
     double v = 0;
-    CC_CHECK(H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) >= 0, path_, ": attribute '", name, "' is not a number");
+    CC_REQUIRE(H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) >= 0, path_, ": attribute '", name, "' is not a number");
     return v;
 }
 
 int64_t H5File::attr_i64(const std::string& object, const std::string& name) const {
     CC_H5_LOCK;
-    CC_CHECK(has_attr(object, name), path_, ": '", object, "' has no attribute '", name, "'");
-    H5Id a(H5Aopen_by_name(file_.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+    CC_REQUIRE(has_attr(object, name), path_, ": '", object, "' has no attribute '", name, "'");
+    H5Id a = open_single_attr(file_.get(), path_, object, name);
+    H5Id type(H5Aget_type(a.get()));
+    CC_REQUIRE(H5Tget_class(type.get()) == H5T_INTEGER, path_, ": attribute '", name, "' of '", object,
+             "' should be an integer");
     int64_t v = 0;
-    CC_CHECK(H5Aread(a.get(), H5T_NATIVE_INT64, &v) >= 0, path_, ": attribute '", name, "' is not an integer");
+    CC_REQUIRE(H5Aread(a.get(), H5T_NATIVE_INT64, &v) >= 0, path_, ": attribute '", name, "' is not an integer");
     return v;
 }
 
+// Strings as any tool writes them: variable or fixed length, ASCII or UTF-8 (h5py
+// writes str as variable-length UTF-8, numpy bytes as fixed-length null-padded),
+// null-terminated, null- or space-padded. HDF5 converts between paddings but not
+// between character sets, so the memory type takes the file's character set.
 std::string H5File::attr_string(const std::string& object, const std::string& name) const {
     CC_H5_LOCK;
-    CC_CHECK(has_attr(object, name), path_, ": '", object, "' has no attribute '", name, "'");
-    H5Id a(H5Aopen_by_name(file_.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+    CC_REQUIRE(has_attr(object, name), path_, ": '", object, "' has no attribute '", name, "'");
+    H5Id a = open_single_attr(file_.get(), path_, object, name);
     H5Id type(H5Aget_type(a.get()));
-    CC_CHECK(H5Tget_class(type.get()) == H5T_STRING, path_, ": attribute '", name, "' is not a string");
+    CC_REQUIRE(H5Tget_class(type.get()) == H5T_STRING, path_, ": attribute '", name, "' of '", object,
+             "' should be a string");
+    H5Id mem(H5Tcopy(H5T_C_S1));
+    H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
     if (H5Tis_variable_str(type.get()) > 0) {
-        H5Id mem(H5Tcopy(H5T_C_S1));
         H5Tset_size(mem.get(), H5T_VARIABLE);
         char* s = nullptr;
-        CC_CHECK(H5Aread(a.get(), mem.get(), &s) >= 0, path_, ": cannot read attribute '", name, "'");
+        CC_REQUIRE(H5Aread(a.get(), mem.get(), &s) >= 0, path_, ": cannot read string attribute '", name, "'");
         std::string out = s ? s : "";
         H5free_memory(s);
         return out;
     }
     const size_t n = H5Tget_size(type.get());
-    std::string out(n, '\0');
-    H5Id mem(H5Tcopy(H5T_C_S1));
-    H5Tset_size(mem.get(), n);
-    CC_CHECK(H5Aread(a.get(), mem.get(), out.data()) >= 0, path_, ": cannot read attribute '", name, "'");
-    out.resize(out.find('\0') == std::string::npos ? n : out.find('\0'));
+    std::string out(n + 1, '\0');  // room for the terminator of a full-length null-padded string
+    H5Tset_size(mem.get(), n + 1);
+    H5Tset_strpad(mem.get(), H5T_STR_NULLTERM);
+    CC_REQUIRE(H5Aread(a.get(), mem.get(), out.data()) >= 0, path_, ": cannot read string attribute '", name, "'");
+    out.resize(out.find('\0'));
     return out;
 }
 
@@ -179,8 +201,8 @@ void write_attr(hid_t file, const std::string& path, const std::string& object, 
     H5Id space(H5Screate(H5S_SCALAR));
     H5Id a(H5Acreate_by_name(file, object.c_str(), name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT,
                              H5P_DEFAULT));
-    CC_CHECK(a.valid(), path, ": cannot create attribute '", name, "' on '", object, "'");
-    CC_CHECK(H5Awrite(a.get(), type, value) >= 0, path, ": cannot write attribute '", name, "'");
+    CC_REQUIRE(a.valid(), path, ": cannot create attribute '", name, "' on '", object, "'");
+    CC_REQUIRE(H5Awrite(a.get(), type, value) >= 0, path, ": cannot write attribute '", name, "'");
 }
 }  // namespace
 

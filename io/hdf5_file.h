@@ -41,6 +41,13 @@ public:
     hid_t get() const { return id_; }
     bool valid() const { return id_ >= 0; }
     void reset();
+    // Gives up ownership without closing (the caller closes it and checks the result,
+    // e.g. an H5Fclose that fails because the disk is full).
+    hid_t release() {
+        const hid_t id = id_;
+        id_ = H5I_INVALID_HID;
+        return id;
+    }
 
 private:
     hid_t id_ = H5I_INVALID_HID;

@@ -19,10 +19,11 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools
   libboost-program-options-dev
   zlib1g-dev
+  libvips-dev libarchive-dev libcsv-dev nlohmann-json3-dev libutf8proc-dev
   libopenblas-openmp-dev
   libgtest-dev googletest
   dataset-fashion-mnist
-  python3 python3-numpy python3-h5py python3-matplotlib
+  python3 python3-numpy python3-h5py python3-matplotlib python3-pil
 )
 if [ "${1:-}" = "--dev" ]; then
   packages+=(python3-torch)

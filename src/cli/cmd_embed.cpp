@@ -64,7 +64,10 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
 
     const ModelConfig cfg = checkpoint_model_config(ckpt);
     io::DatasetExpect expect;
-    if (captions) expect.context_length = cfg.context_length;
+    if (captions) {
+        expect.context_length = cfg.context_length;
+        expect.eot_id = cfg.vocab_size - 1;  // CLIP's end of text is the last id of the vocabulary
+    }
     if (images_too) {
         expect.image_size = cfg.image_size;
         expect.channels = cfg.channels;

@@ -15,6 +15,8 @@
 #include "io/captions.h"
 #include "io/dataset_writer.h"
 #include "io/fashion_mnist.h"
+#include "mpi/communicator.h"
+#include "prep/source.h"
 #include "tokenizer/bpe_tokenizer.h"
 
 namespace curaclip {
@@ -67,7 +69,7 @@ struct Split {
 
 }  // namespace
 
-int cmd_prep(int argc, char** argv) {
+int cmd_prep(int argc, char** argv, const Communicator* world) {
     const std::string usage =
         "usage: curaclip prep fashion-mnist --out DIR [options]\n"
         "Writes DIR/train.h5, DIR/test.h5, DIR/tokenizer.bpe (and DIR/curated.h5 with --curated)\n"
@@ -92,7 +94,18 @@ int cmd_prep(int argc, char** argv) {
     }
     CC_CHECK(argc >= 2 && argv[1][0] != '-', "prep: name the source first: `curaclip prep fashion-mnist --out DIR`");
     const std::string which = argv[1];
-    CC_CHECK(which == "fashion-mnist", "prep: unknown source '", which, "' (supported: fashion-mnist)");
+    const auto& kinds = prep::source_kinds();
+    if (std::find(kinds.begin(), kinds.end(), which) != kinds.end()) {
+        CC_CHECK(world != nullptr, "prep ", which, ": needs MPI (run through the curaclip binary)");
+        return cmd_prep_sources(argc - 1, argv + 1, *world);
+    }
+    if (which != "fashion-mnist") {
+        std::string known = "fashion-mnist";
+        for (const auto& k : kinds) known += ", " + k;
+        CC_FAIL("prep: unknown source '", which, "' (supported: ", known, ")");
+    }
+    CC_CHECK(world == nullptr || world->size() == 1, "prep fashion-mnist runs on one process (it takes under a second); "
+             "run it without mpirun");
     const ParsedOptions opts = parse_options(argc - 1, argv + 1, desc, usage);
     if (opts.help) return 0;
     const auto& vm = opts.vm;
@@ -192,6 +205,7 @@ int cmd_prep(int argc, char** argv) {
         a.creation_command = command;
         a.extra = {{"caption_thresholds", th.to_string()},
                    {"caption_noise", std::to_string(noise)}};
+        a.extra_int = {{"sot_id", tok.sot_id()}, {"eot_id", tok.eot_id()}};
         return a;
     };
 

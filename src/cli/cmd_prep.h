@@ -6,8 +6,14 @@
 
 namespace curaclip {
 
-// argv[0] is "prep"; argv[1] names the source ("fashion-mnist"). Returns the
-// exit code; throws curaclip::Error on bad input (main() prints it).
-int cmd_prep(int argc, char** argv);
+class Communicator;
+
+// argv[0] is "prep"; argv[1] names the source ("fashion-mnist", or one of
+// prep::source_kinds() for users' own data). Returns the exit code; throws
+// curaclip::Error on bad input (main() prints it). world: null for a single process
+// without MPI (Fashion-MNIST only).
+int cmd_prep(int argc, char** argv, const Communicator* world);
+// The users'-data sources; argv[0] is the source kind (src/cli/cmd_prep_sources.cpp).
+int cmd_prep_sources(int argc, char** argv, const Communicator& world);
 
 }  // namespace curaclip

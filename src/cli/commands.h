@@ -5,7 +5,7 @@ namespace curaclip {
 
 class Communicator;
 
-int cmd_prep(int argc, char** argv);
+int cmd_prep(int argc, char** argv, const Communicator* world);
 int cmd_train(int argc, char** argv, const Communicator& world);
 int cmd_eval(int argc, char** argv, const Communicator& world);
 int cmd_info(int argc, char** argv);

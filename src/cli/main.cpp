@@ -3,14 +3,9 @@
 #include <exception>
 #include <string>
 
-#include "backend/registry.h"
 #include "cli/commands.h"
-#include "model/clip_model.h"
 #include "mpi/communicator.h"
 #include "mpi/launcher_env.h"
-#ifdef CURACLIP_HAVE_CUDA
-#include "cuda/device_info.h"
-#endif
 
 namespace {
 
@@ -18,46 +13,18 @@ void usage() {
     std::printf(
         "usage: curaclip <command> [options]\n"
         "commands:\n"
-        "  prep      prepare a dataset as HDF5 (prep fashion-mnist)\n"
+        "  prep      prepare a dataset as HDF5 (fashion-mnist, webdataset, csv, tsv, jsonl, folder)\n"
         "  train     data-parallel CLIP training (run under mpirun for several ranks)\n"
         "  eval      zero-shot classification and retrieval of a checkpoint (or a routed MoDE ensemble)\n"
         "  embed     caption (or image) embeddings of a dataset by a checkpoint (MoDE, JEST)\n"
         "  cluster   MoDE two-stage k-means of caption embeddings into experts\n"
         "  train-experts  MoDE: every expert from the seed checkpoint, one node group each\n"
-        "  info      compiled backends, model presets and their sizes\n"
+        "  info      compiled backends and model presets; or what a dataset or checkpoint holds\n"
         "run `curaclip <command> --help` for the options of a command\n");
 }
 
 }  // namespace
 
-namespace curaclip {
-int cmd_info(int, char**) {
-    std::printf("backends:\n");
-    for (const auto& f : registered_backends()) {
-        const std::string why = f.unavailable_reason();
-        std::printf("  %-8s %s\n", f.name.c_str(), why.empty() ? "available" : why.c_str());
-    }
-#ifdef CURACLIP_HAVE_CUDA
-    std::printf("CUDA: %s", cuda::device_report().c_str());
-#else
-    std::printf("CUDA: not compiled in\n");
-#endif
-    std::printf("model presets (parameters, forward GFLOP per pair):\n");
-    auto be = make_backend("cpu");
-    for (const auto& name : ModelConfig::preset_names()) {
-        const ModelConfig cfg = ModelConfig::preset(name);
-        // Count parameters without allocating a large model: declare only.
-        ParameterSet ps(*be);
-        VisionTower v;
-        TextTower t;
-        v.declare(ps, cfg);
-        t.declare(ps, cfg);
-        std::printf("  %-8s %12lld  %8.3f   %s\n", name.c_str(), (long long)ps.count() + 1,
-                    cfg.forward_flops_per_pair() / 1e9, cfg.summary().c_str());
-    }
-    return 0;
-}
-}  // namespace curaclip
 
 int main(int argc, char** argv) {
     if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
@@ -76,7 +43,7 @@ int main(int argc, char** argv) {
     curaclip::MpiEnvironment mpi(&argc, &argv);
     const curaclip::Communicator world = curaclip::Communicator::world();
     try {
-        if (cmd == "prep") return curaclip::cmd_prep(argc - 1, argv + 1);
+        if (cmd == "prep") return curaclip::cmd_prep(argc - 1, argv + 1, &world);
         if (cmd == "train" || cmd == "eval" || cmd == "train-experts") curaclip::check_world_matches_launcher(world);
         if (cmd == "train-experts") return curaclip::cmd_train_experts(argc - 1, argv + 1, world);
         if (cmd == "train") return curaclip::cmd_train(argc - 1, argv + 1, world);

@@ -29,11 +29,17 @@ std::string value_text(const po::variable_value& v) {
         return os.str();
     }
     if (auto p = boost::any_cast<bool>(&a)) return *p ? "true" : "false";
+    if (auto p = boost::any_cast<std::vector<std::string>>(&a)) {
+        std::string s;
+        for (const auto& x : *p) s += (s.empty() ? "" : " ") + x;
+        return s;
+    }
     return "?";
 }
 }  // namespace
 
-ParsedOptions parse_options(int argc, char** argv, const po::options_description& desc, const std::string& usage) {
+ParsedOptions parse_options(int argc, char** argv, const po::options_description& desc, const std::string& usage,
+                            const po::positional_options_description* positional) {
     po::options_description all;
     po::options_description general("General");
     general.add_options()("help,h", "print this help")("config", po::value<std::string>(),
@@ -42,7 +48,10 @@ ParsedOptions parse_options(int argc, char** argv, const po::options_description
 
     ParsedOptions out;
     try {
-        po::store(po::command_line_parser(argc, argv).options(all).run(), out.vm);
+        po::command_line_parser parser(argc, argv);
+        parser.options(all);
+        if (positional) parser.positional(*positional);
+        po::store(parser.run(), out.vm);
     } catch (const po::error& e) {
         CC_FAIL("bad command line: ", e.what(), " (see --help)");
     }

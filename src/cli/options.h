@@ -24,7 +24,8 @@ struct ParsedOptions {
 // Parses argv (argv[0] is the command name) against `desc` (to which --help and
 // --config are added). The command line takes precedence over the config file.
 // Throws an Error naming the bad option or file.
+// `positional`: names the option that takes bare arguments (e.g. prep's inputs).
 ParsedOptions parse_options(int argc, char** argv, const po::options_description& desc,
-                            const std::string& usage);
+                            const std::string& usage, const po::positional_options_description* positional = nullptr);
 
 }  // namespace curaclip

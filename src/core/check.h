@@ -42,5 +42,18 @@ std::string concat(const Args&... args) {
                                                            ##__VA_ARGS__));              \
     } while (0)
 
+// CC_REQUIRE(cond, msg...): a USER's mistake (a missing or corrupt file, a bad
+// option value, a wrong shape): throws an Error whose text is the message alone,
+// which must say what was wrong and what was expected, naming the file, option or
+// row. The expression and source line are for internal invariants (CC_CHECK), not
+// for users.
+#define CC_REQUIRE(cond, ...)                                                             \
+    do {                                                                                  \
+        if (!(cond)) throw ::curaclip::Error(::curaclip::detail::concat(__VA_ARGS__));    \
+    } while (0)
+
+// CC_USER_FAIL(msg...): unconditional user-facing error (as CC_REQUIRE).
+#define CC_USER_FAIL(...) throw ::curaclip::Error(::curaclip::detail::concat(__VA_ARGS__))
+
 // CC_FAIL(msg...): unconditional error with file and line.
 #define CC_FAIL(...) ::curaclip::fail_at(__FILE__, __LINE__, ::curaclip::detail::concat(__VA_ARGS__))

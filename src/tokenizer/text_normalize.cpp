@@ -2,6 +2,10 @@
 // for what is exact and what is approximated.
 #include "tokenizer/text_normalize.h"
 
+#include <utf8proc.h>
+
+#include <cstdlib>
+
 #include <array>
 #include <cstring>
 
@@ -464,9 +468,24 @@ CharClass clip_char_class(uint32_t cp) {
     return CharClass::Letter;
 }
 
+std::string unicode_nfc(std::string_view text) {
+    utf8proc_uint8_t* out = nullptr;
+    const utf8proc_ssize_t n =
+        utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()), utf8proc_ssize_t(text.size()), &out,
+                     utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    if (n < 0) {  // invalid UTF-8 (callers sanitize first): leave the text as it is
+        std::free(out);
+        return std::string(text);
+    }
+    std::string r(reinterpret_cast<const char*>(out), size_t(n));
+    std::free(out);
+    return r;
+}
+
 std::string clip_clean_text(std::string_view text) {
-    // ftfy.fix_text, then html.unescape twice, as CLIP's basic_clean.
-    const std::string s = html_unescape(html_unescape(ftfy_lite(utf8_sanitize(text))));
+    // ftfy.fix_text (whose last step is NFC normalization), then html.unescape
+    // twice, as CLIP's basic_clean.
+    const std::string s = html_unescape(html_unescape(unicode_nfc(ftfy_lite(utf8_sanitize(text)))));
 
     // whitespace_clean (collapse runs to one space, strip), then lower().
     std::string out;

@@ -17,8 +17,9 @@
 //    does: its HTML unescaping (only "&...;" forms; off from the first line
 //    holding a '<' on), C1 controls -> Windows-1252, Latin ligatures, full-width
 //    ASCII and U+3000 -> ASCII, curly quotes -> ASCII quotes, line breaks,
-//    ANSI escapes and control characters removed. Not done: mojibake repair
-//    (fix_encoding), NFC normalization, half-width katakana/hangul.
+//    ANSI escapes and control characters removed, then NFC normalization
+//    (utf8proc), as ftfy's default normalization="NFC". Not done: mojibake
+//    repair (fix_encoding), half-width katakana/hangul.
 //  * html.unescape (twice, after ftfy), with Python's rules (numeric references,
 //    names with and without ';', longest legacy prefix) but only the entity
 //    names amp, lt, gt, quot, apos, nbsp (and their all-caps forms); other
@@ -55,6 +56,10 @@ std::vector<std::string_view> clip_pretokenize(std::string_view cleaned);
 // Character class used by the pre-tokenizer (exposed for tests).
 enum class CharClass : uint8_t { Letter, Number, Space, Other };
 CharClass clip_char_class(uint32_t cp);
+
+// Unicode NFC normalization (utf8proc); text must be valid UTF-8 (returned
+// unchanged otherwise).
+std::string unicode_nfc(std::string_view text);
 
 // UTF-8 helpers.
 void utf8_append(std::string& out, uint32_t cp);

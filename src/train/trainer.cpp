@@ -211,6 +211,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     lo.expect.channels = model_cfg.channels;
     lo.expect.context_length = model_cfg.context_length;
     lo.expect.tokenizer_id = tok.id_hex();
+    lo.expect.eot_id = tok.eot_id();
     // With JEST the loader reads super-batches; the model is laid out for this rank's
     // share of one (scoring) and trains on its share of the selected batch.
     jest::JestConfig jcfg = opt.jest;

@@ -99,7 +99,7 @@ int run_prep(std::vector<std::string> args) {
     args.insert(args.begin(), {"prep", "fashion-mnist"});
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
-    return cmd_prep(int(argv.size()), argv.data());
+    return cmd_prep(int(argv.size()), argv.data(), nullptr);
 }
 
 // ---- idx ----------------------------------------------------------------------------

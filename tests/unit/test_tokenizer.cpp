@@ -167,6 +167,21 @@ TEST(Tokenizer, MatchesClipOnUnicodeReference) {
         EXPECT_EQ(t.encode(c.caption, 77), c.ids) << "clip_reference_unicode.tsv:" << c.line << " '" << c.caption << "'";
 }
 
+TEST(Tokenizer, NormalizesUnicodeToNfcLikeClip) {
+    // "résumé" precomposed (NFC) and decomposed (NFD: e + U+0301) give CLIP's ids for
+    // both (openai/CLIP: ftfy.fix_text normalizes to NFC before BPE).
+    const BpeTokenizer& t = clip_tokenizer();
+    const std::vector<int32_t> want = {49406, 29106, 7054, 4166, 49407};
+    std::vector<int32_t> nfc = t.encode("r\xc3\xa9sum\xc3\xa9", 77), nfd = t.encode("re\xcc\x81sume\xcc\x81", 77);
+    nfc.resize(want.size());
+    nfd.resize(want.size());
+    EXPECT_EQ(nfc, want);
+    EXPECT_EQ(nfd, want);
+    // Hangul jamo compose too; invalid UTF-8 is still U+FFFD, not an error.
+    EXPECT_EQ(unicode_nfc("\xe1\x84\x80\xe1\x85\xa1"), "\xea\xb0\x80");
+    EXPECT_EQ(t.encode("a\xff", 77), t.encode("a\xef\xbf\xbd", 77));
+}
+
 TEST(Tokenizer, EncodeLayout) {
     const BpeTokenizer& t = clip_tokenizer();
     const auto ids = t.encode("a photo of a cat", 77);
