@@ -118,10 +118,11 @@ int64_t join_shards(const std::string& path, const std::vector<JoinShard>& shard
 
     try {
         H5Id fcpl = reproducible_fcpl();
-        H5Id fapl(H5Pcreate(H5P_FILE_ACCESS));
-        // Virtual datasets need the 1.10 file format.
-        H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110);
-        H5Id file(H5Fcreate(tmp.c_str(), H5F_ACC_EXCL, fcpl.get(), fapl.get()));
+        // Default format bounds: HDF5 writes the virtual layouts in the 1.10 format and
+        // everything else in the oldest that can hold it. (Asking for 1.10 objects
+        // throughout would give the root group version-2 headers, which carry
+        // timestamps even with time tracking off: no two runs would be the same bytes.)
+        H5Id file(H5Fcreate(tmp.c_str(), H5F_ACC_EXCL, fcpl.get(), H5P_DEFAULT));
         CC_REQUIRE(file.valid(), "cannot create ", tmp, " (permissions or disk full?)");
         const hid_t f = file.get();
         const hsize_t S = hsize_t(shape.image_size), C = hsize_t(shape.channels), T = hsize_t(shape.context);

@@ -64,10 +64,9 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
 
     const ModelConfig cfg = checkpoint_model_config(ckpt);
     io::DatasetExpect expect;
-    if (captions) {
-        expect.context_length = cfg.context_length;
-        expect.eot_id = cfg.vocab_size - 1;  // CLIP's end of text is the last id of the vocabulary
-    }
+    // End of text is checked from the file's eot_id attribute (prep writes it): the
+    // model's vocabulary may be larger than the tokenizer's.
+    if (captions) expect.context_length = cfg.context_length;
     if (images_too) {
         expect.image_size = cfg.image_size;
         expect.channels = cfg.channels;

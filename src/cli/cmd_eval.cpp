@@ -1,4 +1,5 @@
-// curaclip eval --checkpoint RUN/latest|FILE --data test.h5 [--tokenizer FILE] [--json out.json]
+// curaclip eval --checkpoint RUN/latest|FILE --data test.h5 [--tokenizer FILE] [--templates NAME|FILE]
+//               [--json out.json]   (what is reported and how: docs/evaluation.md)
 // curaclip eval --experts E0,E1,...|RUNS_DIR --assign ASSIGN.h5 --data test.h5 [--routing paper|metaclip]
 //   (a routed MoDE ensemble of data experts and the uniform average; src/mode/ensemble.h)
 #include <boost/program_options.hpp>
@@ -11,6 +12,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "eval/evaluate.h"
+#include "eval/templates.h"
 #include "io/checkpoint.h"
 #include "mode/ensemble.h"
 
@@ -27,6 +29,9 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
         ("tokenizer", po::value<std::string>()->default_value(""), "tokenizer file (default: tokenizer.bpe beside --data)")
         ("batch", po::value<int64_t>()->default_value(256), "examples per forward pass")
         ("backend", po::value<std::string>()->default_value("cpu"), "cpu or cuda")
+        ("templates", po::value<std::string>()->default_value("default"),
+         "zero-shot prompt templates: a built-in set (default: Fashion-MNIST product photos; openai_imagenet: OpenAI "
+         "CLIP's 80 ImageNet templates; simple: open_clip's 7) or a file, one template per line with {} for the class")
         ("json", po::value<std::string>()->default_value(""), "also write the results as JSON to this file");
     po::options_description m("MoDE ensemble (instead of --checkpoint)");
     m.add_options()
@@ -44,7 +49,8 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
     desc.add(m);
     const ParsedOptions p = parse_options(argc, argv, desc,
                                           "usage: [mpirun -n P] curaclip eval --checkpoint runs/tiny --data data/test.h5\n"
-                                          "Zero-shot classification and image/text retrieval R@1/5/10.");
+                                          "Zero-shot classification (top-1, top-5, mean per-class recall) and image/text\n"
+                                          "retrieval R@1/5/10, as clip_benchmark defines them (docs/evaluation.md).");
     if (p.help) return 0;
     std::string ckpt = p.vm["checkpoint"].as<std::string>();
     const std::string experts = p.vm["experts"].as<std::string>();
@@ -55,6 +61,8 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
     const int64_t batch = p.vm["batch"].as<int64_t>();
     CC_CHECK(batch > 0, "--batch must be positive, got ", batch);
     const std::string json_path = p.vm["json"].as<std::string>();
+    const std::string templates_spec = p.vm["templates"].as<std::string>();
+    const std::vector<std::string> templates = resolve_templates(templates_spec);
     if (!experts.empty()) {
         mode::EnsembleOptions eo;
         eo.routing.schedule = mode::parse_routing_schedule(p.vm["routing"].as<std::string>());
@@ -67,6 +75,7 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
         eo.cosine = space == "cosine";
         eo.batch = batch;
         eo.backend = p.vm["backend"].as<std::string>();
+        eo.templates = templates;
         const mode::Assignment a = mode::read_assignment(p.vm["assign"].as<std::string>(), false, "--assign");
         std::string routing_ckpt = p.vm["routing-checkpoint"].as<std::string>();
         if (routing_ckpt.empty()) routing_ckpt = a.checkpoint;
@@ -77,7 +86,8 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
                         mode::format_ensemble_report(r, eo).c_str());
             if (!json_path.empty()) {
                 std::ofstream out(json_path);
-                out << "{\"data\": \"" << data << "\", \"assign\": \"" << a.path << "\", "
+                out << "{\"data\": \"" << data << "\", \"assign\": \"" << a.path << "\", \"templates\": \""
+                    << templates_spec << "\", "
                     << mode::ensemble_report_json(r, eo) << "}\n";
                 CC_CHECK(out.good(), "cannot write ", json_path);
             }
@@ -90,12 +100,13 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
     ClipModel model(*be, cfg, batch);
     load_checkpoint(ckpt, model.params(), /*with_optimizer=*/false);
     const BpeTokenizer tok = BpeTokenizer::load(tok_path);
-    const EvalReport r = evaluate(model, tok, data, world);
+    const EvalReport r = evaluate(model, tok, data, world, templates);
     if (world.rank() == 0) {
         std::printf("checkpoint %s on %s\n%s", ckpt.c_str(), data.c_str(), format_report(r).c_str());
         if (!json_path.empty()) {
             std::ofstream out(json_path);
-            out << "{\"checkpoint\": \"" << ckpt << "\", \"data\": \"" << data << "\", " << report_json_fields(r) << "}\n";
+            out << "{\"checkpoint\": \"" << ckpt << "\", \"data\": \"" << data << "\", \"templates\": \""
+                << templates_spec << "\", " << report_json_fields(r) << "}\n";
             CC_CHECK(out.good(), "cannot write ", json_path);
         }
     }

@@ -9,9 +9,7 @@
 
 namespace curaclip {
 
-std::vector<std::string> default_templates() {
-    return {"a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.", "a photo of the {}."};
-}
+std::vector<std::string> default_templates() { return builtin_templates("default"); }
 
 std::vector<float> zero_shot_classifier(ClipModel& model, const BpeTokenizer& tok,
                                         const std::vector<std::string>& classnames,
@@ -24,11 +22,7 @@ std::vector<float> zero_shot_classifier(ClipModel& model, const BpeTokenizer& to
     tokens.reserve(size_t(K * T * ctx));
     for (const auto& name : classnames)
         for (const auto& t : templates) {
-            std::string prompt = t;
-            const auto pos = prompt.find("{}");
-            CC_CHECK(pos != std::string::npos, "prompt template '", t, "' has no {}");
-            prompt.replace(pos, 2, name);
-            const std::vector<int32_t> ids = tok.encode(prompt, ctx);
+            const std::vector<int32_t> ids = tok.encode(apply_template(t, name), ctx);
             tokens.insert(tokens.end(), ids.begin(), ids.end());
         }
     const std::vector<float> emb = embed_texts(model, tokens.data(), K * T);
@@ -64,18 +58,30 @@ ZeroShotResult zero_shot_accuracy_from_logits(const std::vector<float>& logits, 
              K, " classes");
     ZeroShotResult r;
     r.n = n;
+    r.classes = K;
     int64_t top1 = 0, top5 = 0;
+    std::vector<int64_t> samples(size_t(K), 0), correct(size_t(K), 0);  // per class
     for (int64_t i = 0; i < n; ++i) {
         const int32_t y = labels[size_t(i)];
-        CC_CHECK(y >= 0 && y < K, "zero-shot: label ", y, " outside the ", K, " classes");
+        CC_CHECK(y >= 0 && y < K, "zero-shot: label ", y, " of image ", i, " outside the ", K, " classes");
         const float* row = &logits[size_t(i * K)];
         int64_t higher = 0;
         for (int64_t k = 0; k < K; ++k) higher += row[k] > row[y];
         top1 += higher < 1;
         top5 += higher < 5;
+        ++samples[size_t(y)];
+        correct[size_t(y)] += higher < 1;
     }
     r.top1 = n ? double(top1) / double(n) : 0.0;
     r.top5 = n ? double(top5) / double(n) : 0.0;
+    // balanced_accuracy_score: classes absent from the labels are left out of the mean.
+    double recall_sum = 0;
+    for (int64_t k = 0; k < K; ++k)
+        if (samples[size_t(k)] > 0) {
+            recall_sum += double(correct[size_t(k)]) / double(samples[size_t(k)]);
+            ++r.classes_present;
+        }
+    r.mean_per_class_recall = r.classes_present ? recall_sum / double(r.classes_present) : 0.0;
     return r;
 }
 
@@ -83,40 +89,94 @@ RetrievalResult retrieval_recall(const std::vector<float>& image_emb, const std:
     const int64_t n = int64_t(image_emb.size()) / dim;
     CC_CHECK(int64_t(text_emb.size()) == n * dim, "retrieval: ", n, " images but ", text_emb.size() / size_t(dim),
              " texts");
-    return retrieval_recall_scored(n, [&](bool text_queries, int64_t q0, int64_t m, float* out) {
+    std::vector<int64_t> text_image(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) text_image[size_t(i)] = i;
+    return retrieval_recall(image_emb, text_emb, text_image, dim);
+}
+
+RetrievalResult retrieval_recall(const std::vector<float>& image_emb, const std::vector<float>& text_emb,
+                                 const std::vector<int64_t>& text_image, int64_t dim) {
+    CC_CHECK(dim > 0, "retrieval: embedding width ", dim);
+    const int64_t I = int64_t(image_emb.size()) / dim, T = int64_t(text_emb.size()) / dim;
+    CC_CHECK(int64_t(image_emb.size()) == I * dim && int64_t(text_emb.size()) == T * dim,
+             "retrieval: embeddings are not rows of ", dim, " floats");
+    CC_CHECK(int64_t(text_image.size()) == T, "retrieval: ", T, " text embeddings but ", text_image.size(),
+             " caption -> image indices");
+    return retrieval_recall_scored(I, text_image, [&](bool text_queries, int64_t q0, int64_t m, float* out) {
         const std::vector<float>& queries = text_queries ? text_emb : image_emb;
         const std::vector<float>& items = text_queries ? image_emb : text_emb;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(dim), 1.0f, queries.data() + q0 * dim,
-                    int(dim), items.data(), int(dim), 0.0f, out, int(n));
+        const int64_t n_items = text_queries ? I : T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n_items), int(dim), 1.0f,
+                    queries.data() + q0 * dim, int(dim), items.data(), int(dim), 0.0f, out, int(n_items));
     });
 }
 
 RetrievalResult retrieval_recall_scored(int64_t n, const RetrievalScores& fill) {
+    std::vector<int64_t> text_image(static_cast<size_t>(std::max<int64_t>(n, 0)));
+    for (int64_t i = 0; i < n; ++i) text_image[size_t(i)] = i;
+    return retrieval_recall_scored(n, text_image, fill);
+}
+
+RetrievalResult retrieval_recall_scored(int64_t n_images, const std::vector<int64_t>& text_image,
+                                        const RetrievalScores& fill) {
+    const int64_t I = n_images, T = int64_t(text_image.size());
+    CC_CHECK(I >= 0, "retrieval: ", I, " images");
+    // The captions of each image, as CSR: caps[first[i] .. first[i + 1]).
+    std::vector<int64_t> first(size_t(I + 1), 0), caps(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) {
+        const int64_t i = text_image[size_t(t)];
+        CC_CHECK(i >= 0 && i < I, "retrieval: caption ", t, " belongs to image ", i, ", outside the ", I, " images");
+        ++first[size_t(i + 1)];
+    }
+    for (int64_t i = 0; i < I; ++i) {
+        CC_CHECK(first[size_t(i + 1)] > 0, "retrieval: image ", i, " has no caption");
+        first[size_t(i + 1)] += first[size_t(i)];
+    }
+    {
+        std::vector<int64_t> fill_at(first.begin(), first.end() - 1);
+        for (int64_t t = 0; t < T; ++t) caps[size_t(fill_at[size_t(text_image[size_t(t)])]++)] = t;
+    }
     RetrievalResult r;
-    r.n = n;
-    if (n == 0) return r;
-    // Ranks of the positives, in row blocks so memory stays at block x n.
+    r.n = T;
+    r.images = I;
+    if (T == 0) return r;
+
+    // Ranks of the positives, in query blocks so memory stays at block x max(I, T).
     const int64_t block = 512;
-    std::vector<float> sims(size_t(std::min(block, n) * n));
-    auto ranks = [&](bool text_queries, std::vector<int64_t>& out) {
-        for (int64_t q0 = 0; q0 < n; q0 += block) {
-            const int64_t m = std::min(block, n - q0);
-            fill(text_queries, q0, m, sims.data());
+    std::vector<float> sims(size_t(std::min(block, std::max(I, T)) * std::max(I, T)));
+    // text -> image: images scoring strictly higher than the caption's own image.
+    std::vector<int64_t> t2i(static_cast<size_t>(T));
+    for (int64_t q0 = 0; q0 < T; q0 += block) {
+        const int64_t m = std::min(block, T - q0);
+        fill(true, q0, m, sims.data());
 #pragma omp parallel for schedule(static)
-            for (int64_t i = 0; i < m; ++i) {
-                const float* row = &sims[size_t(i * n)];
-                const float pos = row[q0 + i];
-                int64_t higher = 0;
-                for (int64_t j = 0; j < n; ++j) higher += row[j] > pos;
-                out[size_t(q0 + i)] = higher;
-            }
+        for (int64_t q = 0; q < m; ++q) {
+            const float* row = &sims[size_t(q * I)];
+            const float pos = row[text_image[size_t(q0 + q)]];
+            int64_t higher = 0;
+            for (int64_t j = 0; j < I; ++j) higher += row[j] > pos;
+            t2i[size_t(q0 + q)] = higher;
         }
-    };
-    std::vector<int64_t> i2t(static_cast<size_t>(n)), t2i(static_cast<size_t>(n));
-    ranks(false, i2t);
-    ranks(true, t2i);
-    auto recall = [&](const std::vector<int64_t>& rk, int64_t k) {
-        return double(std::count_if(rk.begin(), rk.end(), [k](int64_t v) { return v < k; })) / double(n);
+    }
+    // image -> text: texts scoring strictly higher than the image's best caption
+    // (all of them are other images' captions, as none of its own scores higher).
+    std::vector<int64_t> i2t(static_cast<size_t>(I));
+    for (int64_t q0 = 0; q0 < I; q0 += block) {
+        const int64_t m = std::min(block, I - q0);
+        fill(false, q0, m, sims.data());
+#pragma omp parallel for schedule(static)
+        for (int64_t q = 0; q < m; ++q) {
+            const float* row = &sims[size_t(q * T)];
+            const int64_t i = q0 + q;
+            float best = row[caps[size_t(first[size_t(i)])]];
+            for (int64_t c = first[size_t(i)] + 1; c < first[size_t(i + 1)]; ++c) best = std::max(best, row[caps[size_t(c)]]);
+            int64_t higher = 0;
+            for (int64_t j = 0; j < T; ++j) higher += row[j] > best;
+            i2t[size_t(i)] = higher;
+        }
+    }
+    auto recall = [](const std::vector<int64_t>& rk, int64_t k) {
+        return double(std::count_if(rk.begin(), rk.end(), [k](int64_t v) { return v < k; })) / double(rk.size());
     };
     r.image_to_text_r1 = recall(i2t, 1);
     r.image_to_text_r5 = recall(i2t, 5);

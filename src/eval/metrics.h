@@ -1,5 +1,13 @@
-// Zero-shot classification and image<->text retrieval from embeddings
-// (host float rows, L2-normalized), as open_clip's zero_shot and retrieval evals.
+// Zero-shot classification and image<->text retrieval from embeddings (host
+// float rows, L2-normalized), defined as clip_benchmark defines them
+// (clip_benchmark/metrics/zeroshot_classification.py, zeroshot_retrieval.py);
+// docs/evaluation.md has the definitions and where we differ.
+//
+// TIES. Every rank here is "the number of items scoring strictly higher than
+// the positive", so an item tied with the positive (e.g. an identical caption,
+// or two classes with the same class embedding) never pushes it down; top-k /
+// R@k counts a query correct when that rank is < k. (torch.topk, as the peers
+// use, breaks ties by position instead; with float scores ties are rare.)
 #pragma once
 
 #include <cstdint>
@@ -7,46 +15,76 @@
 #include <string>
 #include <vector>
 
+#include "eval/templates.h"
 #include "model/clip_model.h"
 #include "tokenizer/bpe_tokenizer.h"
 
 namespace curaclip {
 
-// The class embeddings [K, D]: for each class, every template with "{}"
-// replaced by the class name is encoded, embedded, averaged and renormalized.
+// The class embeddings [K, D]: for each class, every template filled with the
+// class name (apply_template) is encoded, embedded, averaged and renormalized
+// (open_clip / clip_benchmark zero_shot_classifier).
 std::vector<float> zero_shot_classifier(ClipModel& model, const BpeTokenizer& tok,
                                         const std::vector<std::string>& classnames,
                                         const std::vector<std::string>& templates);
 
 struct ZeroShotResult {
     double top1 = 0, top5 = 0;
-    int64_t n = 0;
+    // clip_benchmark's mean_per_class_recall (sklearn balanced_accuracy_score of
+    // the top-1 predictions): the mean, over the classes with at least one
+    // sample, of (samples of the class predicted top-1 correctly) / (samples of the class).
+    double mean_per_class_recall = 0;
+    int64_t n = 0;        // samples (images)
+    int64_t classes = 0;  // K, the classes scored
+    int64_t classes_present = 0;  // classes with at least one sample (the recall mean's denominator)
 };
-// Top-1/top-5 accuracy of argmax over img · classᵀ.
+// Top-1/top-5 accuracy and mean per-class recall of img · classᵀ.
+// image_emb [n, dim], labels [n] in [0, K), class_emb [K, dim].
 ZeroShotResult zero_shot_accuracy(const std::vector<float>& image_emb, const std::vector<int32_t>& labels,
                                   const std::vector<float>& class_emb, int64_t dim);
 
-// Top-1/top-5 accuracy of precomputed logits [n, K] (e.g. an ensemble's).
+// The same from precomputed logits [n, K] (e.g. an ensemble's). With K < 5
+// every label is within the top 5, so top-5 = 1 (clip_benchmark reports NaN).
+// Error for a label outside [0, K) or a logits size other than n * K.
 ZeroShotResult zero_shot_accuracy_from_logits(const std::vector<float>& logits, const std::vector<int32_t>& labels,
                                               int64_t K);
 
 struct RetrievalResult {
     double image_to_text_r1 = 0, image_to_text_r5 = 0, image_to_text_r10 = 0;
     double text_to_image_r1 = 0, text_to_image_r5 = 0, text_to_image_r10 = 0;
-    int64_t n = 0;
+    int64_t n = 0;         // captions (text queries; = rows of the evaluation set)
+    int64_t images = 0;    // distinct images (image queries); = n when each row is its own image
 };
-// Pair i is (image i, text i). Recall@k: the share of queries whose own pair
-// ranks in the top k; rank = the number of items scoring strictly higher, so an
-// item tied with the positive (e.g. an identical caption) does not push it down.
+
+// One image per caption: pair i is (image i, text i). image_emb, text_emb [n, dim].
 RetrievalResult retrieval_recall(const std::vector<float>& image_emb, const std::vector<float>& text_emb, int64_t dim);
 
-// Recall@1/5/10 from any pairwise score: fill(text_queries, q0, m, out) writes
-// the scores of queries [q0, q0 + m) against all n items into out [m, n]
-// (text_queries false: image queries vs texts; true: text queries vs images).
-using RetrievalScores = std::function<void(bool text_queries, int64_t q0, int64_t m, float* out)>;
-RetrievalResult retrieval_recall_scored(int64_t n, const RetrievalScores& fill);
+// Several captions per image (COCO/Flickr style), as clip_benchmark's
+// zeroshot_retrieval: image_emb [I, dim] (each distinct image once), text_emb
+// [T, dim], text_image [T] = the image (in [0, I)) caption t describes; every
+// image must have at least one caption.
+//   text -> image: caption t is correct at k when ITS image ranks < k among the I
+//     images (rank = images scoring strictly higher than it);
+//   image -> text: image i is correct at k when ANY of its captions ranks < k
+//     among the T texts, i.e. fewer than k texts score strictly higher than its
+//     best-scoring caption (clip_benchmark: recall_at_k > 0).
+// R@k is the share of correct queries (over T captions / over I images). With
+// text_image = 0, 1, ..., n-1 this is exactly the one-caption form above.
+RetrievalResult retrieval_recall(const std::vector<float>& image_emb, const std::vector<float>& text_emb,
+                                 const std::vector<int64_t>& text_image, int64_t dim);
 
-// Prompt templates for zero-shot classification of product photos (Fashion-MNIST).
+// Recall@1/5/10 from any pairwise score: fill(text_queries, q0, m, out) writes
+// the scores of queries [q0, q0 + m) against all items into out
+// (text_queries false: image queries [q0, q0+m) vs the T texts, out [m, T];
+//  true: text queries vs the I images, out [m, I]).
+using RetrievalScores = std::function<void(bool text_queries, int64_t q0, int64_t m, float* out)>;
+// One image per caption (I = T = n).
+RetrievalResult retrieval_recall_scored(int64_t n, const RetrievalScores& fill);
+// Several captions per image: n_images = I, text_image [T] as above.
+RetrievalResult retrieval_recall_scored(int64_t n_images, const std::vector<int64_t>& text_image,
+                                        const RetrievalScores& fill);
+
+// The "default" template set (eval/templates.h): Fashion-MNIST product photos.
 std::vector<std::string> default_templates();
 
 }  // namespace curaclip

@@ -75,35 +75,40 @@ void scores(const std::vector<float>& a, int64_t q0, int64_t m, const std::vecto
 
 EvalReport combine(const std::vector<ExpertData>& ex, const std::vector<double>& w_zs, const std::vector<double>& w_i2t,
                    const std::vector<double>& w_t2i /* [N, n] or empty: w_i2t for every query */, bool cosine,
-                   const std::string& dataset) {
-    const int64_t n_ex = int64_t(ex.size()), N = ex[0].emb.n, D = ex[0].emb.dim;
+                   int64_t templates, const std::string& dataset) {
+    // N captions (text queries), I distinct images (image queries, eval/evaluate.h).
+    const EvalEmbeddings& e0 = ex[0].emb;
+    const int64_t n_ex = int64_t(ex.size()), N = e0.n, I = e0.n_images, D = e0.dim;
     EvalReport r;
     r.dataset = dataset;
-    if (ex[0].emb.has_labels) {
-        const int64_t K = int64_t(ex[0].emb.classnames.size());
-        std::vector<float> total(size_t(N * K), 0.0f), one(size_t(N * K));
+    if (e0.has_labels) {
+        const int64_t K = int64_t(e0.classnames.size());
+        std::vector<float> total(size_t(I * K), 0.0f), one(size_t(I * K));
         for (int64_t c = 0; c < n_ex; ++c) {
-            scores(ex[size_t(c)].emb.images, 0, N, ex[size_t(c)].cls, K, D, cosine ? 1.0f : float(ex[size_t(c)].scale),
+            scores(ex[size_t(c)].emb.images, 0, I, ex[size_t(c)].cls, K, D, cosine ? 1.0f : float(ex[size_t(c)].scale),
                    one.data());
             const float w = float(w_zs[size_t(c)]);
             for (size_t i = 0; i < one.size(); ++i) total[i] += w * one[i];
         }
-        r.zero_shot = zero_shot_accuracy_from_logits(total, ex[0].emb.labels, K);
+        r.zero_shot = zero_shot_accuracy_from_logits(total, e0.labels, K);
+        r.templates = templates;
     }
     std::vector<float> one;
-    r.retrieval = retrieval_recall_scored(N, [&](bool text_queries, int64_t q0, int64_t m, float* out) {
-        one.resize(size_t(m * N));
-        std::fill(out, out + m * N, 0.0f);
+    r.retrieval = retrieval_recall_scored(I, e0.text_image, [&](bool text_queries, int64_t q0, int64_t m, float* out) {
+        const int64_t n_items = text_queries ? I : N;
+        one.resize(size_t(m * n_items));
+        std::fill(out, out + m * n_items, 0.0f);
         for (int64_t c = 0; c < n_ex; ++c) {
             const EvalEmbeddings& e = ex[size_t(c)].emb;
             const float s = cosine ? 1.0f : float(ex[size_t(c)].scale);
-            scores(text_queries ? e.texts : e.images, q0, m, text_queries ? e.images : e.texts, N, D, s, one.data());
+            scores(text_queries ? e.texts : e.images, q0, m, text_queries ? e.images : e.texts, n_items, D, s,
+                   one.data());
             for (int64_t i = 0; i < m; ++i) {
                 const float w = float(text_queries && !w_t2i.empty() ? w_t2i[size_t((q0 + i) * n_ex + c)]
                                                                       : w_i2t[size_t(c)]);
-                float* o = out + i * N;
-                const float* x = one.data() + i * N;
-                for (int64_t j = 0; j < N; ++j) o[j] += w * x[j];
+                float* o = out + i * n_items;
+                const float* x = one.data() + i * n_items;
+                for (int64_t j = 0; j < n_items; ++j) o[j] += w * x[j];
             }
         }
     });
@@ -130,6 +135,7 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
     CC_CHECK(fs::exists(routing_checkpoint), "routing checkpoint ", routing_checkpoint, " (the clustering embedding model) does not exist");
     CC_CHECK(fs::exists(eval_path), "--data ", eval_path, " does not exist");
     const BpeTokenizer tok = BpeTokenizer::load(tokenizer_path);
+    const int64_t T = int64_t(opt.templates.size());
     auto be = make_backend(opt.backend);
     EnsembleReport rep;
     rep.experts = expert_checkpoints;
@@ -176,33 +182,30 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
         d.scale = logit_scale_of(model);
         rep.logit_scales.push_back(d.scale);
         // The expert alone.
-        EvalReport r;
-        r.dataset = eval_path;
-        if (d.emb.has_labels) r.zero_shot = zero_shot_accuracy(d.emb.images, d.emb.labels, d.cls, d.emb.dim);
-        r.retrieval = retrieval_recall(d.emb.images, d.emb.texts, d.emb.dim);
-        rep.expert_reports.push_back(r);
+        rep.expert_reports.push_back(evaluate_embeddings(d.emb, d.cls, T, eval_path));
     }
-    rep.routed = combine(ex, rep.weights_zeroshot, rep.weights_i2t, w_t2i, opt.cosine, eval_path);
+    rep.routed = combine(ex, rep.weights_zeroshot, rep.weights_i2t, w_t2i, opt.cosine, T, eval_path);
     const std::vector<double> uni(size_t(n), 1.0 / double(n));
-    rep.uniform = combine(ex, uni, uni, {}, opt.cosine, eval_path);
+    rep.uniform = combine(ex, uni, uni, {}, opt.cosine, T, eval_path);
     return rep;
 }
 
 std::string format_ensemble_report(const EnsembleReport& r, const EnsembleOptions& opt) {
     std::ostringstream os;
-    char buf[256];
+    char buf[512];
     std::snprintf(buf, sizeof buf, "routing: %s schedule, lambda %.3g, temperature %.3g, ensemble of %s; routing model %s\n",
                   routing_schedule_name(opt.routing.schedule), opt.routing.lambda, opt.routing.temperature,
                   opt.cosine ? "cosine similarities" : "logits (each expert's own logit scale)",
                   r.routing_checkpoint.c_str());
     os << buf;
-    os << "expert  weight(zero-shot)  weight(i2t)  mean weight(t2i)  logit scale  zero-shot top-1  i2t R@1  t2i R@1  checkpoint\n";
+    os << "expert  weight(zero-shot)  weight(i2t)  mean weight(t2i)  logit scale  zero-shot top-1  mean per-class recall"
+          "  i2t R@1  t2i R@1  checkpoint\n";
     for (size_t c = 0; c < r.experts.size(); ++c) {
         const EvalReport& e = r.expert_reports[c];
-        std::snprintf(buf, sizeof buf, "%6zu  %17.4f  %11.4f  %16.4f  %11.2f  %14.2f%%  %6.2f%%  %6.2f%%  %s\n", c,
-                      r.weights_zeroshot[c], r.weights_i2t[c], r.weights_t2i_mean[c], r.logit_scales[c],
-                      100 * e.zero_shot.top1, 100 * e.retrieval.image_to_text_r1, 100 * e.retrieval.text_to_image_r1,
-                      r.experts[c].c_str());
+        std::snprintf(buf, sizeof buf, "%6zu  %17.4f  %11.4f  %16.4f  %11.2f  %14.2f%%  %20.2f%%  %6.2f%%  %6.2f%%  %s\n",
+                      c, r.weights_zeroshot[c], r.weights_i2t[c], r.weights_t2i_mean[c], r.logit_scales[c],
+                      100 * e.zero_shot.top1, 100 * e.zero_shot.mean_per_class_recall,
+                      100 * e.retrieval.image_to_text_r1, 100 * e.retrieval.text_to_image_r1, r.experts[c].c_str());
         os << buf;
     }
     if (!r.class_routes.empty()) {

@@ -33,7 +33,7 @@ struct EnsembleOptions {
     bool cosine = true;  // false: each expert's logits (own logit scale)
     int64_t batch = 256;
     std::string backend = "cpu";
-    std::vector<std::string> templates = default_templates();
+    std::vector<std::string> templates = default_templates();  // eval --templates (eval/templates.h)
 };
 
 struct EnsembleReport {
