@@ -37,7 +37,17 @@ TRAIN=("${BASE[@]}" --data.train "$W/d/train.h5" --train.batch_size 32)
 # Missing inputs.
 mkdir -p "$W/empty"
 expect_error "prep: missing idx files" "train-images|not found|no such" "$BIN" prep fashion-mnist --source "$W/empty" --out "$W/x"
-expect_error "prep: unknown dataset" "fashion-mnist" "$BIN" prep imagenet --out "$W/x"
+expect_error "prep: unknown source lists the known ones" "unknown source 'imagenet'.*webdataset, csv, tsv, jsonl, folder" "$BIN" prep imagenet --out "$W/x"
+# Users' own sources: the whole source missing or unusable is an error naming it.
+expect_error "prep csv: missing index file" "nothere.csv" "$BIN" prep csv "$W/nothere.csv" --out "$W/x"
+printf 'path,caption\nimg/a.png,"a, b"\n' > "$W/cols.csv"
+expect_error "prep csv: missing column names the columns and option" "no column 'filepath'.*path, caption.*--csv-img-key" "$BIN" prep csv "$W/cols.csv" --out "$W/x"
+expect_error "prep webdataset: no shard matches" "no tar shards match|nowhere" "$BIN" prep webdataset "$W/nowhere/{00000..00003}.tar" --out "$W/x"
+expect_error "prep webdataset: a missing listed shard" "00001.tar" "$BIN" prep webdataset "$W/cols.csv" "$W/00001.tar" --out "$W/x"
+expect_error "prep folder: no class sub-folders" "sub-folder|class" "$BIN" prep folder "$W/empty" --out "$W/x"
+expect_error "prep: bad --resize value" "resize.*squash|squash.*center_crop" "$BIN" prep csv "$W/cols.csv" --out "$W/x" --resize squash
+expect_error "prep: bad --channels" "channels" "$BIN" prep csv "$W/cols.csv" --out "$W/x" --csv-img-key path --csv-caption-key caption --channels 2
+check "prep: failed runs left no dataset behind" test ! -e "$W/x/data.h5"
 sum_before=$(md5sum "$W/d/train.h5" "$W/d/tokenizer.bpe")
 expect_error "prep: refuses existing outputs" "exist|overwrite" "$BIN" prep fashion-mnist --out "$W/d" --limit 100
 check "prep: existing outputs untouched" test "$sum_before" = "$(md5sum "$W/d/train.h5" "$W/d/tokenizer.bpe")"
