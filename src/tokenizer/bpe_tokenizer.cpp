@@ -9,6 +9,8 @@
 #include <mutex>
 #include <sstream>
 
+#include <zlib.h>
+
 #include "core/check.h"
 #include "tokenizer/text_normalize.h"
 
@@ -191,14 +193,38 @@ void BpeTokenizer::build(const std::vector<int>* line_numbers, const std::string
 
 // ---------------------------------------------------------------- files ----
 
+namespace {
+// A gzip file's contents (zlib's inflate with gzip framing).
+std::string gunzip(const std::string& gz, const std::string& path) {
+    z_stream z{};
+    CC_CHECK(inflateInit2(&z, 16 + MAX_WBITS) == Z_OK, "zlib inflateInit2 failed");
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
+    z.avail_in = uInt(gz.size());
+    std::string out;
+    char buf[1 << 16];
+    int rc = Z_OK;
+    while (rc == Z_OK) {
+        z.next_out = reinterpret_cast<Bytef*>(buf);
+        z.avail_out = sizeof buf;
+        rc = inflate(&z, Z_NO_FLUSH);
+        out.append(buf, sizeof buf - z.avail_out);
+        if (rc == Z_BUF_ERROR && z.avail_in == 0) break;
+    }
+    inflateEnd(&z);
+    CC_REQUIRE(rc == Z_STREAM_END, "tokenizer merges file '", path, "': gzip data is corrupt or truncated (",
+               z.msg ? z.msg : "zlib error", ")");
+    return out;
+}
+}  // namespace
+
 BpeTokenizer BpeTokenizer::from_file(const std::string& path, bool clip_file) {
     std::ifstream f(path, std::ios::binary);
-    if (!f) CC_FAIL("cannot open tokenizer merges file '", path, "'");
+    if (!f) CC_USER_FAIL("cannot open tokenizer merges file '", path, "'");
     std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    CC_CHECK(!f.bad(), "error reading tokenizer merges file '", path, "'");
-    CC_CHECK(!text.empty(), "tokenizer merges file '", path, "' is empty");
+    CC_REQUIRE(!f.bad(), "error reading tokenizer merges file '", path, "'");
+    CC_REQUIRE(!text.empty(), "tokenizer merges file '", path, "' is empty");
     if (text.size() >= 2 && static_cast<uint8_t>(text[0]) == 0x1F && static_cast<uint8_t>(text[1]) == 0x8B)
-        CC_FAIL("tokenizer merges file '", path, "' is gzip-compressed; gunzip it first");
+        text = gunzip(text, path);  // OpenAI ships bpe_simple_vocab_16e6.txt.gz
 
     std::vector<std::string_view> lines;
     for (size_t pos = 0; pos <= text.size();) {

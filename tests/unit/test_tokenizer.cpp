@@ -2,6 +2,7 @@
 // simple_tokenizer.py, see tests/reference/make_clip_tokenizer_reference.py),
 // encode/decode, training, merges files and their errors.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <unistd.h>
 
@@ -180,6 +181,21 @@ TEST(Tokenizer, NormalizesUnicodeToNfcLikeClip) {
     // Hangul jamo compose too; invalid UTF-8 is still U+FFFD, not an error.
     EXPECT_EQ(unicode_nfc("\xe1\x84\x80\xe1\x85\xa1"), "\xea\xb0\x80");
     EXPECT_EQ(t.encode("a\xff", 77), t.encode("a\xef\xbf\xbd", 77));
+}
+
+TEST(Tokenizer, ReadsGzippedMergesAsOpenAiShipsThem) {
+    // OpenAI's bpe_simple_vocab_16e6.txt.gz, here our copy of its first lines, gzipped by zlib.
+    std::ifstream in(kDataDir + "clip_merges.txt", std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string gz = (std::filesystem::temp_directory_path() / ("merges_" + std::to_string(::getpid()) + ".txt.gz")).string();
+    gzFile g = gzopen(gz.c_str(), "wb");
+    ASSERT_NE(g, nullptr);
+    ASSERT_EQ(gzwrite(g, text.data(), unsigned(text.size())), int(text.size()));
+    gzclose(g);
+    const BpeTokenizer t = BpeTokenizer::load_clip_merges(gz);
+    std::filesystem::remove(gz);
+    EXPECT_EQ(t.id(), clip_tokenizer().id());
+    EXPECT_EQ(t.encode("a photo of a cat", 77), clip_tokenizer().encode("a photo of a cat", 77));
 }
 
 TEST(Tokenizer, EncodeLayout) {
