@@ -176,12 +176,7 @@ int64_t join_shards(const std::string& path, const std::vector<JoinShard>& shard
         ::unlink(tmp.c_str());
         throw;
     }
-    try {
-        publish_new_file(tmp, path);
-    } catch (...) {
-        ::unlink(tmp.c_str());
-        throw;
-    }
+    publish_new_file(tmp, path);
     return total;
 }
 

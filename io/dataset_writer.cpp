@@ -128,12 +128,7 @@ void write_dataset(const std::string& path, const DatasetContents& d, const Data
         ::unlink(tmp.c_str());
         throw;
     }
-    try {
-        publish_new_file(tmp, path);
-    } catch (...) {
-        ::unlink(tmp.c_str());
-        throw;
-    }
+    publish_new_file(tmp, path);
 }
 
 }  // namespace curaclip::io

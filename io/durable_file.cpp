@@ -35,21 +35,48 @@ void replace_durably(const std::string& tmp, const std::string& target) {
     fsync_path(parent_dir(target), true);
 }
 
-void publish_new_file(const std::string& tmp, const std::string& target) {
+namespace {
+void publish_or_throw(const std::string& tmp, const std::string& target) {
     fsync_path(tmp, false);
     if (::link(tmp.c_str(), target.c_str()) == 0) {
         ::unlink(tmp.c_str());
     } else {
         const int err = errno;
-        CC_CHECK(err != EEXIST, "refusing to overwrite existing file ", target, " (it appeared while writing)");
-        CC_CHECK(err == EPERM || err == ENOTSUP || err == EOPNOTSUPP || err == EXDEV || err == EMLINK,
-                 "cannot link ", tmp, " to ", target, ": ", std::strerror(err));
+        CC_REQUIRE(err != EEXIST, "refusing to overwrite existing file ", target, " (it appeared while writing)");
+        CC_REQUIRE(err == EPERM || err == ENOTSUP || err == EOPNOTSUPP || err == EXDEV || err == EMLINK,
+                   "cannot link ", tmp, " to ", target, ": ", std::strerror(err));
         struct stat st {};
-        CC_CHECK(::lstat(target.c_str(), &st) != 0, "refusing to overwrite existing file ", target);
-        CC_CHECK(std::rename(tmp.c_str(), target.c_str()) == 0, "cannot rename ", tmp, " to ", target, ": ",
-                 std::strerror(errno));
+        CC_REQUIRE(::lstat(target.c_str(), &st) != 0, "refusing to overwrite existing file ", target);
+        CC_REQUIRE(std::rename(tmp.c_str(), target.c_str()) == 0, "cannot rename ", tmp, " to ", target, ": ",
+                   std::strerror(errno));
     }
     fsync_path(parent_dir(target), true);
+}
+}  // namespace
+
+void publish_new_file(const std::string& tmp, const std::string& target) {
+    try {
+        publish_or_throw(tmp, target);
+    } catch (...) {
+        ::unlink(tmp.c_str());
+        throw;
+    }
+}
+
+void make_directories(const std::string& dir, const std::string& what) {
+    size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = dir.find('/', pos + 1);
+        const std::string cur = dir.substr(0, pos);
+        if (cur.empty()) continue;
+        struct stat st {};
+        if (::stat(cur.c_str(), &st) == 0) {
+            CC_REQUIRE(S_ISDIR(st.st_mode), what, ": ", cur, " exists and is not a directory");
+            continue;
+        }
+        CC_REQUIRE(::mkdir(cur.c_str(), 0777) == 0 || errno == EEXIST, what, ": cannot create directory ", cur, ": ",
+                   std::strerror(errno));
+    }
 }
 
 }  // namespace curaclip::io

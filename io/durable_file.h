@@ -22,8 +22,12 @@ void replace_durably(const std::string& tmp, const std::string& target);
 // Publishes `tmp` as `target` durably WITHOUT ever replacing an existing target:
 // tmp is synced, hard-linked to target (link(2) fails instead of replacing; where
 // the file system has no hard links, a rename after checking target is absent),
-// tmp's name removed, the directory synced. Error if target exists (tmp is kept
-// then: the caller decides).
+// tmp's name removed, the directory synced. On any error (target exists, sync
+// fails) tmp is removed and target is left as it was.
 void publish_new_file(const std::string& tmp, const std::string& target);
+
+// mkdir -p. `what` names the option or purpose in errors ("--out"): a path
+// component that exists and is not a directory, or cannot be created, is an Error.
+void make_directories(const std::string& dir, const std::string& what);
 
 }  // namespace curaclip::io

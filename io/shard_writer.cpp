@@ -199,12 +199,7 @@ void ShardWriter::finish() {
         throw;
     }
     finished_ = true;
-    try {
-        publish_new_file(tmp_, path_);
-    } catch (...) {
-        ::unlink(tmp_.c_str());
-        throw;
-    }
+    publish_new_file(tmp_, path_);
 }
 
 }  // namespace curaclip::io

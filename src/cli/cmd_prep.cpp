@@ -14,6 +14,7 @@
 #include "core/philox.h"
 #include "io/captions.h"
 #include "io/dataset_writer.h"
+#include "io/durable_file.h"
 #include "io/fashion_mnist.h"
 #include "mpi/communicator.h"
 #include "prep/source.h"
@@ -25,22 +26,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-void make_dirs(const std::string& dir) {
-    std::string cur;
-    size_t pos = 0;
-    while (pos != std::string::npos) {
-        pos = dir.find('/', pos + 1);
-        cur = dir.substr(0, pos);
-        if (cur.empty()) continue;
-        struct stat st {};
-        if (::stat(cur.c_str(), &st) == 0) {
-            CC_CHECK(S_ISDIR(st.st_mode), "--out: ", cur, " exists and is not a directory");
-            continue;
-        }
-        CC_CHECK(::mkdir(cur.c_str(), 0777) == 0 || errno == EEXIST, "cannot create directory ", cur);
-    }
 }
 
 // The first k entries of a Philox-driven partial Fisher-Yates shuffle of [0, n).
@@ -128,7 +113,7 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
 
     const std::string train_path = out + "/train.h5", test_path = out + "/test.h5",
                       tok_path = out + "/tokenizer.bpe", curated_path = out + "/curated.h5";
-    make_dirs(out);
+    io::make_directories(out, "--out");
     std::vector<std::string> outputs = {train_path, test_path, tok_path};
     if (curated > 0) outputs.push_back(curated_path);
     for (const auto& p : outputs) {

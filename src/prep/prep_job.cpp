@@ -28,23 +28,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-void make_dirs(const std::string& dir) {
-    std::string cur;
-    size_t pos = 0;
-    while (pos != std::string::npos) {
-        pos = dir.find('/', pos + 1);
-        cur = dir.substr(0, pos);
-        if (cur.empty()) continue;
-        struct stat st {};
-        if (::stat(cur.c_str(), &st) == 0) {
-            CC_REQUIRE(S_ISDIR(st.st_mode), "--out: ", cur, " exists and is not a directory");
-            continue;
-        }
-        CC_REQUIRE(::mkdir(cur.c_str(), 0777) == 0 || errno == EEXIST, "cannot create directory ", cur, ": ",
-                 std::strerror(errno));
-    }
-}
-
 std::string shard_name(size_t u) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "part-%05zu", u);
@@ -215,7 +198,7 @@ PrepSummary run_prep(const PrepOptions& o, const Communicator& comm) {
 
     // ---- tokenizer: given, left by an earlier run, or trained on the first captions
     on_rank0(comm, "preparing the tokenizer", [&] {
-        make_dirs(shard_dir);
+        io::make_directories(shard_dir, "--out");
         const bool have = io::path_exists(sum.tokenizer_path);
         if (!o.tokenizer.empty()) {
             const BpeTokenizer given = load_tokenizer_file(o.tokenizer);

@@ -20,38 +20,15 @@
 #include "io/dataset_reader.h"
 #include "io/dataset_writer.h"
 #include "io/fashion_mnist.h"
+#include "tests/common/test_files.h"
 #include "tokenizer/bpe_tokenizer.h"
 
 namespace curaclip::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "curaclip_dataset_XXXXXX").string();
-        CC_CHECK(::mkdtemp(tmpl.data()) != nullptr, "mkdtemp failed");
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-// Expects `f` to throw a curaclip::Error whose message contains every needle.
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& needles) {
-    try {
-        f();
-        ADD_FAILURE() << "no Error thrown (expected one mentioning " << needles[0] << ")";
-    } catch (const Error& e) {
-        const std::string msg = e.what();
-        for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-    }
-}
+using testing::expect_error;
+using testing::TempDir;
 
 void put_be32(std::string& s, uint32_t v) {
     for (int k = 3; k >= 0; --k) s.push_back(char((v >> (8 * k)) & 0xFF));

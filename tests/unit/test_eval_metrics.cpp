@@ -22,12 +22,15 @@
 #include "io/dataset_writer.h"
 #include "model_fixtures.h"
 #include "mpi/communicator.h"
+#include "tests/common/test_files.h"
 #include "tokenizer/bpe_tokenizer.h"
 
 namespace curaclip {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::expect_error;
+using testing::TempDir;
 
 std::vector<float> random_rows(int64_t n, int64_t d, uint64_t seed) {
     Philox rng(seed, RngPurpose::test);
@@ -44,32 +47,6 @@ std::vector<float> random_int_rows(int64_t n, int64_t d, uint64_t seed) {
     for (float& v : x) v = float(int64_t(rng.below(101)) - 50);
     return x;
 }
-
-// Expects `f` to throw a curaclip::Error whose message contains every needle.
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& needles) {
-    try {
-        f();
-        ADD_FAILURE() << "no Error thrown (expected one mentioning " << needles[0] << ")";
-    } catch (const Error& e) {
-        const std::string msg = e.what();
-        for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-    }
-}
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "curaclip_eval_XXXXXX").string();
-        CC_CHECK(::mkdtemp(tmpl.data()) != nullptr, "mkdtemp failed");
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 // ---- retrieval references, written plainly -------------------------------------------
 

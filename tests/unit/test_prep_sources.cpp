@@ -20,25 +20,16 @@
 #include "prep/input_paths.h"
 #include "prep/source.h"
 #include "prep/webdataset_source.h"
+#include "tests/common/prep_inputs.h"
+#include "tests/common/test_files.h"
 
 namespace curaclip::prep {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "curaclip_sources_XXXXXX").string();
-        CC_CHECK(::mkdtemp(tmpl.data()) != nullptr, "mkdtemp failed");
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using testing::TempDir;
+using testing::write_tar;
+using Member = testing::TarMember;
 
 template <typename F>
 std::string error_of(F&& f) {
@@ -75,38 +66,6 @@ std::string fake_image(const std::string& tag, size_t size = 64) {
 }
 
 std::vector<uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
-
-struct Member {
-    std::string name;
-    std::string data;
-    bool dir = false;
-};
-
-// A tar written by libarchive (pax restricted = ustar unless a name needs pax,
-// as GNU tar and Python's tarfile write).
-void write_tar(const std::string& path, const std::vector<Member>& members, bool ustar = false) {
-    fs::create_directories(fs::path(path).parent_path());
-    archive* a = archive_write_new();
-    if (ustar) archive_write_set_format_ustar(a);
-    else archive_write_set_format_pax_restricted(a);
-    archive_write_add_filter_none(a);
-    CC_CHECK(archive_write_open_filename(a, path.c_str()) == ARCHIVE_OK, archive_error_string(a));
-    for (const auto& m : members) {
-        archive_entry* e = archive_entry_new();
-        archive_entry_update_pathname_utf8(e, m.name.c_str());  // UTF-8, and the locale form where it converts
-        archive_entry_set_filetype(e, m.dir ? AE_IFDIR : AE_IFREG);
-        archive_entry_set_perm(e, m.dir ? 0755 : 0644);
-        archive_entry_set_size(e, m.dir ? 0 : la_int64_t(m.data.size()));
-        archive_entry_set_mtime(e, 1700000000, 0);
-        CC_CHECK(archive_write_header(a, e) == ARCHIVE_OK, archive_error_string(a));
-        if (!m.dir && !m.data.empty())
-            CC_CHECK(archive_write_data(a, m.data.data(), m.data.size()) == la_ssize_t(m.data.size()),
-                     archive_error_string(a));
-        archive_entry_free(e);
-    }
-    CC_CHECK(archive_write_close(a) == ARCHIVE_OK, archive_error_string(a));
-    archive_write_free(a);
-}
 
 std::vector<RawSample> read_all(const Source& src, size_t u, bool captions_only = false) {
     std::vector<RawSample> out;
