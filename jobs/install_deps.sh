@@ -19,7 +19,7 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools
   libboost-program-options-dev
   zlib1g-dev
-  libvips-dev libarchive-dev libcsv-dev nlohmann-json3-dev libutf8proc-dev
+  libvips-dev libturbojpeg0-dev libzimg-dev libarchive-dev libcsv-dev nlohmann-json3-dev libutf8proc-dev
   libopenblas-openmp-dev
   libgtest-dev googletest
   dataset-fashion-mnist

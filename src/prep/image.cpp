@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "core/check.h"
+#include "prep/image_resample.h"
+#include "prep/jpeg_decode.h"
 
 namespace curaclip::prep {
 
@@ -84,52 +86,6 @@ int center_offset(int in, int out) {
     const int q = d / 2;
     if (d % 2 == 0) return q;
     return (q % 2 == 0) ? q : q + 1;
-}
-
-// (w, h) -> (tw, th) with PIL.Image.resize(BICUBIC)'s resampling: the horizontal
-// pass first, then the vertical one, each only when that side changes; the cubic
-// (Catmull-Rom, a = -0.5, as PIL's bicubic) kernel is widened by the reduction
-// factor (gap 0: no box pre-shrink, which PIL's resize without reducing_gap does
-// not do either). Enlarging sides go through vips_affine (reduce* cannot enlarge).
-bool resample(Pipeline& pipe, VipsImage*& img, int tw, int th) {
-    VipsImage* t = nullptr;
-    if (tw < img->Xsize) {
-        if (vips_reduceh(img, &t, static_cast<double>(img->Xsize) / tw, "kernel", VIPS_KERNEL_CUBIC,
-                         "gap", 0.0, nullptr))
-            return false;
-        img = pipe.own(t);
-    }
-    if (th < img->Ysize) {
-        if (vips_reducev(img, &t, static_cast<double>(img->Ysize) / th, "kernel", VIPS_KERNEL_CUBIC,
-                         "gap", 0.0, nullptr))
-            return false;
-        img = pipe.own(t);
-    }
-    if (tw > img->Xsize || th > img->Ysize) {
-        // Enlarging: Catmull-Rom interpolation (PIL's bicubic kernel at scale 1) with
-        // PIL's pixel-centre alignment: output pixel X samples the input at
-        // (X + 0.5) / scale - 0.5, i.e. x = (X - odx) / scale - idx with idx = 0.5,
-        // odx = -0.5. A side that does not change maps to whole pixels (identity).
-        const double sx = static_cast<double>(tw) / img->Xsize, sy = static_cast<double>(th) / img->Ysize;
-        VipsInterpolate* bicubic = vips_interpolate_new("bicubic");
-        if (!bicubic) return false;
-        const int area[4] = {0, 0, tw, th};
-        VipsArrayInt* oarea = vips_array_int_new(area, 4);
-        const int rc = vips_affine(img, &t, sx, 0.0, 0.0, sy, "interpolate", bicubic, "oarea", oarea, "idx", 0.5,
-                                   "idy", 0.5, "odx", -0.5, "ody", -0.5, "extend", VIPS_EXTEND_COPY, nullptr);
-        vips_area_unref(VIPS_AREA(oarea));
-        g_object_unref(bicubic);
-        if (rc) return false;
-        img = pipe.own(t);
-    }
-    // libvips rounds the output size from the (floating) factor; it lands on the
-    // target for every size we ask for, but should it ever be a pixel off, pad with
-    // copies of the edge / cut, rather than shift the whole crop.
-    if (img->Xsize != tw || img->Ysize != th) {
-        if (vips_embed(img, &t, 0, 0, tw, th, "extend", VIPS_EXTEND_COPY, nullptr)) return false;
-        img = pipe.own(t);
-    }
-    return true;
 }
 
 // Any decoded image -> 8-bit sRGB, 3 bands, alpha composited on white.
@@ -228,11 +184,8 @@ void init_image_codecs() {
         if (VIPS_INIT("curaclip") != 0) return;
         vips_concurrency_set(1);  // ranks are the parallelism
         vips_cache_set_max(0);    // every image is new: caching operations only costs
-        // No Orc: libvips compiles an Orc program for every vips_reducev it builds,
-        // which on small images costs more than it saves (CPU ms per 256x256 JPEG:
-        // -> 64 1.9 instead of 3.2, -> 224 2.7 against 2.6), and its C path is closer
-        // to Pillow (mean |diff| 0.07 instead of 0.09 at 224, 0.07 instead of 0.20
-        // at 64: bench/image_parity_vs_pillow.py).
+        // No Orc: libvips would compile an Orc program for operations it builds per
+        // image, which on small images costs more than it saves.
         vips_vector_set_enabled(FALSE);
         g_log_set_handler("VIPS", static_cast<GLogLevelFlags>(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE),
                           drop_log, nullptr);
@@ -244,41 +197,31 @@ void init_image_codecs() {
     }
 }
 
-DecodeResult decode_image(const uint8_t* bytes, size_t n, const ImageOptions& opt, uint8_t* out) {
-    CC_CHECK(g_init_ok, "init_image_codecs() must run before decode_image");
-    CC_CHECK(opt.size > 0 && (opt.channels == 1 || opt.channels == 3), "image size ", opt.size,
-             " / channels ", opt.channels, " (expected size > 0 and 1 or 3 channels)");
-    DecodeResult r;
+namespace {
+
+// The general path: whatever libvips reads, with EXIF orientation applied and any
+// colour model turned into 8-bit sRGB, decoded whole into `out`.
+bool decode_with_vips(const uint8_t* bytes, size_t n, int64_t max_pixels, RgbImage& out, DecodeResult& r) {
     auto reject = [&r](RejectReason why, std::string detail) {
         r.reject = why;
         r.detail = std::move(detail);
-        return r;
+        return false;
     };
-    if (n == 0) return reject(RejectReason::undecodable_image, "empty image file");
-
     Pipeline pipe;
-    // Header only: pixels are decoded on the first region request below. Random
-    // access (the whole image decoded into memory on first use) works for every
-    // EXIF rotation and measured as fast as sequential access on small images.
-    // Truncated data is an error (PIL: "image file is truncated"), not a grey
-    // bottom; "memory" keeps the decoded image in RAM (libvips would otherwise use a
-    // temporary file above 100 MB).
+    // Header only: pixels are decoded on the region request below. Truncated data is
+    // an error (PIL: "image file is truncated"), not a grey bottom; "memory" keeps the
+    // decoded image in RAM (libvips would otherwise use a temporary file above 100 MB).
     VipsImage* img = vips_image_new_from_buffer(bytes, n, "", "access", VIPS_ACCESS_RANDOM, "fail_on",
                                                 VIPS_FAIL_ON_TRUNCATED, "memory", TRUE, nullptr);
     if (!img) return reject(RejectReason::undecodable_image, take_vips_error());
     pipe.own(img);
-
     const int64_t w = img->Xsize, h = img->Ysize;
     const bool swap = vips_image_get_orientation_swap(img);
     r.src_width = static_cast<int>(swap ? h : w);
     r.src_height = static_cast<int>(swap ? w : h);
-    if (w * h > opt.max_pixels)
+    if (w * h > max_pixels)
         return reject(RejectReason::image_too_large,
-                      detail::concat(w, "x", h, " = ", w * h, " pixels > --max-pixels ", opt.max_pixels));
-
-    const int S = opt.size;
-    const Geometry g = geometry(opt.resize, r.src_width, r.src_height, S);
-
+                      detail::concat(w, "x", h, " = ", w * h, " pixels > --max-pixels ", max_pixels));
     VipsImage* t = nullptr;
     bool ok = true;
     if (vips_image_get_orientation(img) != 1) {
@@ -286,42 +229,81 @@ DecodeResult decode_image(const uint8_t* bytes, size_t n, const ImageOptions& op
         if (ok) img = pipe.own(t);
     }
     ok = ok && to_srgb8(pipe, img);
-    ok = ok && resample(pipe, img, g.tw, g.th);
-    if (ok && (g.tw != S || g.th != S)) {
-        if (opt.resize == ResizeMode::pad) {
-            const double white = 255.0;
-            VipsArrayDouble* bg = vips_array_double_new(&white, 1);
-            ok = vips_embed(img, &t, g.left, g.top, S, S, "extend", VIPS_EXTEND_BACKGROUND, "background", bg,
-                            nullptr) == 0;
-            vips_area_unref(VIPS_AREA(bg));
-        } else {
-            ok = vips_crop(img, &t, g.left, g.top, S, S, nullptr) == 0;
-        }
-        if (ok) img = pipe.own(t);
-    }
     if (ok) {
-        CC_CHECK(img->Xsize == S && img->Ysize == S && img->Bands == 3 && img->BandFmt == VIPS_FORMAT_UCHAR,
-                 "internal: pipeline gives ", img->Xsize, "x", img->Ysize, "x", img->Bands, " for size ", S);
+        CC_CHECK(img->Bands == 3 && img->BandFmt == VIPS_FORMAT_UCHAR, "internal: ", img->Bands,
+                 " bands after the conversion to sRGB");
         // Evaluate on this thread; this is where the pixels are decoded.
         VipsRegion* region = vips_region_new(img);
-        VipsRect all{0, 0, S, S};
+        VipsRect all{0, 0, img->Xsize, img->Ysize};
         ok = vips_region_prepare(region, &all) == 0;
         if (ok) {
-            const size_t row = static_cast<size_t>(S) * 3;
-            if (opt.channels == 3) {
-                for (int y = 0; y < S; ++y)
-                    std::memcpy(out + y * row, VIPS_REGION_ADDR(region, 0, y), row);
-            } else {
-                for (int y = 0; y < S; ++y) {
-                    const uint8_t* p = VIPS_REGION_ADDR(region, 0, y);
-                    uint8_t* q = out + static_cast<size_t>(y) * S;
-                    for (int x = 0; x < S; ++x) q[x] = pil_luma(p + 3 * x);
-                }
-            }
+            out.w = img->Xsize;
+            out.h = img->Ysize;
+            out.px.resize(size_t(out.w) * size_t(out.h) * 3);
+            const size_t row = size_t(out.w) * 3;
+            for (int y = 0; y < out.h; ++y) std::memcpy(out.px.data() + y * row, VIPS_REGION_ADDR(region, 0, y), row);
         }
         g_object_unref(region);
     }
     if (!ok) return reject(RejectReason::undecodable_image, take_vips_error());
+    return true;
+}
+
+}  // namespace
+
+DecodeResult decode_image(const uint8_t* bytes, size_t n, const ImageOptions& opt, uint8_t* out) {
+    CC_CHECK(g_init_ok, "init_image_codecs() must run before decode_image");
+    CC_CHECK(opt.size > 0 && (opt.channels == 1 || opt.channels == 3), "image size ", opt.size,
+             " / channels ", opt.channels, " (expected size > 0 and 1 or 3 channels)");
+    DecodeResult r;
+    if (n == 0) {
+        r.reject = RejectReason::undecodable_image;
+        r.detail = "empty image file";
+        return r;
+    }
+    thread_local RgbImage src, scaled;
+    const FastJpeg fast = decode_plain_jpeg(bytes, n, opt.max_pixels, src, r);
+    if (fast == FastJpeg::rejected) return r;
+    if (fast == FastJpeg::not_eligible && !decode_with_vips(bytes, n, opt.max_pixels, src, r)) return r;
+    if (src.w <= 0 || src.h <= 0) {
+        r.reject = RejectReason::undecodable_image;
+        r.detail = "the image has no pixels";
+        return r;
+    }
+
+    const int S = opt.size;
+    const Geometry g = geometry(opt.resize, src.w, src.h, S);
+    const RgbImage* img = &src;
+    if (g.tw != src.w || g.th != src.h) {
+        std::string err;
+        CC_CHECK(resample_bicubic(src, g.tw, g.th, scaled, err), "resampling ", src.w, "x", src.h, " to ", g.tw,
+                 "x", g.th, " failed: ", err);
+        img = &scaled;
+    }
+    // Place it: crop the centre (center_crop), onto white (pad), or as it is (stretch).
+    std::vector<uint8_t> canvas;
+    const uint8_t* rgb = img->px.data();
+    if (img->w != S || img->h != S) {
+        canvas.assign(size_t(S) * S * 3, 255);
+        for (int y = 0; y < S; ++y) {
+            // center_crop: output row y is image row y + top, columns from left;
+            // pad: image row y - top lands at columns [left, left + w).
+            const int sy = opt.resize == ResizeMode::pad ? y - g.top : y + g.top;
+            if (sy < 0 || sy >= img->h) continue;
+            if (opt.resize == ResizeMode::pad)
+                std::memcpy(canvas.data() + (size_t(y) * S + g.left) * 3, img->px.data() + size_t(sy) * img->w * 3,
+                            size_t(img->w) * 3);
+            else
+                std::memcpy(canvas.data() + size_t(y) * S * 3, img->px.data() + (size_t(sy) * img->w + g.left) * 3,
+                            size_t(S) * 3);
+        }
+        rgb = canvas.data();
+    }
+    if (opt.channels == 3) {
+        std::memcpy(out, rgb, size_t(S) * S * 3);
+    } else {
+        for (size_t i = 0; i < size_t(S) * S; ++i) out[i] = pil_luma(rgb + 3 * i);
+    }
     return r;
 }
 

@@ -17,7 +17,10 @@
 //                   by the downscale factor, as PIL's resize), then the centre S x S;
 //      pad:         longer side -> S, centred on a white S x S canvas;
 //      stretch:     both sides -> S (aspect ratio not kept).
-// Decoding and resampling are libvips (over libjpeg-turbo, libpng, libwebp); no
+// Decoding: plain JPEGs (no EXIF, not CMYK: most web images) by libjpeg-turbo's
+// TurboJPEG API with Pillow's decoder settings (src/prep/jpeg_decode.h), every
+// other image by libvips (over libjpeg-turbo, libpng, libwebp). Resampling: zimg
+// (src/prep/image_resample.h). No
 // pixel is decoded or resampled by our own code.
 //
 // Thread safety: decode_image may be called from several threads at once.

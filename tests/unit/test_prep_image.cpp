@@ -69,6 +69,8 @@ Bytes png(VipsImage* im, int bitdepth = 8, bool palette = false) {
     return take_buffer(rc, buf, len);
 }
 
+// Without an orientation: no metadata at all, as img2dataset writes its JPEGs (they
+// go the TurboJPEG way); with one, an EXIF block holding it (the libvips way).
 Bytes jpeg(VipsImage* im, int orientation = 0, int quality = 95) {
     VipsImage* c = nullptr;
     EXPECT_EQ(vips_copy(im, &c, nullptr), 0);
@@ -76,7 +78,7 @@ Bytes jpeg(VipsImage* im, int orientation = 0, int quality = 95) {
     if (orientation) vips_image_set_int(c, "orientation", orientation);
     void* buf = nullptr;
     size_t len = 0;
-    const int rc = vips_jpegsave_buffer(c, &buf, &len, "Q", quality, nullptr);
+    const int rc = vips_jpegsave_buffer(c, &buf, &len, "Q", quality, "strip", orientation == 0, nullptr);
     g_object_unref(c);
     return take_buffer(rc, buf, len);
 }
@@ -494,6 +496,26 @@ TEST(PrepImage, TruncatedAndGarbageAreUndecodable) {
     ASSERT_TRUE(tp.res.reject.has_value());
     EXPECT_EQ(*tp.res.reject, RejectReason::undecodable_image);
     EXPECT_STREQ(vips_error_buffer(), "");
+}
+
+// A plain JPEG goes the TurboJPEG way; the same JPEG carrying an EXIF block (here
+// orientation 1: nothing to rotate) goes the libvips way. Both decode with
+// libjpeg-turbo's defaults and resize with zimg: the same bytes.
+TEST(PrepImage, FastJpegPathEqualsLibvipsPath) {
+    auto image = [] {
+        return make_rgb(300, 200, [](int x, int y) {
+            return Rgb{static_cast<int>(noise(x, y, 0) & 255), (x * 255) / 299, (y * 255) / 199};
+        });
+    };
+    const Bytes plain = jpeg(image()), with_exif = jpeg(image(), /*orientation=*/1);
+    ASSERT_NE(plain, with_exif);  // the EXIF block is there
+    for (int S : {64, 224, 400})
+        for (ResizeMode m : {ResizeMode::center_crop, ResizeMode::pad, ResizeMode::stretch}) {
+            const Decoded a = decode(plain, S, m), b = decode(with_exif, S, m);
+            ASSERT_FALSE(a.res.reject.has_value());
+            ASSERT_FALSE(b.res.reject.has_value());
+            EXPECT_EQ(a.px, b.px) << "S " << S << " " << resize_mode_name(m);
+        }
 }
 
 // Several threads at once give the same bytes as one thread, good images and bad.
