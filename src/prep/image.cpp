@@ -280,29 +280,24 @@ DecodeResult decode_image(const uint8_t* bytes, size_t n, const ImageOptions& op
                  "x", g.th, " failed: ", err);
         img = &scaled;
     }
-    // Place it: crop the centre (center_crop), onto white (pad), or as it is (stretch).
-    std::vector<uint8_t> canvas;
-    const uint8_t* rgb = img->px.data();
-    if (img->w != S || img->h != S) {
-        canvas.assign(size_t(S) * S * 3, 255);
-        for (int y = 0; y < S; ++y) {
-            // center_crop: output row y is image row y + top, columns from left;
-            // pad: image row y - top lands at columns [left, left + w).
-            const int sy = opt.resize == ResizeMode::pad ? y - g.top : y + g.top;
-            if (sy < 0 || sy >= img->h) continue;
-            if (opt.resize == ResizeMode::pad)
-                std::memcpy(canvas.data() + (size_t(y) * S + g.left) * 3, img->px.data() + size_t(sy) * img->w * 3,
-                            size_t(img->w) * 3);
-            else
-                std::memcpy(canvas.data() + size_t(y) * S * 3, img->px.data() + (size_t(sy) * img->w + g.left) * 3,
-                            size_t(S) * 3);
+    // Place it: crop the centre (center_crop), onto white (pad), or as it is (stretch),
+    // straight into `out` (or into a scratch row for one channel).
+    const size_t row_out = size_t(S) * size_t(opt.channels);
+    thread_local std::vector<uint8_t> row_rgb;
+    row_rgb.resize(size_t(S) * 3);
+    for (int y = 0; y < S; ++y) {
+        uint8_t* dst = opt.channels == 3 ? out + size_t(y) * row_out : row_rgb.data();
+        if (opt.resize == ResizeMode::pad) {
+            // image row y - top lands at columns [left, left + w), white around it.
+            const int sy = y - g.top;
+            std::memset(dst, 255, size_t(S) * 3);
+            if (sy >= 0 && sy < img->h)
+                std::memcpy(dst + size_t(g.left) * 3, img->px.data() + size_t(sy) * img->w * 3, size_t(img->w) * 3);
+        } else {  // center_crop (stretch: left = top = 0, image S x S)
+            std::memcpy(dst, img->px.data() + (size_t(y + g.top) * img->w + g.left) * 3, size_t(S) * 3);
         }
-        rgb = canvas.data();
-    }
-    if (opt.channels == 3) {
-        std::memcpy(out, rgb, size_t(S) * S * 3);
-    } else {
-        for (size_t i = 0; i < size_t(S) * S; ++i) out[i] = pil_luma(rgb + 3 * i);
+        if (opt.channels == 1)
+            for (int x = 0; x < S; ++x) out[size_t(y) * row_out + x] = pil_luma(dst + 3 * x);
     }
     return r;
 }

@@ -2,6 +2,10 @@
 
 #include <zimg.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <cstddef>
 #include <cstdlib>
 #include <map>
@@ -44,6 +48,95 @@ bool reserve(std::unique_ptr<void, AlignedFree>& buf, size_t& have, size_t need)
     return buf != nullptr;
 }
 
+
+// ---- packed RGB <-> three planes ------------------------------------------------------
+// 16 pixels at a time with SSSE3 byte shuffles where the CPU has them (x86-64 has
+// since 2006), one at a time otherwise. Shuffle masks: byte i of 16-byte input
+// vector v is pixel (16v + i) / 3, channel (16v + i) % 3.
+struct ShuffleMasks {
+    alignas(16) int8_t split[3][3][16];  // [input vector][channel][pixel k]: byte of that vector, or -1
+    alignas(16) int8_t join[3][3][16];   // [output vector][channel][byte j]: pixel k of that channel, or -1
+    constexpr ShuffleMasks() : split{}, join{} {
+        for (int v = 0; v < 3; ++v)
+            for (int c = 0; c < 3; ++c)
+                for (int i = 0; i < 16; ++i) {
+                    const int at = 3 * i + c - 16 * v;  // pixel i, channel c within vector v
+                    split[v][c][i] = at >= 0 && at < 16 ? int8_t(at) : int8_t(-1);
+                    const int byte = 16 * v + i;
+                    join[v][c][i] = byte % 3 == c ? int8_t(byte / 3) : int8_t(-1);
+                }
+    }
+};
+constexpr ShuffleMasks kMasks;
+
+void split_scalar(const uint8_t* __restrict src, uint8_t* __restrict r, uint8_t* __restrict g,
+                  uint8_t* __restrict b, int from, int n) {
+    for (int x = from; x < n; ++x) {
+        r[x] = src[3 * x];
+        g[x] = src[3 * x + 1];
+        b[x] = src[3 * x + 2];
+    }
+}
+void join_scalar(const uint8_t* __restrict r, const uint8_t* __restrict g, const uint8_t* __restrict b,
+                 uint8_t* __restrict dst, int from, int n) {
+    for (int x = from; x < n; ++x) {
+        dst[3 * x] = r[x];
+        dst[3 * x + 1] = g[x];
+        dst[3 * x + 2] = b[x];
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("ssse3"))) void split_ssse3(const uint8_t* src, uint8_t* r, uint8_t* g, uint8_t* b, int n) {
+    int x = 0;
+    for (; x + 16 <= n; x += 16) {
+        const __m128i in[3] = {_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 3 * x)),
+                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 3 * x + 16)),
+                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 3 * x + 32))};
+        uint8_t* out[3] = {r, g, b};
+        for (int c = 0; c < 3; ++c) {
+            __m128i v = _mm_setzero_si128();
+            for (int k = 0; k < 3; ++k)
+                v = _mm_or_si128(v, _mm_shuffle_epi8(in[k], _mm_load_si128(reinterpret_cast<const __m128i*>(
+                                                               kMasks.split[k][c]))));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out[c] + x), v);
+        }
+    }
+    split_scalar(src, r, g, b, x, n);
+}
+__attribute__((target("ssse3"))) void join_ssse3(const uint8_t* r, const uint8_t* g, const uint8_t* b, uint8_t* dst,
+                                                 int n) {
+    int x = 0;
+    for (; x + 16 <= n; x += 16) {
+        const __m128i in[3] = {_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + x)),
+                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + x)),
+                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + x))};
+        for (int v = 0; v < 3; ++v) {
+            __m128i o = _mm_setzero_si128();
+            for (int c = 0; c < 3; ++c)
+                o = _mm_or_si128(o, _mm_shuffle_epi8(in[c], _mm_load_si128(reinterpret_cast<const __m128i*>(
+                                                               kMasks.join[v][c]))));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 3 * x + 16 * v), o);
+        }
+    }
+    join_scalar(r, g, b, dst, x, n);
+}
+const bool kHaveSsse3 = __builtin_cpu_supports("ssse3");
+#endif
+
+void split_rgb(const uint8_t* src, uint8_t* r, uint8_t* g, uint8_t* b, int n) {
+#if defined(__x86_64__)
+    if (kHaveSsse3) return split_ssse3(src, r, g, b, n);
+#endif
+    split_scalar(src, r, g, b, 0, n);
+}
+void join_rgb(const uint8_t* r, const uint8_t* g, const uint8_t* b, uint8_t* dst, int n) {
+#if defined(__x86_64__)
+    if (kHaveSsse3) return join_ssse3(r, g, b, dst, n);
+#endif
+    join_scalar(r, g, b, dst, 0, n);
+}
+
 zimg_filter_graph* graph_for(ThreadState& ts, int w, int h, int tw, int th, std::string& error) {
     const auto key = std::make_tuple(w, h, tw, th);
     auto it = ts.graphs.find(key);
@@ -65,6 +158,7 @@ zimg_filter_graph* graph_for(ThreadState& ts, int w, int h, int tw, int th, std:
     params.filter_param_a = 0.0;                   // Catmull-Rom = Keys' cubic with a = -0.5, PIL's BICUBIC
     params.filter_param_b = 0.5;
     params.dither_type = ZIMG_DITHER_NONE;  // round to nearest, as PIL
+    params.cpu_type = ZIMG_CPU_AUTO_64B;    // the widest SIMD the CPU has (AVX-512 where present)
     zimg_filter_graph* g = zimg_filter_graph_build(&src, &dst, &params);
     if (!g) {
         error = zimg_error();
@@ -95,11 +189,8 @@ bool resample_bicubic(const RgbImage& in, int tw, int th, RgbImage& out, std::st
     auto* ip = static_cast<uint8_t*>(ts.in_planes.get());
     auto* op = static_cast<uint8_t*>(ts.out_planes.get());
     for (int y = 0; y < in.h; ++y) {
-        const uint8_t* row = in.px.data() + size_t(y) * size_t(in.w) * 3;
-        for (size_t c = 0; c < 3; ++c) {
-            uint8_t* dst = ip + c * in_plane + size_t(y) * in_stride;
-            for (int x = 0; x < in.w; ++x) dst[x] = row[size_t(x) * 3 + c];
-        }
+        uint8_t* r = ip + size_t(y) * in_stride;
+        split_rgb(in.px.data() + size_t(y) * size_t(in.w) * 3, r, r + in_plane, r + 2 * in_plane, in.w);
     }
     zimg_image_buffer_const src{};
     zimg_image_buffer dst{};
@@ -120,11 +211,8 @@ bool resample_bicubic(const RgbImage& in, int tw, int th, RgbImage& out, std::st
     out.h = th;
     out.px.resize(size_t(tw) * size_t(th) * 3);
     for (int y = 0; y < th; ++y) {
-        uint8_t* row = out.px.data() + size_t(y) * size_t(tw) * 3;
-        for (size_t c = 0; c < 3; ++c) {
-            const uint8_t* s = op + c * out_plane + size_t(y) * out_stride;
-            for (int x = 0; x < tw; ++x) row[size_t(x) * 3 + c] = s[x];
-        }
+        const uint8_t* r = op + size_t(y) * out_stride;
+        join_rgb(r, r + out_plane, r + 2 * out_plane, out.px.data() + size_t(y) * size_t(tw) * 3, tw);
     }
     return true;
 }

@@ -186,7 +186,9 @@ PrepSummary run_prep(const PrepOptions& o, const Communicator& comm) {
              " exists but ", sum.dataset_path, " does not: delete it (left by an interrupted join)");
 
     // Every rank builds the same unit list.
-    const std::unique_ptr<Source> src = make_source(o.kind, o.inputs, o.source);
+    SourceOptions so = o.source;
+    so.warn = comm.rank() == 0;
+    const std::unique_ptr<Source> src = make_source(o.kind, o.inputs, so);
     const size_t U = src->num_units();
     CC_REQUIRE(U > 0, "prep: the source has no input (", src->describe(), ")");
     sum.units = int64_t(U);

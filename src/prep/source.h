@@ -68,6 +68,7 @@ struct SourceOptions {
     std::string caption_template = "a photo of a {}.";  // folder: caption of each image ({} = class name)
     int64_t rows_per_unit = 10000;        // csv/tsv/jsonl/folder: samples per input unit (= output shard)
     bool allow_missing_shards = false;    // webdataset: skip listed tar shards that do not exist (warned)
+    bool warn = true;                     // print warnings (under MPI only rank 0 does)
 };
 
 class Source {

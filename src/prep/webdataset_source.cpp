@@ -142,8 +142,9 @@ WebDatasetSource::WebDatasetSource(std::vector<std::string> inputs, const Source
         if (!options_.allow_missing_shards)
             CC_FAIL("webdataset: ", list.missing.size(), " of ", total, " tar shards not found: ", names,
                     " (--allow-missing-shards skips them)");
-        std::fprintf(stderr, "curaclip prep: warning: skipping %zu of %zu tar shards that do not exist: %s\n",
-                     list.missing.size(), total, names.c_str());
+        if (options_.warn)
+            std::fprintf(stderr, "curaclip prep: warning: skipping %zu of %zu tar shards that do not exist: %s\n",
+                         list.missing.size(), total, names.c_str());
     }
     if (list.paths.empty()) {
         std::string in;

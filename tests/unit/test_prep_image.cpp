@@ -17,6 +17,7 @@
 
 #include "core/check.h"
 #include "prep/image.h"
+#include "prep/image_resample.h"
 
 namespace curaclip::prep {
 namespace {
@@ -496,6 +497,23 @@ TEST(PrepImage, TruncatedAndGarbageAreUndecodable) {
     ASSERT_TRUE(tp.res.reject.has_value());
     EXPECT_EQ(*tp.res.reject, RejectReason::undecodable_image);
     EXPECT_STREQ(vips_error_buffer(), "");
+}
+
+// The resampler at scale 1 is the identity: checks the packed <-> planar shuffles
+// (16-pixel SIMD blocks and the tail) and the channel order.
+TEST(PrepImage, ResamplerAtScaleOneIsIdentity) {
+    for (int w : {1, 15, 16, 17, 53}) {
+        RgbImage in;
+        in.w = w;
+        in.h = 7;
+        in.px.resize(size_t(w) * 7 * 3);
+        for (size_t i = 0; i < in.px.size(); ++i) in.px[i] = static_cast<uint8_t>(noise(int(i), w, 3));
+        RgbImage out;
+        std::string err;
+        ASSERT_TRUE(resample_bicubic(in, w, 7, out, err)) << err;
+        EXPECT_EQ(out.w, w);
+        EXPECT_EQ(out.px, in.px) << "width " << w;
+    }
 }
 
 // A plain JPEG goes the TurboJPEG way; the same JPEG carrying an EXIF block (here
