@@ -41,3 +41,25 @@ def read_metrics(run):
             m = json.loads(line)
             (evals if m.get("eval") else train).append(m)
     return train, evals
+
+
+def ensure_venv(script, packages):
+    """Re-runs `script` (a benchmark's __file__) with bench/.venv's Python, made on first
+    use with the CURRENT PyPI releases of `packages` (the peers are bench tools, never
+    build dependencies). Missing packages are installed into an existing venv."""
+    import sys
+    venv = os.path.join(ROOT, "bench", ".venv")
+    py = os.path.join(venv, "bin", "python")
+    if os.path.realpath(sys.prefix) != os.path.realpath(venv):
+        if not os.path.exists(py):
+            subprocess.check_call([sys.executable, "-m", "venv", venv])
+        subprocess.check_call([py, "-m", "pip", "install", "-q", "--upgrade"] + list(packages))
+        os.execv(py, [py, os.path.abspath(script)] + sys.argv[1:])
+
+
+def load_average():
+    """The 1-minute load average (how busy the machine was while it measured)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
