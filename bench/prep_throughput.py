@@ -7,9 +7,12 @@ The same webdataset shards (256x256 JPEG, quality 90, photo-like content, a capt
 each) go to every arm; every arm decodes, resizes the shorter side to S (bicubic,
 antialiased), centre-crops and writes the pixels (curaclip: sharded HDF5 plus tokens,
 captions and the joined dataset; the peer: numpy files). Times are whole commands,
-start-up included. A tokenizer is made once beforehand, so no arm trains one.
+start-up included. A tokenizer is made once beforehand, so no arm trains one. Every
+arm writes to the same file system, tmpfs (/dev/shm) by default, so the figures are
+the machine's CPU work and not its disk (this VM's disk throttles writes of the
+2.4 GB a 224 px run makes; --work DIR puts them elsewhere).
 
-  /usr/bin/python3 bench/prep_throughput.py --build build [--shards 8 --per-shard 500 --sizes 64,224 --repeats 3]
+  /usr/bin/python3 bench/prep_throughput.py --build build [--shards 32 --per-shard 1000 --sizes 64,224 --repeats 3]
 
 Writes bench/results/prep_throughput.json and prints a table. The peers are the
 current PyPI releases of webdataset, Pillow and numpy in bench/.venv.
@@ -93,11 +96,13 @@ def tree(folder):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
-    ap.add_argument("--shards", type=int, default=8)
-    ap.add_argument("--per-shard", type=int, default=500)
+    ap.add_argument("--shards", type=int, default=32)
+    ap.add_argument("--per-shard", type=int, default=1000)
     ap.add_argument("--sizes", default="64,224")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", default=os.path.join(HERE, ".cache", "prep_throughput"))
+    ap.add_argument("--work", default="/dev/shm" if os.access("/dev/shm", os.W_OK) else None,
+                    help="where every arm writes its output (default: tmpfs /dev/shm)")
     a = ap.parse_args()
     binary = os.path.abspath(os.path.join(bench_common.ROOT, a.build, "curaclip"))
     if not os.path.exists(binary):
@@ -107,7 +112,7 @@ def main():
     shards = make_shards(os.path.join(a.data, f"{a.shards}x{a.per_shard}"), a.shards, a.per_shard)
     env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1")
-    work = tempfile.mkdtemp(prefix="prep_throughput_")
+    work = tempfile.mkdtemp(prefix="prep_throughput_", dir=a.work)
     try:
         # One tokenizer for every curaclip run (trained on the captions once).
         run([binary, "prep", "webdataset", shards[0], "--out", "tok", "--image-size", "16", "--quiet"], work, env)
@@ -156,6 +161,8 @@ def main():
         "samples": n,
         "input": f"{a.shards} webdataset shards x {a.per_shard} samples, 256x256 JPEG q90",
         "repeats": a.repeats,
+        "output_filesystem": subprocess.run(["stat", "-f", "-c", "%T", a.work or tempfile.gettempdir()],
+                                            capture_output=True, text=True).stdout.strip(),
         "versions": {"pillow": PIL.__version__, "webdataset": getattr(webdataset, "__version__", "?"),
                      "numpy": np.__version__, "python": sys.version.split()[0]},
     }

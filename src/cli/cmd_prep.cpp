@@ -12,10 +12,10 @@
 #include "cli/options.h"
 #include "core/check.h"
 #include "core/philox.h"
-#include "io/captions.h"
+#include "prep/fashion_mnist_captions.h"
 #include "io/dataset_writer.h"
 #include "io/durable_file.h"
-#include "io/fashion_mnist.h"
+#include "prep/fashion_mnist.h"
 #include "mpi/communicator.h"
 #include "prep/source.h"
 #include "tokenizer/bpe_tokenizer.h"
@@ -46,9 +46,9 @@ std::vector<int64_t> sample_without_replacement(int64_t n, int64_t k, uint64_t s
 constexpr uint64_t kNoiseVictims = 1, kNoiseSources = 2, kCurated = 3;
 
 struct Split {
-    io::FashionMnistSplit raw;
+    prep::FashionMnistSplit raw;
     std::vector<int32_t> labels;
-    std::vector<io::ImageStats> stats;
+    std::vector<prep::ImageStats> stats;
     std::vector<std::string> captions;
 };
 
@@ -62,7 +62,7 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
         "on the pixels (docs/data.md). Never overwrites existing files.";
     po::options_description desc("prep");
     desc.add_options()
-        ("source", po::value<std::string>()->default_value(io::kFashionMnistDir), "directory with the idx(.gz) files")
+        ("source", po::value<std::string>()->default_value(prep::kFashionMnistDir), "directory with the idx(.gz) files")
         ("out", po::value<std::string>(), "output directory (created if missing)")
         ("context", po::value<int>()->default_value(16), "token context length")
         ("vocab", po::value<int>()->default_value(1024), "BPE vocabulary size when training a tokenizer")
@@ -125,19 +125,19 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
     for (int i = 0; i < argc; ++i) command += std::string(" ") + argv[i];
 
     const auto t0 = Clock::now();
-    const auto& classnames = io::fashion_mnist_classnames();
+    const auto& classnames = prep::fashion_mnist_classnames();
     Split train, test;
-    train.raw = io::load_fashion_mnist(src, "train", limit);
-    test.raw = io::load_fashion_mnist(src, "test", limit);
+    train.raw = prep::load_fashion_mnist(src, "train", limit);
+    test.raw = prep::load_fashion_mnist(src, "test", limit);
     const double t_read = seconds_since(t0);
 
     for (Split* s : {&train, &test}) {
         s->labels.assign(s->raw.labels.begin(), s->raw.labels.end());
-        s->stats = io::image_stats_batch(s->raw.images.pixels.data(), s->raw.images.count, 28, 28, 1);
+        s->stats = prep::image_stats_batch(s->raw.images.pixels.data(), s->raw.images.count, 28, 28, 1);
     }
-    const io::CaptionThresholds th = io::caption_thresholds(train.stats);
-    train.captions = io::make_captions(train.stats, train.labels, classnames, th, seed, 0);
-    test.captions = io::make_captions(test.stats, test.labels, classnames, th, seed, 1);
+    const prep::CaptionThresholds th = prep::caption_thresholds(train.stats);
+    train.captions = prep::make_captions(train.stats, train.labels, classnames, th, seed, 0);
+    test.captions = prep::make_captions(test.stats, test.labels, classnames, th, seed, 1);
     const double t_cap = seconds_since(t0);
 
     const auto t_tok0 = Clock::now();

@@ -1,6 +1,6 @@
 // `curaclip prep fashion-mnist [options]`: turns the Fashion-MNIST idx files into
 // curaclip datasets (train.h5, test.h5, optionally curated.h5) with rich captions
-// (io/captions.h), a BPE tokenizer trained on the training captions
+// (src/prep/fashion_mnist_captions.h), a BPE tokenizer trained on the training captions
 // (tokenizer.bpe), and optional caption noise. See docs/data.md.
 #pragma once
 

@@ -53,17 +53,19 @@ ZeroShotResult zero_shot_accuracy(const std::vector<float>& image_emb, const std
 
 ZeroShotResult zero_shot_accuracy_from_logits(const std::vector<float>& logits, const std::vector<int32_t>& labels,
                                               int64_t K) {
-    const int64_t n = int64_t(labels.size());
-    CC_CHECK(K > 0 && int64_t(logits.size()) == n * K, "zero-shot: ", logits.size(), " logits for ", n, " labels x ",
-             K, " classes");
+    const int64_t rows = int64_t(labels.size());
+    CC_CHECK(K > 0 && int64_t(logits.size()) == rows * K, "zero-shot: ", logits.size(), " logits for ", rows,
+             " labels x ", K, " classes");
     ZeroShotResult r;
-    r.n = n;
     r.classes = K;
-    int64_t top1 = 0, top5 = 0;
+    int64_t top1 = 0, top5 = 0, n = 0;
     std::vector<int64_t> samples(size_t(K), 0), correct(size_t(K), 0);  // per class
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = 0; i < rows; ++i) {
         const int32_t y = labels[size_t(i)];
-        CC_CHECK(y >= 0 && y < K, "zero-shot: label ", y, " of image ", i, " outside the ", K, " classes");
+        if (y < 0) continue;  // unlabelled (e.g. a webdataset sample without .cls): not scored
+        CC_REQUIRE(y < K, "zero-shot: label ", y, " of image ", i, " outside the ", K, " classes (the dataset's "
+                   "/classnames has ", K, " names)");
+        ++n;
         const float* row = &logits[size_t(i * K)];
         int64_t higher = 0;
         for (int64_t k = 0; k < K; ++k) higher += row[k] > row[y];
@@ -72,6 +74,7 @@ ZeroShotResult zero_shot_accuracy_from_logits(const std::vector<float>& logits, 
         ++samples[size_t(y)];
         correct[size_t(y)] += higher < 1;
     }
+    r.n = n;
     r.top1 = n ? double(top1) / double(n) : 0.0;
     r.top5 = n ? double(top5) / double(n) : 0.0;
     // balanced_accuracy_score: classes absent from the labels are left out of the mean.

@@ -45,7 +45,9 @@ ZeroShotResult zero_shot_accuracy(const std::vector<float>& image_emb, const std
 
 // The same from precomputed logits [n, K] (e.g. an ensemble's). With K < 5
 // every label is within the top 5, so top-5 = 1 (clip_benchmark reports NaN).
-// Error for a label outside [0, K) or a logits size other than n * K.
+// Images labelled -1 (no label, e.g. webdataset samples without a .cls member) are
+// left out (n counts the scored ones). Error for a label >= K or a logits size
+// other than rows * K.
 ZeroShotResult zero_shot_accuracy_from_logits(const std::vector<float>& logits, const std::vector<int32_t>& labels,
                                               int64_t K);
 

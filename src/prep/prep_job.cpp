@@ -195,7 +195,10 @@ PrepSummary run_prep(const PrepOptions& o, const Communicator& comm) {
     std::vector<std::string> classnames = src->classnames();
     if (classnames.empty() && !o.source.classnames_file.empty())
         classnames = read_lines(o.source.classnames_file, "--classnames");
-    const bool with_labels = o.kind == "folder" || !o.source.label_col.empty() || !classnames.empty();
+    // /labels whenever the source can carry them (-1 where a sample has none): a
+    // webdataset's .cls members are optional per sample.
+    const bool with_labels = o.kind == "folder" || o.kind == "webdataset" || !o.source.label_col.empty() ||
+                             !classnames.empty();
     const bool with_image_ids = o.kind == "csv" || o.kind == "tsv" || o.kind == "jsonl";
 
     // ---- tokenizer: given, left by an earlier run, or trained on the first captions

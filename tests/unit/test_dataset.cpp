@@ -16,10 +16,10 @@
 #include "cli/cmd_prep.h"
 #include "core/check.h"
 #include "core/philox.h"
-#include "io/captions.h"
+#include "prep/fashion_mnist_captions.h"
 #include "io/dataset_reader.h"
 #include "io/dataset_writer.h"
-#include "io/fashion_mnist.h"
+#include "prep/fashion_mnist.h"
 #include "tests/common/test_files.h"
 #include "tokenizer/bpe_tokenizer.h"
 
@@ -27,6 +27,7 @@ namespace curaclip::io {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace curaclip::prep;  // the Fashion-MNIST converter (src/prep/)
 using testing::expect_error;
 using testing::TempDir;
 

@@ -249,6 +249,11 @@ TEST(EvalMetrics, AccuracyFromLogits) {
     EXPECT_DOUBLE_EQ(r.top5, 2.0 / 3);
     EXPECT_THROW(zero_shot_accuracy_from_logits(logits, labels, 5), Error);
     expect_error([&] { zero_shot_accuracy_from_logits(logits, {0, 7, 1}, 6); }, {"label 7 of image 1", "6 classes"});
+    // An unlabelled image (-1: a webdataset sample without .cls) is left out.
+    const ZeroShotResult u = zero_shot_accuracy_from_logits(logits, {0, -1, 5}, 6);
+    EXPECT_EQ(u.n, 2);
+    EXPECT_DOUBLE_EQ(u.top1, 0.5);
+    EXPECT_DOUBLE_EQ(u.top5, 0.5);
 }
 
 TEST(EvalMetrics, MeanPerClassRecallOverTheClassesPresent) {

@@ -1,4 +1,4 @@
-#include "io/fashion_mnist.h"
+#include "prep/fashion_mnist.h"
 
 #include <sys/stat.h>
 #include <zlib.h>
@@ -9,7 +9,7 @@
 
 #include "core/check.h"
 
-namespace curaclip::io {
+namespace curaclip::prep {
 namespace {
 
 bool file_exists(const std::string& p) {
@@ -132,4 +132,4 @@ const std::vector<std::string>& fashion_mnist_classnames() {
     return names;
 }
 
-}  // namespace curaclip::io
+}  // namespace curaclip::prep

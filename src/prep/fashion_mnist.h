@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace curaclip::io {
+namespace curaclip::prep {
 
 inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 
@@ -41,4 +41,4 @@ FashionMnistSplit load_fashion_mnist(const std::string& dir, const std::string& 
 // The ten class names in label order.
 const std::vector<std::string>& fashion_mnist_classnames();
 
-}  // namespace curaclip::io
+}  // namespace curaclip::prep

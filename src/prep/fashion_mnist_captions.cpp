@@ -1,4 +1,4 @@
-#include "io/captions.h"
+#include "prep/fashion_mnist_captions.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,7 +8,7 @@
 #include "core/check.h"
 #include "core/philox.h"
 
-namespace curaclip::io {
+namespace curaclip::prep {
 namespace {
 
 // Philox step key of the caption template stream (kept apart from the noise draws).
@@ -152,4 +152,4 @@ std::vector<std::string> make_captions(const std::vector<ImageStats>& stats,
     return out;
 }
 
-}  // namespace curaclip::io
+}  // namespace curaclip::prep

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace curaclip::io {
+namespace curaclip::prep {
 
 inline constexpr int kObjectThreshold = 32;  // pixel > this: part of the object
 
@@ -58,4 +58,4 @@ std::vector<std::string> make_captions(const std::vector<ImageStats>& stats,
                                        const std::vector<std::string>& classnames,
                                        const CaptionThresholds& t, uint64_t seed, uint32_t stream);
 
-}  // namespace curaclip::io
+}  // namespace curaclip::prep
