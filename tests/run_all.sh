@@ -18,12 +18,13 @@ if [ "${CURACLIP_SKIP_SANITIZERS:-0}" != "1" ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCURACLIP_WERROR=ON \
         -DCURACLIP_SANITIZE=ON -DCURACLIP_CUDA=OFF
   cmake --build build-asan -j "$jobs_n" --target curaclip_tests
-  # Leak checking is on except for the unit tests that start MPI (k-means): Open MPI
+  # Leak checking is on except for the unit tests that start MPI (KMeans.*, and every
+  # suite named *WithMpi): Open MPI
   # keeps allocations past MPI_Finalize inside plugins it has already unloaded, so
   # LeakSanitizer can neither suppress nor attribute them. Memory errors and UB are
   # still checked there.
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-     ctest --output-on-failure -j "$jobs_n" -L unit -E '^KMeans[.]' --timeout 900)
+     ctest --output-on-failure -j "$jobs_n" -L unit -E '^(KMeans|[A-Za-z]*WithMpi)[.]' --timeout 900)
   (cd build-asan && ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
-     ctest --output-on-failure -j "$jobs_n" -L unit -R '^KMeans[.]' --timeout 900)
+     ctest --output-on-failure -j "$jobs_n" -L unit -R '^(KMeans|[A-Za-z]*WithMpi)[.]' --timeout 900)
 fi
