@@ -5,9 +5,22 @@
 //   attributes on "/": format_version, step, loader_epoch, loader_step, seed,
 //                      config (the INI text of every option in effect), model_config
 //                      (the model's whole shape, enough to rebuild it)
-// Written to a temporary name, fsynced, renamed, the directory fsynced; then the
-// `latest` pointer (a one-line text file naming the checkpoint) is replaced the
-// same way, last. A crash at any moment leaves the previous checkpoint intact.
+// and a `latest` pointer in the run folder: a one-line text file naming the newest
+// checkpoint ("step_00001000.h5\n").
+//
+// NOTHING LOST. A crash, a kill or a full disk at any moment leaves the previous
+// checkpoint and `latest` as they were:
+//  1. stale temporaries of an earlier, killed write are removed (only the names
+//     this writer owns: step_<digits>.h5.tmp and latest.tmp);
+//  2. the checkpoint is built in memory (H5File::Mode::in_memory) and written to
+//     <name>.tmp with checked write(2)/fsync(2)/close(2) (space reserved first);
+//  3. latest.tmp is written and synced the same way;
+//  4. only then, with every byte on disk, <name>.tmp is renamed to <name> and
+//     latest.tmp to latest (renames need no space), and the folder is synced.
+// Any failure removes both temporaries and throws an Error naming the file, the
+// system's reason ("No space left on device (disk full)") and what `latest` still
+// names. A model holding NaN/Inf is refused before anything is written (it could not
+// be loaded again).
 #pragma once
 
 #include <cstdint>
@@ -27,20 +40,27 @@ struct CheckpointState {
     std::string model_config;  // the model's shape as a [model] INI section (model_config_to_ini)
 };
 
-// Writes <dir>/<name> and points <dir>/latest at it. Call on one rank.
+// Writes <dir>/<name> and points <dir>/latest at it, as above. `name` is a file
+// name (no '/'). Call on one rank.
 void save_checkpoint(const std::string& dir, const std::string& name, ParameterSet& params,
                      const CheckpointState& state);
 
 // Reads a checkpoint into params (every parameter must be present with its
 // shape; extra or missing ones are errors that name them). with_optimizer also
-// restores the AdamW moments.
+// restores the AdamW moments. A checkpoint holding NaN or Inf in a parameter (or,
+// with_optimizer, in a moment) is refused, naming the file and the tensors (the
+// first 10, then a count), before the caller can use it; params are then partly
+// overwritten and must not be used.
 CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, bool with_optimizer);
 
 // The model shape stored in a checkpoint (its model_config attribute).
 ModelConfig checkpoint_model_config(const std::string& path);
 
-// "latest" inside a run directory resolves through the pointer file; a file
-// path is returned as is. Errors name what is missing.
+// "latest" inside a run directory resolves through the pointer file, which must
+// hold one line naming an existing file in run_dir (a NUL byte, control characters,
+// a '/', several lines or an empty file are errors that name the pointer and show
+// what it holds, escaped); any other value is a checkpoint path, returned as is if
+// it exists.
 std::string resolve_checkpoint(const std::string& run_dir, const std::string& which);
 
 // Name of the checkpoint of a step: "step_00001000.h5".

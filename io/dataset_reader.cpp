@@ -1,7 +1,10 @@
 #include "io/dataset_reader.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <numeric>
 
 #include "core/check.h"
@@ -73,7 +76,88 @@ void read_runs(hid_t d, hid_t mem_type, const std::vector<int64_t>& rows, const 
     }
 }
 
+// "862.0 TB" etc. for messages.
+std::string bytes_str(long double b) {
+    const char* units[] = {"bytes", "KB", "MB", "GB", "TB", "PB", "EB"};
+    int u = 0;
+    while (b >= 1000 && u < 6) {
+        b /= 1000;
+        ++u;
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0Lf %s" : "%.1Lf %s", b, units[u]);
+    return buf;
+}
+
 }  // namespace
+
+void check_stored_shape(hid_t d, const std::string& path, const std::string& name) {
+    Lock lock(hdf5_mutex());
+    H5Id space(H5Dget_space(d));
+    const int nd = H5Sget_simple_extent_ndims(space.get());
+    CC_REQUIRE(nd >= 0, path, ": cannot read the shape of dataset '", name, "' (corrupt file?)");
+    std::vector<hsize_t> dims(static_cast<size_t>(nd));
+    if (nd > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+    std::string shape = "[";
+    long double elements = 1;  // no overflow: a shape of 2^64 x 2^64 is still representable
+    for (size_t i = 0; i < dims.size(); ++i) {
+        shape += (i ? ", " : "") + std::to_string(dims[i]);
+        elements *= (long double)dims[i];
+    }
+    shape += "]";
+    H5Id type(H5Dget_type(d));
+    const long double bytes = elements * (long double)H5Tget_size(type.get());
+    if (bytes == 0) return;
+    H5Id dcpl(H5Dget_create_plist(d));
+    const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+    if (layout == H5D_COMPACT) return;  // the data lives in the object header (at most 64 KiB)
+    if (layout == H5D_VIRTUAL) {
+        // A joined dataset: its rows are mapped from the shard files (io/dataset_join.h).
+        size_t maps = 0;
+        CC_REQUIRE(H5Pget_virtual_count(dcpl.get(), &maps) >= 0, path, ": cannot read the mappings of virtual dataset '",
+                   name, "' (corrupt file?)");
+        long double mapped = 0;
+        for (size_t i = 0; i < maps; ++i) {
+            H5Id vs(H5Pget_virtual_vspace(dcpl.get(), i));
+            const hssize_t n = vs.valid() ? H5Sget_select_npoints(vs.get()) : -1;
+            if (n < 0) return;  // an unlimited mapping: its extent is not known here
+            mapped += (long double)n;
+        }
+        CC_REQUIRE(mapped >= elements, path, ": virtual dataset '", name, "' has shape ", shape, " but its ", maps,
+                   " shard mappings cover only ", (unsigned long long)mapped, " of its ",
+                   (unsigned long long)std::min<long double>(elements, 1.8e19L),
+                   " elements (the rest would read as zeros): a corrupt joined file, or a shape that claims more "
+                   "rows than its shards hold");
+        return;
+    }
+    std::error_code ec;
+    const uintmax_t file_bytes = std::filesystem::file_size(path, ec);
+    const int filters = layout == H5D_CHUNKED ? H5Pget_nfilters(dcpl.get()) : 0;
+    if (filters == 0) {
+        CC_REQUIRE(ec || bytes <= (long double)file_bytes, path, ": dataset '", name, "' has shape ", shape, " (",
+                   bytes_str(bytes), ") but the whole file is ", bytes_str((long double)file_bytes),
+                   ": a truncated or corrupt file, or a shape that claims more rows than were written");
+        const long double stored = (long double)H5Dget_storage_size(d);
+        CC_REQUIRE(stored >= bytes, path, ": dataset '", name, "' has shape ", shape, " (", bytes_str(bytes),
+                   ") but only ", bytes_str(stored), " of it were ever written (HDF5 would read the rest as zeros): "
+                   "a truncated or unfinished file, or a shape that claims more rows than were written");
+        return;
+    }
+    // Compressed chunks: every chunk of the shape must exist.
+    H5Id chunk_space(H5Dget_space(d));
+    std::vector<hsize_t> chunk(dims.size());
+    CC_REQUIRE(H5Pget_chunk(dcpl.get(), int(chunk.size()), chunk.data()) == int(chunk.size()), path,
+               ": cannot read the chunking of dataset '", name, "' (corrupt file?)");
+    long double want = 1;
+    for (size_t i = 0; i < dims.size(); ++i) want *= std::ceil((long double)dims[i] / (long double)std::max<hsize_t>(chunk[i], 1));
+    hsize_t have = 0;
+    CC_REQUIRE(H5Dget_num_chunks(d, chunk_space.get(), &have) >= 0, path, ": cannot count the chunks of dataset '",
+               name, "' (corrupt file?)");
+    CC_REQUIRE((long double)have >= want, path, ": dataset '", name, "' has shape ", shape, " in ",
+               (unsigned long long)std::min<long double>(want, 1.8e19L), " chunks but only ", (unsigned long long)have,
+               " were ever written (HDF5 would read the rest as zeros): a truncated or unfinished file, or a shape "
+               "that claims more rows than were written");
+}
 
 struct DatasetReader::Impl {
     H5File file;
@@ -173,6 +257,8 @@ DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) :
         CC_REQUIRE(im.dims.size() == 4, path, ": dataset '/images' should be [N, H, W, C], found shape ",
                  dims_str(im.dims));
         n_ = im.dims[0];
+        CC_REQUIRE(n_ >= 0, path, ": dataset '/images' has an impossible shape ", dims_str(im.dims));
+        check_stored_shape(impl_->images.get(), path, "/images");
         CC_REQUIRE(im.dims[1] == image_size_ && im.dims[2] == image_size_ && im.dims[3] == channels_, path,
                  ": dataset '/images' has shape ", dims_str(im.dims), " but the file's attributes say image_size ",
                  image_size_, ", channels ", channels_);
@@ -184,6 +270,7 @@ DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) :
         CC_REQUIRE(tk.dims.size() == 2 && tk.dims[0] == n_ && tk.dims[1] == context_, path,
                  ": dataset '/tokens' has shape ", dims_str(tk.dims), ", expected [", n_, ", ", context_,
                  "] (N of /images, attribute context_length)");
+        check_stored_shape(impl_->tokens.get(), path, "/tokens");
         // -- /captions [N]
         {
             H5Id c = open("/captions");
@@ -199,6 +286,7 @@ DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) :
             CC_REQUIRE(li.cls == H5T_INTEGER && li.dims.size() == 1 && li.dims[0] == n_, path,
                      ": dataset '/labels' should be ", n_, " integers, found ", class_name(li.cls), " ",
                      dims_str(li.dims));
+            check_stored_shape(impl_->labels.get(), path, "/labels");
             has_labels_ = true;
         }
         if (f.exists("/corrupted")) {
@@ -207,6 +295,7 @@ DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) :
             CC_REQUIRE(ki.cls == H5T_INTEGER && ki.dims.size() == 1 && ki.dims[0] == n_, path,
                      ": dataset '/corrupted' should be ", n_, " integers, found ", class_name(ki.cls), " ",
                      dims_str(ki.dims));
+            check_stored_shape(impl_->corrupted.get(), path, "/corrupted");
             has_corrupted_ = true;
         }
         if (f.exists("/image_ids")) {
@@ -215,6 +304,7 @@ DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) :
             CC_REQUIRE(ii.cls == H5T_INTEGER && ii.dims.size() == 1 && ii.dims[0] == n_, path,
                      ": dataset '/image_ids' should be ", n_, " integers, found ", class_name(ii.cls), " ",
                      dims_str(ii.dims));
+            check_stored_shape(impl_->image_ids.get(), path, "/image_ids");
             has_image_ids_ = true;
         }
         if (f.exists("/classnames")) classnames_ = h5_read_strings(f.id(), path, "/classnames");
@@ -241,6 +331,11 @@ DatasetReader::DatasetReader(const std::string& path, const DatasetExpect& ex) :
             CC_REQUIRE(eot_ < 0 || eot_ == ex.eot_id, path, ": attribute 'eot_id' is ", eot_, ", but the tokenizer's "
                      "end-of-text id is ", ex.eot_id);
             eot_ = ex.eot_id;
+        }
+        if (ex.vocab_size > 0) {
+            CC_REQUIRE(eot_ < ex.vocab_size, path, ": the end-of-text id is ", eot_, " but the model's vocabulary has only ",
+                       ex.vocab_size, " ids (model.vocab_size): the dataset was made with a larger tokenizer");
+            vocab_ = ex.vocab_size;
         }
 
         // -- the consumer's expectations
@@ -306,7 +401,7 @@ void DatasetReader::read_rows(const int64_t* idx, size_t n, uint8_t* images, int
     if (images) read(impl_->images, "/images", H5T_NATIVE_UINT8, image_bytes(), 1, images);
     if (tokens) {
         read(impl_->tokens, "/tokens", H5T_NATIVE_INT32, size_t(context_), 4, tokens);
-        if (eot_ >= 0) check_token_rows(idx, n, tokens);
+        if (checks_tokens()) check_token_rows(idx, n, tokens);
     }
     if (labels) {
         if (has_labels_) read(impl_->labels, "/labels", H5T_NATIVE_INT32, 1, 4, labels);
@@ -318,19 +413,56 @@ void DatasetReader::read_rows(const int64_t* idx, size_t n, uint8_t* images, int
     }
 }
 
+bool DatasetReader::token_row_ok(const int32_t* row) const {
+    bool has_eot = eot_ < 0;
+    const int64_t hi = eot_ >= 0 ? int64_t(eot_) + 1 : vocab_;  // ids in [0, hi)
+    for (int t = 0; t < context_; ++t) {
+        if (row[t] < 0 || (hi > 0 && row[t] >= hi)) return false;
+        has_eot |= row[t] == eot_;
+    }
+    return has_eot;
+}
+
 void DatasetReader::check_token_rows(const int64_t* idx, size_t n, const int32_t* tokens) const {
     for (size_t k = 0; k < n; ++k) {
         const int32_t* row = tokens + k * size_t(context_);
-        bool has_eot = false;
+        if (token_row_ok(row)) continue;
         for (int t = 0; t < context_; ++t) {
-            CC_REQUIRE(row[t] >= 0 && row[t] <= eot_, path_, ": /tokens row ", idx[k], " holds id ", row[t],
-                     " at position ", t, ", outside [0, ", eot_, "] (the end-of-text id is the largest)");
-            has_eot |= row[t] == eot_;
+            CC_REQUIRE(row[t] >= 0, path_, ": /tokens row ", idx[k], " holds id ", row[t], " at position ", t,
+                       ": token ids cannot be negative (a corrupt or hand-made dataset; re-run `curaclip prep`)");
+            CC_REQUIRE(vocab_ <= 0 || row[t] < vocab_, path_, ": /tokens row ", idx[k], " holds id ", row[t],
+                       " at position ", t, ", outside the model's vocabulary [0, ", vocab_,
+                       ") (model.vocab_size; a dataset made with another tokenizer?)");
+            CC_REQUIRE(eot_ < 0 || row[t] <= eot_, path_, ": /tokens row ", idx[k], " holds id ", row[t],
+                       " at position ", t, ", outside [0, ", eot_, "] (the end-of-text id is the largest)");
         }
-        CC_REQUIRE(has_eot, path_, ": /tokens row ", idx[k], " has no end-of-text token (id ", eot_,
-                 "): the text tower would pool at the wrong position. Every row must be sot, ids, eot, "
-                 "zero padding (re-run `curaclip prep`)");
+        CC_USER_FAIL(path_, ": /tokens row ", idx[k], " has no end-of-text token (id ", eot_,
+                     "): the text tower would pool at the wrong position. Every row must be sot, ids, eot, "
+                     "zero padding (re-run `curaclip prep`)");
     }
+}
+
+int64_t DatasetReader::first_bad_token_row(int64_t begin, int64_t end) const {
+    CC_REQUIRE(begin >= 0 && begin <= end && end <= n_, path_, ": rows [", begin, ", ", end, ") out of range (", n_,
+               " rows)");
+    if (!checks_tokens()) return -1;
+    const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 22) / std::max(context_, 1));  // 16 MiB of ids
+    std::vector<int32_t> tokens;
+    std::vector<int64_t> rows;
+    for (int64_t s = begin; s < end; s += chunk) {
+        const int64_t c = std::min(chunk, end - s);
+        tokens.resize(size_t(c) * size_t(context_));
+        rows.resize(size_t(c));
+        std::iota(rows.begin(), rows.end(), s);
+        {
+            Lock lock(hdf5_mutex());
+            read_runs(impl_->tokens.get(), H5T_NATIVE_INT32, rows, {n_, int64_t(context_)}, size_t(context_) * 4,
+                      reinterpret_cast<uint8_t*>(tokens.data()), path_, "/tokens");
+        }
+        for (int64_t k = 0; k < c; ++k)
+            if (!token_row_ok(tokens.data() + k * context_)) return s + k;
+    }
+    return -1;
 }
 
 void DatasetReader::read_range(int64_t start, int64_t count, uint8_t* images, int32_t* tokens, int32_t* labels,

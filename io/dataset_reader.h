@@ -19,6 +19,17 @@
 // (DatasetExpect::eot_id or the file's eot_id attribute): every row must hold the
 // end-of-text id and no id above it, or the read fails naming the row. A row
 // without it would make the text tower pool at the wrong position silently.
+// Independently, with DatasetExpect::vocab_size (the model's vocabulary) every id
+// must lie in [0, vocab_size), so that a file without an eot_id attribute cannot
+// send an out-of-vocabulary id to an embedding lookup. first_bad_token_row()
+// scans a range of rows up front (the loader, embed and eval do, before the first
+// step or forward pass).
+//
+// STORED SHAPES. The constructor refuses a row dataset whose shape claims more
+// than the file stores (check_stored_shape): a shape of 2^40 rows over a few
+// kilobytes, or a chunked dataset some of whose chunks were never written (HDF5
+// would return zeros for them). So N is bounded by the file's real contents
+// before anyone allocates N of anything.
 //
 // The constructor validates all of that, and the caller's expectations (image
 // size, channels, context length, tokenizer id), and refuses a mismatch with an
@@ -49,6 +60,8 @@ struct DatasetExpect {
     // The tokenizer's end-of-text id (the highest id: the text tower pools at the
     // row's largest token). -1: taken from the file's eot_id attribute if it has one.
     int32_t eot_id = -1;
+    // The model's vocabulary size: every token id must be in [0, vocab_size). -1: not checked.
+    int64_t vocab_size = -1;
 };
 
 class DatasetReader {
@@ -66,6 +79,13 @@ public:
     size_t image_bytes() const { return size_t(image_size_) * image_size_ * channels_; }
     const std::string& tokenizer_id() const { return tokenizer_id_; }
     int32_t eot_id() const { return eot_; }  // -1: unknown (not checked)
+    int64_t vocab_size() const { return vocab_; }  // -1: not checked
+    // Whether token rows are checked as they are read (an eot id or a vocabulary is known).
+    bool checks_tokens() const { return eot_ >= 0 || vocab_ > 0; }
+    // The first row in [begin, end) whose tokens break the rules above, or -1 (also
+    // when nothing is checked). Reads the rows in chunks; read_range(row, 1, ...) of
+    // the row returned throws the Error that names it.
+    int64_t first_bad_token_row(int64_t begin, int64_t end) const;
     const std::string& source() const { return source_; }
     const std::string& creation_command() const { return creation_command_; }
     bool has_labels() const { return has_labels_; }
@@ -91,6 +111,7 @@ public:
 
 private:
     void check_token_rows(const int64_t* idx, size_t n, const int32_t* tokens) const;
+    bool token_row_ok(const int32_t* row) const;
     struct Impl;
     std::string path_;
     int64_t n_ = 0;
@@ -99,8 +120,17 @@ private:
     bool has_labels_ = false, has_corrupted_ = false, has_image_ids_ = false;
     std::vector<std::string> classnames_;
     int32_t eot_ = -1;
+    int64_t vocab_ = -1;
     Impl* impl_ = nullptr;
 };
+
+// Errors unless the file stores every element the shape of dataset `d` (numeric,
+// named `name` in `path`) claims: the shape's bytes must not exceed the file's size,
+// and the allocated storage must cover them (contiguous or unfiltered chunked
+// layouts), every chunk must be allocated (filtered chunked layouts), or the
+// mappings of a virtual dataset must cover it. The message names the file, the
+// dataset and its shape. Caller holds no lock; this takes io::hdf5_mutex().
+void check_stored_shape(hid_t d, const std::string& path, const std::string& name);
 
 // Reads a 1-D string dataset (variable or fixed length) rows [start, start+count)
 // (count < 0: to the end). Caller holds no lock; this takes io::hdf5_mutex().

@@ -1,11 +1,8 @@
 #include "io/dataset_writer.h"
 
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 
 #include "core/check.h"
 #include "io/durable_file.h"
@@ -34,7 +31,7 @@ H5Id create(hid_t file, const std::string& path, const std::string& name, hid_t 
 
 void write(const H5Id& d, hid_t mem_type, const void* data, const std::string& path, const std::string& name) {
     CC_CHECK(H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0, path,
-             ": writing dataset '", name, "' failed (disk full?)");
+             ": writing dataset '", name, "' failed (out of memory?)");
 }
 
 void write_strings(hid_t file, const std::string& path, const std::string& name,
@@ -83,35 +80,37 @@ void write_dataset(const std::string& path, const DatasetContents& d, const Data
     CC_CHECK(!path_exists(tmp), "temporary file ", tmp,
              " exists (another prep writing it, or left by a crash: delete it)");
 
-    try {
+    // Built in memory, then written with checked system calls: a full disk is a clean
+    // Error naming tmp and the reason, and never a half-closed HDF5 file (H5File::Mode::in_memory).
+    {
         Lock lock(hdf5_mutex());
-        H5File f(tmp, H5File::Mode::create_exclusive);
+        H5File f(path, H5File::Mode::in_memory);
         const hid_t fid = f.id();
         const hsize_t N = hsize_t(n), S = hsize_t(d.image_size), C = hsize_t(d.channels);
         {
-            H5Id ds = create(fid, tmp, "/images", H5T_STD_U8LE, {N, S, S, C},
+            H5Id ds = create(fid, path, "/images", H5T_STD_U8LE, {N, S, S, C},
                              hsize_t(image_chunk_rows(n, row)));
-            write(ds, H5T_NATIVE_UINT8, d.images.data(), tmp, "/images");
+            write(ds, H5T_NATIVE_UINT8, d.images.data(), path, "/images");
         }
         {
-            H5Id ds = create(fid, tmp, "/tokens", H5T_STD_I32LE, {N, hsize_t(d.context_length)}, 0);
-            write(ds, H5T_NATIVE_INT32, d.tokens.data(), tmp, "/tokens");
+            H5Id ds = create(fid, path, "/tokens", H5T_STD_I32LE, {N, hsize_t(d.context_length)}, 0);
+            write(ds, H5T_NATIVE_INT32, d.tokens.data(), path, "/tokens");
         }
-        write_strings(fid, tmp, "/captions", d.captions);
+        write_strings(fid, path, "/captions", d.captions);
         if (!d.labels.empty()) {
-            H5Id ds = create(fid, tmp, "/labels", H5T_STD_I32LE, {N}, 0);
-            write(ds, H5T_NATIVE_INT32, d.labels.data(), tmp, "/labels");
+            H5Id ds = create(fid, path, "/labels", H5T_STD_I32LE, {N}, 0);
+            write(ds, H5T_NATIVE_INT32, d.labels.data(), path, "/labels");
         }
-        if (!d.classnames.empty()) write_strings(fid, tmp, "/classnames", d.classnames);
+        if (!d.classnames.empty()) write_strings(fid, path, "/classnames", d.classnames);
         if (!d.image_ids.empty()) {
-            H5Id ds = create(fid, tmp, "/image_ids", H5T_STD_I64LE, {N}, 0);
-            write(ds, H5T_NATIVE_INT64, d.image_ids.data(), tmp, "/image_ids");
+            H5Id ds = create(fid, path, "/image_ids", H5T_STD_I64LE, {N}, 0);
+            write(ds, H5T_NATIVE_INT64, d.image_ids.data(), path, "/image_ids");
         }
         {
             std::vector<uint8_t> zeros;
             if (d.corrupted.empty()) zeros.assign(size_t(n), 0);
-            H5Id ds = create(fid, tmp, "/corrupted", H5T_STD_U8LE, {N}, 0);
-            write(ds, H5T_NATIVE_UINT8, d.corrupted.empty() ? zeros.data() : d.corrupted.data(), tmp,
+            H5Id ds = create(fid, path, "/corrupted", H5T_STD_U8LE, {N}, 0);
+            write(ds, H5T_NATIVE_UINT8, d.corrupted.empty() ? zeros.data() : d.corrupted.data(), path,
                   "/corrupted");
         }
         f.set_attr("/", "format_version", int64_t(kDatasetFormatVersion));
@@ -123,10 +122,7 @@ void write_dataset(const std::string& path, const DatasetContents& d, const Data
         f.set_attr("/", "creation_command", a.creation_command);
         for (const auto& [k, v] : a.extra) f.set_attr("/", k, v);
         for (const auto& [k, v] : a.extra_int) f.set_attr("/", k, v);
-        CC_CHECK(H5Fflush(fid, H5F_SCOPE_GLOBAL) >= 0, tmp, ": flushing failed (disk full?)");
-    } catch (...) {
-        ::unlink(tmp.c_str());
-        throw;
+        f.write_image(tmp);  // removes tmp again on failure
     }
     publish_new_file(tmp, path);
 }

@@ -12,13 +12,20 @@
 
 namespace curaclip::io {
 
+std::string describe_errno(int err) {
+    std::string s = std::strerror(err);
+    if (err == ENOSPC) s += " (disk full)";
+    if (err == EDQUOT) s += " (disk quota full)";
+    return s;
+}
+
 void fsync_path(const std::string& path, bool directory) {
-    const int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
-    CC_CHECK(fd >= 0, "cannot open ", path, " to sync it: ", std::strerror(errno));
+    const int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY | O_CLOEXEC) : (O_RDONLY | O_CLOEXEC));
+    CC_REQUIRE(fd >= 0, "cannot open ", path, " to sync it: ", describe_errno(errno));
     const int rc = ::fsync(fd);
     const int err = errno;
     ::close(fd);
-    CC_CHECK(rc == 0 || directory, "fsync of ", path, " failed: ", std::strerror(err));
+    CC_REQUIRE(rc == 0 || directory, "fsync of ", path, " failed: ", describe_errno(err));
 }
 
 std::string parent_dir(const std::string& path) {
@@ -28,10 +35,50 @@ std::string parent_dir(const std::string& path) {
     return path.substr(0, slash);
 }
 
+void write_new_file(const std::string& path, const void* data, size_t size) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    CC_REQUIRE(fd >= 0, "cannot create ", path, ": ", describe_errno(errno));
+    int err = 0;
+    const char* step = "";
+    // Reserve the space first: a disk that is too small fails here, before a byte is
+    // written. File systems without fallocate(2) (EOPNOTSUPP, ENOSYS; EINVAL on some
+    // FUSE ones) are simply written; their full disk shows in write or fsync below.
+    if (size > 0 && ::fallocate(fd, 0, 0, off_t(size)) != 0 && errno != EOPNOTSUPP && errno != ENOSYS &&
+        errno != EINVAL) {
+        err = errno;
+        step = "reserving the space";
+    }
+    const char* p = static_cast<const char*>(data);
+    size_t left = err ? 0 : size;
+    while (left > 0) {
+        const ssize_t n = ::write(fd, p, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {  // write(2) returning 0 for a non-zero count does not happen on regular files
+            err = n < 0 ? errno : EIO;
+            step = "writing";
+            break;
+        }
+        p += n;
+        left -= size_t(n);
+    }
+    if (!err && ::fsync(fd) != 0) {
+        err = errno;
+        step = "fsync";
+    }
+    if (::close(fd) != 0 && !err) {  // NFS reports a full disk at close
+        err = errno;
+        step = "close";
+    }
+    if (err) {
+        ::unlink(path.c_str());
+        CC_USER_FAIL("cannot write ", path, " (", size, " bytes; ", step, " failed): ", describe_errno(err));
+    }
+}
+
 void replace_durably(const std::string& tmp, const std::string& target) {
     fsync_path(tmp, false);
-    CC_CHECK(std::rename(tmp.c_str(), target.c_str()) == 0, "cannot rename ", tmp, " to ", target, ": ",
-             std::strerror(errno));
+    CC_REQUIRE(std::rename(tmp.c_str(), target.c_str()) == 0, "cannot rename ", tmp, " to ", target, ": ",
+               describe_errno(errno));
     fsync_path(parent_dir(target), true);
 }
 
@@ -44,11 +91,11 @@ void publish_or_throw(const std::string& tmp, const std::string& target) {
         const int err = errno;
         CC_REQUIRE(err != EEXIST, "refusing to overwrite existing file ", target, " (it appeared while writing)");
         CC_REQUIRE(err == EPERM || err == ENOTSUP || err == EOPNOTSUPP || err == EXDEV || err == EMLINK,
-                   "cannot link ", tmp, " to ", target, ": ", std::strerror(err));
+                   "cannot link ", tmp, " to ", target, ": ", describe_errno(err));
         struct stat st {};
         CC_REQUIRE(::lstat(target.c_str(), &st) != 0, "refusing to overwrite existing file ", target);
         CC_REQUIRE(std::rename(tmp.c_str(), target.c_str()) == 0, "cannot rename ", tmp, " to ", target, ": ",
-                   std::strerror(errno));
+                   describe_errno(errno));
     }
     fsync_path(parent_dir(target), true);
 }
@@ -75,7 +122,7 @@ void make_directories(const std::string& dir, const std::string& what) {
             continue;
         }
         CC_REQUIRE(::mkdir(cur.c_str(), 0777) == 0 || errno == EEXIST, what, ": cannot create directory ", cur, ": ",
-                   std::strerror(errno));
+                   describe_errno(errno));
     }
 }
 

@@ -1,11 +1,23 @@
-// Durable file replacement: what makes a written file survive a crash or a kill.
-// Every writer of results (checkpoints, datasets, MoDE side files) writes to a
-// temporary name first, then swaps it in with these, so a reader never sees half a file.
+// Durable file replacement: what makes a written file survive a crash, a kill or a
+// full disk. Every writer of results (checkpoints, datasets, MoDE side files)
+// writes to a temporary name first, then swaps it in with these, so a reader never
+// sees half a file.
+//
+// ERRORS. Every system call here is checked: write(2) (partial writes are
+// continued, EINTR retried), fsync(2), close(2) (NFS and some FUSE file systems
+// report a full disk only at close), rename(2) and link(2). A failure is a
+// curaclip::Error naming the path and the system's reason as strerror(3) words,
+// with "(disk full)" added for ENOSPC ("(disk quota full)" for EDQUOT), so that a user sees at once
+// what to free.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace curaclip::io {
+
+// strerror(err), with " (disk full)" for ENOSPC, " (disk quota full)" for EDQUOT.
+std::string describe_errno(int err);
 
 // fsync(2) of a file, or of a directory (which makes a rename in it durable). A file
 // that cannot be synced is an error; a directory is not, because some file systems do
@@ -15,8 +27,15 @@ void fsync_path(const std::string& path, bool directory);
 // The directory that holds `path`: "." for a bare name, "/" for a top-level entry.
 std::string parent_dir(const std::string& path);
 
+// Writes `size` bytes to a NEW file `path` (O_CREAT | O_EXCL, mode 0644 less the
+// umask) and fsyncs it. Space is reserved first with fallocate(2) where the file
+// system supports it, so a disk too small fails before any byte is written. On any
+// failure `path` is removed and nothing else is touched.
+void write_new_file(const std::string& path, const void* data, size_t size);
+
 // Replaces `target` by `tmp` atomically (rename(2)) and durably: `tmp` is synced
-// before the rename, the directory after it.
+// before the rename, the directory after it. On failure `tmp` is left where it is
+// (the caller owns it).
 void replace_durably(const std::string& tmp, const std::string& target);
 
 // Publishes `tmp` as `target` durably WITHOUT ever replacing an existing target:

@@ -1,8 +1,17 @@
 #include "io/hdf5_file.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
 
 #include "core/check.h"
+#include "io/durable_file.h"
 
 namespace curaclip {
 
@@ -31,26 +40,186 @@ void H5Id::reset() {
         case H5I_DATATYPE: H5Tclose(id_); break;
         case H5I_ATTR: H5Aclose(id_); break;
         case H5I_GENPROP_LST: H5Pclose(id_); break;
-        default: break;
+        default: break;  // already closed (e.g. with its file, H5F_CLOSE_STRONG)
     }
     id_ = H5I_INVALID_HID;
+}
+
+// ---- what the error stack says ----------------------------------------------------------------
+
+namespace {
+
+struct H5Failure {
+    int sys_errno = 0;  // "errno = N" in a file driver's message (sec2: open, read, write, lock, truncate)
+    bool lock = false;  // a minor code H5E_CANTLOCKFILE on the stack
+};
+
+herr_t collect_failure(unsigned, const H5E_error2_t* e, void* data) {
+    auto* f = static_cast<H5Failure*>(data);
+    if (e->min_num == H5E_CANTLOCKFILE) f->lock = true;
+    if (e->desc != nullptr && f->sys_errno == 0) {
+        const char* p = std::strstr(e->desc, "errno = ");
+        if (p != nullptr) f->sys_errno = std::atoi(p + 8);
+    }
+    return 0;
+}
+
+H5Failure last_failure() {
+    H5Failure f;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect_failure, &f);  // does not clear the stack
+    return f;
+}
+
+// ", <reason>" for messages, or "" when HDF5 named no system error.
+std::string reason_suffix() {
+    const std::string r = h5_system_reason();
+    return r.empty() ? std::string() : ": " + r;
+}
+
+[[noreturn]] void open_failed(const std::string& path, bool writing) {
+    const H5Failure f = last_failure();
+    if (f.lock && (f.sys_errno == EAGAIN || f.sys_errno == EWOULDBLOCK || f.sys_errno == 0))
+        CC_USER_FAIL("cannot open HDF5 file ", path, ": it is locked, another process holds it open for writing",
+                     writing ? " or reading" : "",
+                     " (HDF5 file locking; e.g. an h5py.File(..., 'w' or 'a') still open in a notebook, or a "
+                     "prep still writing it). Close it there first; if that process no longer writes to it, "
+                     "HDF5_USE_FILE_LOCKING=FALSE in the environment turns the lock check off");
+    if (f.lock)
+        CC_USER_FAIL("cannot open HDF5 file ", path, ": taking its file lock failed: ", io::describe_errno(f.sys_errno),
+                     " (a file system without file locks? set HDF5_USE_FILE_LOCKING=FALSE in the environment)");
+    if (f.sys_errno != 0)
+        CC_USER_FAIL("cannot ", writing ? "open or create" : "open", " HDF5 file ", path, ": ",
+                     io::describe_errno(f.sys_errno));
+    CC_USER_FAIL("cannot open HDF5 file ", path, " (truncated or corrupt?)");
+}
+
+}  // namespace
+
+std::string h5_system_reason() {
+    CC_H5_LOCK;
+    const H5Failure f = last_failure();
+    return f.sys_errno != 0 ? io::describe_errno(f.sys_errno) : std::string();
+}
+
+// ---- in-memory files ------------------------------------------------------------------------
+
+// The core driver's buffer, allocated through these callbacks so that the file's
+// bytes can be taken at close instead of copied (H5Fget_file_image would double the
+// memory of a checkpoint). HDF5 zero-fills the memory it grows into.
+namespace detail {
+struct H5Image {
+    void* data = nullptr;
+    size_t size = 0;        // bytes allocated at `data`
+    bool released = false;  // the driver closed the file and gave the buffer up
+    ~H5Image() { std::free(data); }
+};
+}  // namespace detail
+
+namespace {
+using detail::H5Image;
+
+void* image_malloc(size_t size, H5FD_file_image_op_t, void* udata) {
+    auto* im = static_cast<H5Image*>(udata);
+    void* p = std::malloc(size);
+    if (p != nullptr) {
+        std::free(im->data);
+        im->data = p;
+        im->size = size;
+    }
+    return p;
+}
+void* image_realloc(void* ptr, size_t size, H5FD_file_image_op_t, void* udata) {
+    auto* im = static_cast<H5Image*>(udata);
+    void* p = std::realloc(ptr, size);
+    if (p != nullptr) {
+        im->data = p;
+        im->size = size;
+    }
+    return p;
+}
+herr_t image_free(void* ptr, H5FD_file_image_op_t, void* udata) {
+    auto* im = static_cast<H5Image*>(udata);
+    if (ptr == im->data)
+        im->released = true;  // kept for write_image; ~H5Image frees it
+    else
+        std::free(ptr);
+    return 0;
+}
+void* image_memcpy(void* dst, const void* src, size_t n, H5FD_file_image_op_t, void*) {
+    return std::memcpy(dst, src, n);
+}
+void* udata_copy(void* udata) { return udata; }  // one H5Image for the property list and the file
+herr_t udata_free(void*) { return 0; }
+
+constexpr size_t kCoreIncrement = size_t(4) << 20;  // the in-memory file grows 4 MiB at a time
+}  // namespace
+
+// ---- H5File --------------------------------------------------------------------------------
+
+H5File::~H5File() = default;
+H5File::H5File(H5File&&) noexcept = default;
+H5File& H5File::operator=(H5File&& o) noexcept {
+    if (this != &o) {
+        file_.reset();  // first: closing an in-memory file calls back into its image_
+        path_ = std::move(o.path_);
+        image_ = std::move(o.image_);
+        file_ = std::move(o.file_);
+    }
+    return *this;
 }
 
 H5File::H5File(const std::string& path, Mode mode) : path_(path) {
     CC_H5_LOCK;
     h5_quiet();
+    if (mode == Mode::in_memory) {
+        image_ = std::make_unique<H5Image>();
+        H5Id fapl(H5Pcreate(H5P_FILE_ACCESS));
+        H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free,
+                                          udata_copy,   udata_free,   image_.get()};
+        // STRONG: closing the file closes whatever is still open in it, so that the
+        // driver always releases the image at write_image.
+        CC_CHECK(fapl.valid() && H5Pset_fapl_core(fapl.get(), kCoreIncrement, 0) >= 0 &&
+                     H5Pset_file_image_callbacks(fapl.get(), &cb) >= 0 &&
+                     H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG) >= 0,
+                 path, ": cannot set up an in-memory HDF5 file");
+        file_ = H5Id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
+        CC_CHECK(file_.valid(), path, ": cannot create an in-memory HDF5 file");
+        return;
+    }
     struct stat st {};
     const bool present = ::stat(path.c_str(), &st) == 0;
     if (mode == Mode::create_exclusive) {
         CC_REQUIRE(!present, "refusing to overwrite existing file ", path);
         file_ = H5Id(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
-        CC_REQUIRE(file_.valid(), "cannot create HDF5 file ", path);
+        if (!file_.valid()) open_failed(path, true);
         return;
     }
     CC_REQUIRE(present, "file not found: ", path);
+    const int readable = ::access(path.c_str(), mode == Mode::read ? R_OK : (R_OK | W_OK));
+    CC_REQUIRE(readable == 0, "cannot open ", path, ": ", io::describe_errno(errno));
     CC_REQUIRE(H5Fis_hdf5(path.c_str()) > 0, path, " is not an HDF5 file (truncated or corrupt?)");
     file_ = H5Id(H5Fopen(path.c_str(), mode == Mode::read ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT));
-    CC_REQUIRE(file_.valid(), "cannot open HDF5 file ", path, " (truncated or corrupt?)");
+    if (!file_.valid()) open_failed(path, mode != Mode::read);
+}
+
+void H5File::write_image(const std::string& target) {
+    std::unique_ptr<H5Image> image;
+    size_t bytes = 0;
+    {
+        CC_H5_LOCK;
+        CC_CHECK(image_ != nullptr && file_.valid(), path_, ": write_image needs an open in-memory file");
+        // The image is the file up to its end of allocation; closing can only shrink
+        // that end (recorded in the superblock), so the bytes before it form the file.
+        const bool flushed = H5Fflush(file_.get(), H5F_SCOPE_LOCAL) >= 0;
+        const ssize_t n = flushed ? H5Fget_file_image(file_.get(), nullptr, 0) : -1;
+        const herr_t closed = H5Fclose(file_.release());
+        image = std::move(image_);
+        CC_CHECK(flushed && n > 0 && closed >= 0 && image->released, path_,
+                 ": closing the in-memory HDF5 file failed (out of memory?)");
+        bytes = std::min(size_t(n), image->size);
+    }
+    // Outside the HDF5 lock: the loader's prefetch thread reads on while this writes.
+    io::write_new_file(target, image->data, bytes);
 }
 
 bool H5File::exists(const std::string& object) const {
@@ -85,17 +254,48 @@ std::vector<int64_t> H5File::shape(const std::string& dataset) const {
     return std::vector<int64_t>(dims.begin(), dims.end());
 }
 
+namespace {
+uint64_t physical_memory_bytes() {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : std::numeric_limits<uint64_t>::max();
+}
+
+std::string gib(double bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / double(uint64_t(1) << 30));
+    return buf;
+}
+
+std::string shape_str(const std::vector<int64_t>& dims) {
+    std::string s = "[";
+    for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + "]";
+}
+}  // namespace
+
 template <typename T>
 std::vector<T> H5File::read_as(const std::string& dataset, hid_t mem_type, std::vector<int64_t>* shape_out) const {
     CC_H5_LOCK;
     const std::vector<int64_t> dims = shape(dataset);
-    int64_t n = 1;
-    for (int64_t v : dims) n *= v;
+    // Refuse before allocating what cannot be read whole (a corrupt shape claiming
+    // 2^40 rows would otherwise end in std::bad_alloc, naming no file).
+    const uint64_t limit = physical_memory_bytes();
+    uint64_t n = 1;
+    bool fits = true;
+    for (int64_t v : dims) {
+        if (v != 0 && n > limit / uint64_t(v)) fits = false;
+        n = fits ? n * uint64_t(v) : n;
+    }
+    fits = fits && n <= limit / sizeof(T);
+    CC_REQUIRE(fits, path_, ": dataset '", dataset, "' has shape ", shape_str(dims),
+               ", more bytes than this machine's memory (", gib(double(limit)),
+               "): refusing to read it (a corrupt or wrong file?)");
     std::vector<T> out(static_cast<size_t>(n));
     H5Id d = open_dataset(dataset);
     if (n > 0)
         CC_REQUIRE(H5Dread(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) >= 0, path_,
-                 ": reading dataset '", dataset, "' failed (corrupt data or incompatible type)");
+                   ": reading dataset '", dataset, "' failed (corrupt data or incompatible type", reason_suffix(),
+                   ")");
     if (shape_out) *shape_out = dims;
     return out;
 }
@@ -116,7 +316,7 @@ void H5File::write_as(const std::string& dataset, hid_t mem_type, hid_t file_typ
     H5Id d(H5Dcreate2(file_.get(), dataset.c_str(), file_type, space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT));
     CC_REQUIRE(d.valid(), path_, ": cannot create dataset '", dataset, "' (exists already?)");
     CC_REQUIRE(H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0, path_,
-             ": writing dataset '", dataset, "' failed");
+               ": writing dataset '", dataset, "' failed", reason_suffix());
 }
 
 void H5File::write_f32(const std::string& d, const float* p, const std::vector<int64_t>& s) { write_as(d, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, p, s); }
@@ -218,7 +418,7 @@ void H5File::set_attr(const std::string& o, const std::string& n, const std::str
 
 void H5File::flush() {
     CC_H5_LOCK;
-    H5Fflush(file_.get(), H5F_SCOPE_GLOBAL);
+    CC_REQUIRE(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL) >= 0, path_, ": flushing to disk failed", reason_suffix());
 }
 
 }  // namespace curaclip

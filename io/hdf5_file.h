@@ -14,6 +14,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -53,11 +54,38 @@ private:
     hid_t id_ = H5I_INVALID_HID;
 };
 
+namespace detail {
+struct H5Image;  // the memory of an in-memory file (hdf5_file.cpp)
+}
+
+// ERRORS. A failed open says why, from HDF5's error stack and the system's errno:
+//  * the file is locked by another process (HDF5 >= 1.10 takes flock(2) on every
+//    open: shared for reading, exclusive for writing, so a reader fails while an
+//    h5py.File(..., "w"/"a") elsewhere holds it): the message names the file, says
+//    another process holds it open for writing, and names HDF5_USE_FILE_LOCKING=FALSE
+//    (read once, when the library starts; safe only once that process writes no more);
+//  * a file system without locks (ENOSYS, ENOLCK): the same variable;
+//  * permission denied and other system errors: strerror;
+//  * anything else: "truncated or corrupt?".
+// Whole-dataset reads refuse, before allocating, a dataset whose shape claims more
+// bytes than the machine's physical memory (a corrupt shape, e.g. 2^40 rows), naming
+// the file, the dataset and the shape.
 class H5File {
 public:
-    enum class Mode { read, create_exclusive, read_write };
-    // Opens (or, with create_exclusive, creates - never overwriting) a file.
+    // read, read_write: an existing file. create_exclusive: a new file on disk (never
+    // overwriting), written through as it is built.
+    // in_memory: a new file built in memory only (HDF5's core driver, no backing
+    // store); nothing touches the disk until write_image(). Writers that must
+    // survive a full disk use it: with a file on disk, HDF5 1.10 writes metadata at
+    // H5Fclose, and an H5Fclose that fails (ENOSPC) leaves a dangling identifier that
+    // crashes the library's shutdown (at exit or MPI_Finalize). An in-memory file
+    // cannot fail to close, and its bytes are written with checked system calls.
+    // `path` names the file in messages (and is where create/open happen on disk).
+    enum class Mode { read, create_exclusive, read_write, in_memory };
     H5File(const std::string& path, Mode mode);
+    ~H5File();
+    H5File(H5File&&) noexcept;
+    H5File& operator=(H5File&&) noexcept;
     const std::string& path() const { return path_; }
     hid_t id() const { return file_.get(); }
 
@@ -83,7 +111,14 @@ public:
     void set_attr(const std::string& object, const std::string& name, int64_t value);
     void set_attr(const std::string& object, const std::string& name, const std::string& value);
 
+    // H5Fflush, checked (a full disk is an Error naming the file and the reason).
     void flush();
+
+    // in_memory only: closes the file (every object still open in it too) and writes
+    // its bytes to the NEW file `target` with io::write_new_file (fsynced; removed
+    // again on any error, which names `target` and the system's reason). The H5File
+    // is closed afterwards, whether or not the write succeeded.
+    void write_image(const std::string& target);
 
 private:
     template <typename T>
@@ -93,8 +128,15 @@ private:
     H5Id open_dataset(const std::string& dataset) const;
 
     std::string path_;
+    std::unique_ptr<detail::H5Image> image_;  // in_memory; declared before file_, which closes first
     H5Id file_;
 };
+
+// Why the HDF5 call that just failed failed, from the library's error stack (read
+// before any other HDF5 call): the errno its file driver reported (0 if none) as
+// "Permission denied", "No space left on device (disk full)", ...; empty if HDF5
+// named no system error.
+std::string h5_system_reason();
 
 // Turns HDF5's automatic error printing off (we report errors ourselves).
 void h5_quiet();

@@ -1,5 +1,6 @@
 #include "io/loader.h"
 
+#include <limits>
 #include <numeric>
 
 #include "core/check.h"
@@ -24,20 +25,21 @@ Loader::Loader(const std::string& path, int64_t global_batch, const Communicator
     : global_batch_(global_batch), seed_(seed), options_(options) {
     reader_ = std::make_unique<DatasetReader>(path, options.expect);
     const int P = comm.size();
-    CC_CHECK(global_batch > 0 && global_batch % P == 0, path, ": global batch ", global_batch,
-             " must be a positive multiple of the number of ranks (", P, ")");
+    CC_REQUIRE(global_batch > 0 && global_batch % P == 0, path, ": global batch ", global_batch,
+               " must be a positive multiple of the number of ranks (", P, ")");
     if (!options_.rows.empty()) {
         std::vector<uint8_t> seen(size_t(reader_->size()), 0);
         for (const int64_t r : options_.rows) {
-            CC_CHECK(r >= 0 && r < reader_->size(), path, ": loader row subset names row ", r, ", outside the ",
-                     reader_->size(), " examples of the dataset");
-            CC_CHECK(!seen[size_t(r)], path, ": loader row subset names row ", r, " twice");
+            CC_REQUIRE(r >= 0 && r < reader_->size(), path, ": loader row subset names row ", r, ", outside the ",
+                       reader_->size(), " examples of the dataset");
+            CC_REQUIRE(!seen[size_t(r)], path, ": loader row subset names row ", r, " twice");
             seen[size_t(r)] = 1;
         }
     }
-    CC_CHECK(global_batch <= subset_size(), path, ": global batch ", global_batch, " is larger than the ",
-             subset_size(), options_.rows.empty() ? " examples of the dataset" : " examples of the row subset");
+    CC_REQUIRE(global_batch <= subset_size(), path, ": global batch ", global_batch, " is larger than the ",
+               subset_size(), options_.rows.empty() ? " examples of the dataset" : " examples of the row subset");
     CC_CHECK(options.prefetch >= 0, "loader prefetch depth must be >= 0, got ", options.prefetch);
+    check_token_rows(*reader_, comm);
     // Every rank must see the same file (same N) and batch, or the slices would not tile.
     int64_t rows_sum = 0;
     for (const int64_t r : options_.rows) rows_sum += r;
@@ -45,9 +47,9 @@ Loader::Loader(const std::string& path, int64_t global_batch, const Communicator
     int64_t lo[4] = {v[0], v[1], v[2], v[3]};
     comm.allreduce_max(v, 4);
     comm.allreduce_min(lo, 4);
-    CC_CHECK(v[0] == lo[0] && v[1] == lo[1], path, ": ranks disagree on the dataset size (", lo[0], "..", v[0],
-             ") or the global batch (", lo[1], "..", v[1], ")");
-    CC_CHECK(v[2] == lo[2] && v[3] == lo[3], path, ": ranks disagree on the row subset (", lo[2], "..", v[2], " rows)");
+    CC_REQUIRE(v[0] == lo[0] && v[1] == lo[1], path, ": ranks disagree on the dataset size (", lo[0], "..", v[0],
+               ") or the global batch (", lo[1], "..", v[1], "): do all ranks see the same file?");
+    CC_REQUIRE(v[2] == lo[2] && v[3] == lo[3], path, ": ranks disagree on the row subset (", lo[2], "..", v[2], " rows)");
     local_batch_ = global_batch / P;
     slice_offset_ = int64_t(comm.rank()) * local_batch_;
     steps_per_epoch_ = subset_size() / global_batch;
@@ -179,9 +181,9 @@ LoaderPosition Loader::position() const {
 }
 
 void Loader::seek(const LoaderPosition& pos) {
-    CC_CHECK(pos.epoch >= 0 && pos.step >= 0 && pos.step < steps_per_epoch_, reader_->path(),
-             ": cannot seek to (epoch ", pos.epoch, ", step ", pos.step, "): ", steps_per_epoch_,
-             " steps per epoch of global batch ", global_batch_);
+    CC_REQUIRE(pos.epoch >= 0 && pos.step >= 0 && pos.step < steps_per_epoch_, reader_->path(),
+               ": cannot seek to (epoch ", pos.epoch, ", step ", pos.step, "): ", steps_per_epoch_,
+               " steps per epoch of global batch ", global_batch_);
     {
         std::lock_guard<std::mutex> lk(mutex_);
         ++generation_;
@@ -190,6 +192,19 @@ void Loader::seek(const LoaderPosition& pos) {
         next_out_ = next_in_ = pos;
     }
     cv_.notify_all();
+}
+
+void check_token_rows(const DatasetReader& reader, const Communicator& comm) {
+    if (!reader.checks_tokens()) return;
+    const auto [begin, end] = SequentialReader::block_range(reader.size(), comm.rank(), comm.size());
+    int64_t bad = reader.first_bad_token_row(begin, end);
+    if (bad < 0) bad = std::numeric_limits<int64_t>::max();
+    comm.allreduce_min(&bad, 1);
+    if (bad == std::numeric_limits<int64_t>::max()) return;
+    // Every rank reads the same row and throws the reader's Error naming it.
+    std::vector<int32_t> tokens(size_t(reader.context_length()));
+    reader.read_range(bad, 1, nullptr, tokens.data(), nullptr, nullptr);
+    CC_FAIL(reader.path(), ": /tokens row ", bad, " was refused by one rank but reads fine on this one");
 }
 
 // ---- SequentialReader ------------------------------------------------------------
@@ -203,7 +218,7 @@ std::pair<int64_t, int64_t> SequentialReader::block_range(int64_t n, int rank, i
 SequentialReader::SequentialReader(const std::string& path, int64_t batch, const Communicator* comm,
                                    const DatasetExpect& expect)
     : reader_(path, expect), batch_(batch) {
-    CC_CHECK(batch > 0, path, ": evaluation batch must be positive, got ", batch);
+    CC_REQUIRE(batch > 0, path, ": evaluation batch must be positive, got ", batch);
     const auto [b, e] = comm ? block_range(reader_.size(), comm->rank(), comm->size())
                              : std::pair<int64_t, int64_t>{0, reader_.size()};
     begin_ = cursor_ = b;

@@ -27,8 +27,15 @@
 // every HDF5 call in the process holds io::hdf5_mutex() (io/hdf5_file.h; H5File,
 // DatasetReader and the loader take it), so the prefetch thread and main-thread
 // HDF5 work (checkpoints, metrics) never overlap inside the library.
-// The only MPI call the loader makes is in its constructor, on the calling
-// thread: a check that all ranks see the same N and global batch.
+// The only MPI calls the loader makes are in its constructor, on the calling
+// thread: a check that all ranks see the same N and global batch, and the token
+// check below.
+//
+// VALIDATION. Where the reader checks token rows (an end-of-text id or the model's
+// vocabulary is known: io/dataset_reader.h), the constructor scans every row of
+// the file once, each rank its block (check_token_rows), so an out-of-vocabulary,
+// negative or unterminated row is an Error naming the file and row before the
+// first step, not when (and only if) a batch happens to draw it.
 //
 // SUBSETS. With LoaderOptions::rows the same holds over the subset: epoch e
 // visits rows[perm_e[i]] with perm_e the shuffle of [0, |rows|).
@@ -135,6 +142,13 @@ private:
     bool stop_ = false;
     std::thread thread_;
 };
+
+// Collective over comm: every rank scans its block of the rows of `reader`
+// (DatasetReader::first_bad_token_row). When any rank finds a bad row, every rank
+// throws the same Error, naming the file and the first bad row of the whole file,
+// so no rank is left waiting in a later collective. Nothing is read when the
+// reader checks no tokens.
+void check_token_rows(const DatasetReader& reader, const Communicator& comm);
 
 // Reads a dataset in file order, in batches, for evaluation: every row, or with
 // a communicator only this rank's contiguous block (rows [begin, end) of

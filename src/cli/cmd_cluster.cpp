@@ -64,8 +64,9 @@ int cmd_cluster(int argc, char** argv, const Communicator& world) {
     const std::string emb = p.vm["embeddings"].as<std::string>();
     const std::string key = p.vm["dataset-key"].as<std::string>();
     const std::string out = p.vm["out"].as<std::string>();
-    CC_CHECK(fs::exists(emb), "--embeddings ", emb, " does not exist");
-    CC_CHECK(fs::absolute(out) != fs::absolute(emb), "--out ", out, " is the input itself; the assignment goes to a new side file");
+    CC_REQUIRE(fs::exists(emb), "--embeddings ", emb, " does not exist");
+    CC_REQUIRE(fs::absolute(out) != fs::absolute(emb), "--out ", out,
+               " is the input itself; the assignment goes to a new side file");
     mode::check_new_output(out, "--out");
     mode::ClusterOptions opt;
     opt.fine = p.vm["fine"].as<int64_t>();
@@ -80,8 +81,9 @@ int cmd_cluster(int argc, char** argv, const Communicator& world) {
     opt.seed = p.vm["seed"].as<uint64_t>();
     opt.chunk_rows = p.vm["chunk"].as<int64_t>();
     const int verbose = p.vm["verbose"].as<int>();
-    CC_CHECK(opt.iters >= 0 && opt.coarse_iters >= 0, "--iters and --coarse-iters must be >= 0");
-    CC_CHECK(opt.chunk_rows > 0, "--chunk must be positive, got ", opt.chunk_rows);
+    CC_REQUIRE(opt.iters >= 0 && opt.coarse_iters >= 0, "--iters and --coarse-iters must be >= 0, got ", opt.iters,
+               " and ", opt.coarse_iters);
+    CC_REQUIRE(opt.chunk_rows > 0, "--chunk must be positive, got ", opt.chunk_rows);
 
     const mode::EmbeddingReader reader(emb, key);
     const bool root = world.rank() == 0;

@@ -5,10 +5,17 @@
 // clustering (DESIGN §7) and JEST's cached reference embeddings (§6). Each rank
 // embeds its contiguous block of rows; the ranks write their rows in turn into a
 // NEW side file (/caption_emb or /image_emb [N, D]); the dataset is never touched.
+// Token rows are checked before the first forward pass (ids in the model's
+// vocabulary, an end of text where the file names its id), and nothing is written
+// when any embedding is not finite (the Error names the checkpoint, the dataset
+// and the first rows).
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include "backend/registry.h"
 #include "cli/commands.h"
@@ -17,6 +24,7 @@
 #include "io/checkpoint.h"
 #include "io/dataset_reader.h"
 #include "io/hdf5_file.h"
+#include "io/loader.h"
 #include "mode/clustering.h"
 #include "mode/side_file.h"
 #include "model/clip_model.h"
@@ -30,6 +38,36 @@ std::string command_line(const char* name, int argc, char** argv) {
     std::string s = std::string("curaclip ") + name;
     for (int i = 1; i < argc; ++i) s += std::string(" ") + argv[i];
     return s;
+}
+
+// Collective: Error on every rank (before anything is written) when any rank's
+// rows [begin, begin + rows) of emb [rows, D] hold a NaN or Inf, naming the first
+// bad rows of the whole dataset.
+void require_finite_embeddings(const std::vector<float>& emb, int64_t begin, int64_t D, const char* what,
+                               const std::string& ckpt, const std::string& data, const Communicator& world) {
+    constexpr int kShown = 5;
+    const int64_t none = std::numeric_limits<int64_t>::max();
+    std::vector<int64_t> mine(kShown, none);
+    int64_t count = 0;
+    const int64_t rows = D > 0 ? int64_t(emb.size()) / D : 0;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t d = 0; d < D; ++d)
+            if (!std::isfinite(emb[size_t(r * D + d)])) {
+                if (count < kShown) mine[size_t(count)] = begin + r;
+                ++count;
+                break;
+            }
+    std::vector<int64_t> all(size_t(kShown) * size_t(world.size()));
+    world.allgather(mine.data(), all.data(), size_t(kShown));
+    world.allreduce_sum(&count, 1);
+    if (count == 0) return;
+    std::sort(all.begin(), all.end());
+    std::string list;
+    for (int k = 0; k < kShown && all[size_t(k)] != none; ++k) list += (k ? ", " : "") + std::to_string(all[size_t(k)]);
+    if (count > kShown) list += " and " + std::to_string(count - kShown) + " more";
+    CC_USER_FAIL("checkpoint ", ckpt, " on ", data, ": the ", what, " embeddings of ", count == 1 ? "row " : "rows ",
+                 list, " are not finite (NaN or Inf): the model's weights or activations overflowed; nothing was "
+                 "written");
 }
 }  // namespace
 
@@ -48,30 +86,38 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
         "L2-normalized caption (or image) embeddings of every example, for MoDE clustering.");
     if (p.help) return 0;
     std::string ckpt = p.vm["checkpoint"].as<std::string>();
-    CC_CHECK(fs::exists(ckpt), "--checkpoint ", ckpt, " does not exist");
+    CC_REQUIRE(fs::exists(ckpt), "--checkpoint ", ckpt, " does not exist");
     if (fs::is_directory(ckpt)) ckpt = resolve_checkpoint(ckpt, "latest");
     const std::string data = p.vm["data"].as<std::string>();
     const std::string out = p.vm["out"].as<std::string>();
     const std::string what = p.vm["what"].as<std::string>();
     const int64_t batch = p.vm["batch"].as<int64_t>();
-    CC_CHECK(what == "captions" || what == "images" || what == "both", "--what must be captions, images or both, got '",
-             what, "'");
-    CC_CHECK(batch > 0, "--batch must be positive, got ", batch);
-    CC_CHECK(fs::exists(data), "--data ", data, " does not exist");
-    CC_CHECK(fs::absolute(out) != fs::absolute(data), "--out ", out, " is the dataset itself; embeddings go to a new side file");
+    CC_REQUIRE(what == "captions" || what == "images" || what == "both",
+               "--what must be captions, images or both, got '", what, "'");
+    CC_REQUIRE(batch > 0, "--batch must be positive, got ", batch);
+    CC_REQUIRE(fs::exists(data), "--data ", data, " does not exist");
+    CC_REQUIRE(fs::absolute(out) != fs::absolute(data), "--out ", out,
+               " is the dataset itself; embeddings go to a new side file");
     mode::check_new_output(out, "--out");
     const bool captions = what != "images", images_too = what != "captions";
 
     const ModelConfig cfg = checkpoint_model_config(ckpt);
     io::DatasetExpect expect;
     // End of text is checked from the file's eot_id attribute (prep writes it): the
-    // model's vocabulary may be larger than the tokenizer's.
-    if (captions) expect.context_length = cfg.context_length;
+    // model's vocabulary may be larger than the tokenizer's. Every id must lie in
+    // the model's vocabulary, with or without that attribute.
+    if (captions) {
+        expect.context_length = cfg.context_length;
+        expect.vocab_size = cfg.vocab_size;
+    }
     if (images_too) {
         expect.image_size = cfg.image_size;
         expect.channels = cfg.channels;
     }
     io::DatasetReader reader(data, expect);
+    // Every token row, before the first forward pass (each rank its block; the same
+    // Error on every rank).
+    if (captions) io::check_token_rows(reader, world);
     auto be = make_backend(p.vm["backend"].as<std::string>());
     ClipModel model(*be, cfg, batch);
     load_checkpoint(ckpt, model.params(), /*with_optimizer=*/false);
@@ -105,6 +151,9 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
             std::fflush(stdout);
         }
     }
+    // Nothing is written unless every embedding of every rank is finite.
+    if (captions) require_finite_embeddings(emb, begin, D, "caption", ckpt, data, world);
+    if (images_too) require_finite_embeddings(img_emb, begin, D, "image", ckpt, data, world);
     std::vector<mode::RowBlock> blocks;
     if (captions) blocks.push_back(mode::RowBlock{"/caption_emb", DType::f32, N, D, begin, end - begin, emb.data()});
     if (images_too) blocks.push_back(mode::RowBlock{"/image_emb", DType::f32, N, D, begin, end - begin, img_emb.data()});

@@ -2,7 +2,11 @@
 //               [--json out.json]   (what is reported and how: docs/evaluation.md)
 // curaclip eval --experts E0,E1,...|RUNS_DIR --assign ASSIGN.h5 --data test.h5 [--routing paper|metaclip]
 //   (a routed MoDE ensemble of data experts and the uniform average; src/mode/ensemble.h)
+// Refused with an Error (and no --json written): embeddings that are not finite
+// (naming the checkpoint, the dataset and the first rows), token ids outside the
+// tokenizer or the model's vocabulary, a side file with non-finite centers.
 #include <boost/program_options.hpp>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -54,13 +58,17 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
     if (p.help) return 0;
     std::string ckpt = p.vm["checkpoint"].as<std::string>();
     const std::string experts = p.vm["experts"].as<std::string>();
-    CC_CHECK(ckpt.empty() != experts.empty(), "give either --checkpoint (one model) or --experts (a MoDE ensemble)");
+    CC_REQUIRE(ckpt.empty() != experts.empty(), "give either --checkpoint (one model) or --experts (a MoDE ensemble)");
     const std::string data = p.vm["data"].as<std::string>();
     std::string tok_path = p.vm["tokenizer"].as<std::string>();
     if (tok_path.empty()) tok_path = (fs::path(data).parent_path() / "tokenizer.bpe").string();
     const int64_t batch = p.vm["batch"].as<int64_t>();
-    CC_CHECK(batch > 0, "--batch must be positive, got ", batch);
+    CC_REQUIRE(batch > 0, "--batch must be positive, got ", batch);
     const std::string json_path = p.vm["json"].as<std::string>();
+    // Found before the evaluation, not after it.
+    CC_REQUIRE(json_path.empty() || fs::is_directory(fs::absolute(json_path).parent_path()), "--json ", json_path,
+               ": the directory ", fs::absolute(json_path).parent_path().string(), " does not exist");
+    CC_REQUIRE(json_path.empty() || !fs::is_directory(json_path), "--json ", json_path, " is a directory");
     const std::string templates_spec = p.vm["templates"].as<std::string>();
     const std::vector<std::string> templates = resolve_templates(templates_spec);
     if (!experts.empty()) {
@@ -68,10 +76,12 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
         eo.routing.schedule = mode::parse_routing_schedule(p.vm["routing"].as<std::string>());
         eo.routing.lambda = p.vm["routing-lambda"].as<double>();
         eo.routing.temperature = p.vm["routing-temperature"].as<double>();
-        CC_CHECK(eo.routing.lambda > 0, "--routing-lambda must be positive, got ", eo.routing.lambda);
-        CC_CHECK(eo.routing.temperature > 0, "--routing-temperature must be positive, got ", eo.routing.temperature);
+        CC_REQUIRE(std::isfinite(eo.routing.lambda) && eo.routing.lambda > 0,
+                   "--routing-lambda must be a positive finite number, got ", eo.routing.lambda);
+        CC_REQUIRE(std::isfinite(eo.routing.temperature) && eo.routing.temperature > 0,
+                   "--routing-temperature must be a positive finite number, got ", eo.routing.temperature);
         const std::string space = p.vm["ensemble-space"].as<std::string>();
-        CC_CHECK(space == "cosine" || space == "logits", "--ensemble-space must be cosine or logits, got '", space, "'");
+        CC_REQUIRE(space == "cosine" || space == "logits", "--ensemble-space must be cosine or logits, got '", space, "'");
         eo.cosine = space == "cosine";
         eo.batch = batch;
         eo.backend = p.vm["backend"].as<std::string>();
@@ -89,7 +99,7 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
                 out << "{\"data\": \"" << data << "\", \"assign\": \"" << a.path << "\", \"templates\": \""
                     << templates_spec << "\", "
                     << mode::ensemble_report_json(r, eo) << "}\n";
-                CC_CHECK(out.good(), "cannot write ", json_path);
+                CC_REQUIRE(out.good(), "cannot write ", json_path);
             }
         }
         return 0;
@@ -100,14 +110,14 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
     ClipModel model(*be, cfg, batch);
     load_checkpoint(ckpt, model.params(), /*with_optimizer=*/false);
     const BpeTokenizer tok = BpeTokenizer::load(tok_path);
-    const EvalReport r = evaluate(model, tok, data, world, templates);
+    const EvalReport r = evaluate(model, tok, data, world, templates, "checkpoint " + ckpt);
     if (world.rank() == 0) {
         std::printf("checkpoint %s on %s\n%s", ckpt.c_str(), data.c_str(), format_report(r).c_str());
         if (!json_path.empty()) {
             std::ofstream out(json_path);
             out << "{\"checkpoint\": \"" << ckpt << "\", \"data\": \"" << data << "\", \"templates\": \""
                 << templates_spec << "\", " << report_json_fields(r) << "}\n";
-            CC_CHECK(out.good(), "cannot write ", json_path);
+            CC_REQUIRE(out.good(), "cannot write ", json_path);
         }
     }
     return 0;

@@ -108,12 +108,11 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
     CC_CHECK(vocab >= BpeTokenizer::kNumByteSymbols + 2, "prep: --vocab ", vocab, " is below the ",
              BpeTokenizer::kNumByteSymbols + 2, " byte symbols and specials");
     CC_CHECK(noise >= 0 && noise < 1, "prep: --noise ", noise, " must be in [0, 1)");
-    CC_CHECK(curated >= 0, "prep: --curated ", curated, " must be >= 0");
+    CC_REQUIRE(curated >= 0, "prep: --curated ", curated, " must be >= 0");
     CC_CHECK(limit == -1 || limit > 0, "prep: --limit ", limit, " must be positive");
 
     const std::string train_path = out + "/train.h5", test_path = out + "/test.h5",
                       tok_path = out + "/tokenizer.bpe", curated_path = out + "/curated.h5";
-    io::make_directories(out, "--out");
     std::vector<std::string> outputs = {train_path, test_path, tok_path};
     if (curated > 0) outputs.push_back(curated_path);
     for (const auto& p : outputs) {
@@ -130,6 +129,10 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
     train.raw = prep::load_fashion_mnist(src, "train", limit);
     test.raw = prep::load_fashion_mnist(src, "test", limit);
     const double t_read = seconds_since(t0);
+    // Every input is checked before the first file (or folder) is written.
+    CC_REQUIRE(curated <= int64_t(train.raw.images.count), "prep: --curated ", curated, " exceeds the ",
+               train.raw.images.count, " training examples of ", train.raw.images_path,
+               limit > 0 ? " (after --limit)" : "", "; nothing was written");
 
     for (Split* s : {&train, &test}) {
         s->labels.assign(s->raw.labels.begin(), s->raw.labels.end());
@@ -195,6 +198,7 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
     };
 
     const auto t_w0 = Clock::now();
+    io::make_directories(out, "--out");
     tok.save(tok_path);
     {
         io::DatasetContents c = contents(train, noisy);
@@ -210,7 +214,6 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
         io::write_dataset(test_path, c, a);
     }
     if (curated > 0) {
-        CC_CHECK(curated <= n_train, "prep: --curated ", curated, " exceeds the ", n_train, " training examples");
         const std::vector<int64_t> pick = sample_without_replacement(n_train, curated, seed, kCurated);
         Split sub;
         sub.raw.images.count = curated;

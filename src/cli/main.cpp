@@ -4,8 +4,12 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/options.h"
+#include "model/model_config.h"
 #include "mpi/communicator.h"
 #include "mpi/launcher_env.h"
+#include "train/preemption.h"
+#include "train/trainer.h"
 
 namespace {
 
@@ -23,6 +27,18 @@ void usage() {
         "run `curaclip <command> --help` for the options of a command\n");
 }
 
+// train.out as the command line or config file gives it ("" when neither does, or
+// they cannot be read: the command itself reports that).
+std::string peek_run_dir(int argc, char** argv) {
+    try {
+        boost::program_options::options_description desc;
+        desc.add(curaclip::model_options()).add(curaclip::train_options());
+        return curaclip::peek_option(argc, argv, desc, "train.out").value_or("");
+    } catch (const std::exception&) {
+        return "";
+    }
+}
+
 }  // namespace
 
 
@@ -38,24 +54,59 @@ int main(int argc, char** argv) {
         usage();
         return 2;
     }
+    // Training stops on a signal with a checkpoint (train/preemption.h). The handlers
+    // go in before MPI_Init, so that a signal while MPI starts or the data loads is
+    // kept for the first step instead of killing the rank (default action of SIGUSR1).
+    // The other commands keep the default actions: a signal ends them.
+    const bool training = cmd == "train" || cmd == "train-experts";
+    if (training) curaclip::install_preemption_handlers();
     // MPI for every command, so that each can run under mpirun; a single process
     // started by hand is a world of one.
     curaclip::MpiEnvironment mpi(&argc, &argv);
     const curaclip::Communicator world = curaclip::Communicator::world();
+    int rc = 1;
     try {
-        if (cmd == "prep") return curaclip::cmd_prep(argc - 1, argv + 1, &world);
-        if (cmd == "train" || cmd == "eval" || cmd == "train-experts") curaclip::check_world_matches_launcher(world);
-        if (cmd == "train-experts") return curaclip::cmd_train_experts(argc - 1, argv + 1, world);
-        if (cmd == "train") return curaclip::cmd_train(argc - 1, argv + 1, world);
-        if (cmd == "eval") return curaclip::cmd_eval(argc - 1, argv + 1, world);
-        if (cmd == "embed") return curaclip::cmd_embed(argc - 1, argv + 1, world);
-        if (cmd == "cluster") return curaclip::cmd_cluster(argc - 1, argv + 1, world);
-        return curaclip::cmd_info(argc - 1, argv + 1);
+        if (training) {
+            curaclip::check_world_matches_launcher(world);
+            curaclip::prepare_failure_report(world, argc, argv, cmd, peek_run_dir(argc - 1, argv + 1),
+                                             cmd == "train-experts");
+        }
+        if (cmd == "prep") rc = curaclip::cmd_prep(argc - 1, argv + 1, &world);
+        else if (cmd == "train-experts") rc = curaclip::cmd_train_experts(argc - 1, argv + 1, world);
+        else if (cmd == "train") rc = curaclip::cmd_train(argc - 1, argv + 1, world);
+        else if (cmd == "eval") {
+            curaclip::check_world_matches_launcher(world);
+            rc = curaclip::cmd_eval(argc - 1, argv + 1, world);
+        } else if (cmd == "embed") rc = curaclip::cmd_embed(argc - 1, argv + 1, world);
+        else if (cmd == "cluster") rc = curaclip::cmd_cluster(argc - 1, argv + 1, world);
+        else rc = curaclip::cmd_info(argc - 1, argv + 1);
     } catch (const std::exception& e) {
+        // This rank's own failure: the node's other ranks report it as the lost rank,
+        // with the last checkpoint and the resume command.
+        if (training) curaclip::report_own_failure();
         const std::string msg = "curaclip " + cmd + ": error: " + e.what();
         // One failing rank must not leave the others waiting in a collective.
         if (world.size() > 1) world.abort(1, msg);
         std::fprintf(stderr, "%s\n", msg.c_str());
         return 1;
     }
+    if (!training) return rc;
+    // From here on the launcher's signals are the job's ordinary end (Open MPI ends
+    // the job when the first rank exits non-zero, e.g. with 75), not a lost rank.
+    curaclip::disarm_failure_report();
+    // The trainer returns 0 both when it finishes and when it stops on a signal;
+    // the ranks agree which (every rank returns here, so the all-reduce is safe).
+    int64_t stopped = curaclip::preemption_observed() ? 1 : 0;
+    if (world.size() > 1) world.allreduce_max(&stopped, 1);
+    if (rc == 0 && stopped) {
+        rc = curaclip::kExitResumable;
+        if (world.rank() == 0) {
+            std::printf("curaclip %s: stopped by %s to be resumed (exit status %d); resume with: %s\n", cmd.c_str(),
+                        curaclip::preemption_signal() ? curaclip::signal_name(curaclip::preemption_signal()).c_str()
+                                                      : "a signal",
+                        rc, curaclip::resume_command(argc, argv, world.size()).c_str());
+            std::fflush(stdout);
+        }
+    }
+    return rc;
 }

@@ -29,6 +29,14 @@ struct EvalReport {
 };
 
 // Every rank's copy of an evaluation set's embeddings by one model.
+//
+// IDENTICAL INPUTS (ties by identity, eval/metrics.h). Captions with identical
+// token rows are one text: each distinct row is embedded once and its embedding
+// copied to every row that holds it (dup.texts). Distinct images with identical
+// pixels (a 128-bit hash of the pixels, so two images are taken for one only if
+// their hashes agree in all 128 bits) get the embedding of the first of them
+// (dup.images). Classes with the same name are one class (dup.classes). So the
+// metrics do not depend on the batch a caption or image happened to share.
 struct EvalEmbeddings {
     int64_t n = 0, dim = 0;            // n = rows = captions
     int64_t n_images = 0;              // distinct images (= n without /image_ids)
@@ -38,21 +46,31 @@ struct EvalEmbeddings {
     std::vector<int64_t> image_rows;   // [n_images]: the first row of each image (whose pixels were embedded)
     std::vector<int32_t> labels;       // [n_images]: each image's label (-1 without /labels)
     std::vector<std::string> classnames;
+    DuplicateInputs dup;               // texts [n], images [n_images] (empty with images = false), classes [K]
+    int64_t distinct_texts = 0;        // token rows embedded
     bool has_labels = false;
     bool has_image_ids = false;
 };
-// Collective over comm: each rank embeds its block, the blocks are all-reduced.
-// images = false skips the image tower (e.g. a routing model needs captions only).
+// Collective over comm: each rank embeds its block of the distinct captions and
+// of the distinct images, the blocks are all-reduced. images = false skips the
+// image tower (e.g. a routing model needs captions only). model_label names the
+// model in errors (e.g. "checkpoint runs/x/step_00000100.h5").
 // Errors: a file that does not fit the model (image size, channels, context
-// length, tokenizer id: io::DatasetExpect), rows of one image with different labels.
+// length, tokenizer id, token ids outside the tokenizer or the model's vocabulary:
+// io::DatasetExpect), a tokenizer with more ids than the model's vocabulary, rows
+// of one image with different labels, and embeddings that are not finite (NaN or
+// Inf: the message names model_label, the dataset and the first rows).
 EvalEmbeddings embed_eval_set(ClipModel& model, const BpeTokenizer& tok, const std::string& eval_path,
-                              const Communicator& comm, bool images = true);
+                              const Communicator& comm, bool images = true,
+                              const std::string& model_label = "the model");
 
 EvalReport evaluate(ClipModel& model, const BpeTokenizer& tok, const std::string& eval_path,
-                    const Communicator& comm, const std::vector<std::string>& templates = default_templates());
+                    const Communicator& comm, const std::vector<std::string>& templates = default_templates(),
+                    const std::string& model_label = "the model");
 
 // The metrics of embeddings already computed (no model calls): zero-shot with
-// class_emb [K, dim] (ignored when !e.has_labels), retrieval over the distinct images.
+// class_emb [K, dim] (ignored when !e.has_labels), retrieval over the distinct
+// images, ties decided by e.dup.
 EvalReport evaluate_embeddings(const EvalEmbeddings& e, const std::vector<float>& class_emb, int64_t templates,
                                const std::string& dataset);
 

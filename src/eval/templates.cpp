@@ -124,7 +124,7 @@ std::vector<std::string> builtin_templates(const std::string& name) {
         return {"a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.", "a photo of the {}."};
     if (name == "openai_imagenet") return {std::begin(kOpenAiImagenet), std::end(kOpenAiImagenet)};
     if (name == "simple") return {std::begin(kSimpleImagenet), std::end(kSimpleImagenet)};
-    CC_FAIL("unknown prompt template set '", name, "' (built-in sets: ", names_list(), ")");
+    CC_USER_FAIL("unknown prompt template set '", name, "' (built-in sets: ", names_list(), ")");
 }
 
 bool has_placeholder(const std::string& t) {
@@ -132,7 +132,7 @@ bool has_placeholder(const std::string& t) {
 }
 
 std::string apply_template(const std::string& t, const std::string& classname) {
-    CC_CHECK(has_placeholder(t), "prompt template '", t, "' has no {} (or {c}) for the class name");
+    CC_REQUIRE(has_placeholder(t), "prompt template '", t, "' has no {} (or {c}) for the class name");
     std::string out;
     out.reserve(t.size() + classname.size());
     for (size_t i = 0; i < t.size();) {
@@ -157,21 +157,21 @@ std::vector<std::string> parse_templates(const std::string& text, const std::str
         ++line_no;
         const std::string t = trim(line);
         if (t.empty() || t[0] == '#') continue;
-        CC_CHECK(has_placeholder(t), origin, ":", line_no, ": prompt template '", t,
-                 "' has no {} (or {c}) where the class name goes");
+        CC_REQUIRE(has_placeholder(t), origin, ":", line_no, ": prompt template '", t,
+                   "' has no {} (or {c}) where the class name goes");
         out.push_back(t);
     }
-    CC_CHECK(!out.empty(), origin, ": no prompt templates (one per line, {} for the class name; '#' starts a comment)");
+    CC_REQUIRE(!out.empty(), origin, ": no prompt templates (one per line, {} for the class name; '#' starts a comment)");
     return out;
 }
 
 std::vector<std::string> resolve_templates(const std::string& spec) {
     for (const auto& n : template_set_names())
         if (spec == n) return builtin_templates(n);
-    CC_CHECK(std::filesystem::is_regular_file(spec), "--templates '", spec,
-             "' is neither a built-in template set (", names_list(), ") nor a template file");
+    CC_REQUIRE(std::filesystem::is_regular_file(spec), "--templates '", spec,
+               "' is neither a built-in template set (", names_list(), ") nor a template file");
     std::ifstream f(spec, std::ios::binary);
-    CC_CHECK(f.good(), "--templates: cannot read ", spec);
+    CC_REQUIRE(f.good(), "--templates: cannot read ", spec);
     std::ostringstream ss;
     ss << f.rdbuf();
     return parse_templates(ss.str(), spec);

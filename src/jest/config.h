@@ -51,10 +51,16 @@ struct JestConfig {
     // b for a super-batch of B (after validate(), a multiple of N and P).
     int64_t selected_batch(int64_t super_batch) const;
     // Throws an Error naming the bad value and what would be valid: f outside
-    // [0,1), b outside [1,B], b not divisible by N or P, B not divisible by P,
+    // [0,1), b outside [1,B], b not divisible by N or P, B not divisible by P
+    // (never rounded: the same options select the same way on any rank count),
     // N < 1, τ <= 0 or not finite.
     void validate(int64_t super_batch, int ranks) const;
     std::string str() const;  // one line, for logs
 };
+
+// The super-batch of a selected batch b at filter ratio f: B = round(b / (1 - f)),
+// the same on any number of ranks (validate() then refuses a B that the ranks do
+// not divide). Throws an Error for b < 1 or f outside (0, 1).
+int64_t super_batch_for(int64_t b, double f);
 
 }  // namespace curaclip::jest

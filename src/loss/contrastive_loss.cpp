@@ -12,7 +12,19 @@ LossKind parse_loss_kind(const std::string& s) {
     std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return char(std::tolower(c)); });
     if (k == "softmax" || k == "clip") return LossKind::softmax;
     if (k == "sigmoid" || k == "siglip") return LossKind::sigmoid;
-    CC_FAIL("unknown loss '", s, "': choose softmax (CLIP, alias clip) or sigmoid (SigLIP, alias siglip)");
+    CC_USER_FAIL("unknown loss '", s, "': choose softmax (CLIP, alias clip) or sigmoid (SigLIP, alias siglip)");
+}
+
+Tensor capped_logit_scale(Backend& be, Tensor logit_scale, Tensor scratch, bool* capped) {
+    double t = 0.0;
+    be.download(&t, logit_scale.slice_rows(0, 1));
+    const bool cap = t > kMaxLogitScale;  // false for NaN: a NaN scale must make the loss NaN
+    if (capped) *capped = cap;
+    if (!cap) return logit_scale;
+    CC_CHECK(!scratch.empty() && scratch.shape.numel() >= 1, "capped_logit_scale: no scratch scalar");
+    Tensor s = scratch.slice_rows(0, 1);
+    be.fill(s, float(kMaxLogitScale));
+    return s;
 }
 
 const char* loss_kind_name(LossKind k) {
@@ -49,6 +61,8 @@ void ContrastiveLoss::layout(Arena& a) {
     ddots_ = a.alloc({Bl_, Bg_}, dt);
     scratch_ = a.alloc({Bl_, D_}, dt);
     dummy_ = a.alloc({2}, dt);
+    scale_cap_ = a.alloc({1}, dt);
+    dscale_sink_ = a.alloc({1}, dt);
     loss_ = a.alloc({1}, dt == DType::f64 ? DType::f64 : DType::f32);
 }
 
@@ -79,6 +93,14 @@ void ContrastiveLoss::forward_backward(Tensor img, Tensor txt, Tensor logit_scal
     if (!dimg.empty()) dimg = dimg.view(emb);
     if (!dtxt.empty()) dtxt = dtxt.view(emb);
 
+    // The cap (see the header): above ln 100 the forward uses ln 100 and the gradient
+    // of t is 0, so dscale receives nothing (the kernels' share goes to a sink).
+    bool capped = false;
+    logit_scale = capped_logit_scale(be_, logit_scale, scale_cap_, &capped);
+    if (capped && !dscale.empty()) {
+        be_.fill(dscale_sink_, 0.0f);
+        dscale = dscale_sink_.view(dscale.shape);
+    }
     be_.fill(loss_, 0.0f);
     if (kind_ == LossKind::softmax) {
         softmax(img, txt, logit_scale, dimg, dtxt, dscale);

@@ -32,6 +32,15 @@
 //  gradients w.r.t. gathered features are not reduced back) only in
 //  bookkeeping; the resulting parameter gradient is the same dL/dθ.
 //
+// LOGIT-SCALE CAP (openai/CLIP: "clipped to prevent scaling the logits by more
+// than 100"): the losses use t' = min(t, ln 100) in the forward, and dL/dt is
+// that of t', i.e. 0 where t > ln 100 (torch.clamp's gradient; at t == ln 100 it
+// passes). So a checkpoint whose logit_scale holds, say, 100 (exp = 2.7e43, inf in
+// fp32) trains normally instead of producing non-finite losses; AdamW's clamp after
+// each step (src/optim/adamw.h) then brings t itself back to ln 100. The cap is
+// ln 100 rounded to fp32, the value AdamW's clamp writes. Costs one host read of t
+// per forward_backward.
+//
 // Memory: a workspace arena owned by the object, sized at construction:
 // gathered embeddings [Bg, D] (texts; images too for softmax), dots and ddots
 // [Bl, Bg], gathered-feature gradients [Bg, D] (two) and [Bl, D] scratch.
@@ -51,6 +60,16 @@ enum class LossKind { softmax, sigmoid };
 // an Error listing the choices.
 LossKind parse_loss_kind(const std::string& s);
 const char* loss_kind_name(LossKind k);
+
+// ln 100, the largest logit scale t a loss or a JEST score uses (exp(t) <= 100),
+// rounded to fp32 as AdamW's clamp writes it.
+inline constexpr double kMaxLogitScale = double(float(4.605170185988092));
+
+// The logit scale a forward should use: `logit_scale` ([1], device) itself when
+// t <= kMaxLogitScale (or t is not a number: it must stay visible), otherwise
+// `scratch` ([1], same dtype) filled with kMaxLogitScale. One host read of t.
+// *capped (optional) tells which.
+Tensor capped_logit_scale(Backend& be, Tensor logit_scale, Tensor scratch, bool* capped = nullptr);
 
 class ContrastiveLoss {
 public:
@@ -99,6 +118,8 @@ private:
     Tensor dimg_all_, dtxt_all_;  // [Bg, D] gradients w.r.t. the gathered embeddings
     Tensor scratch_;              // [Bl, D] this rank's reduced share
     Tensor dummy_;                // [2] sink for unwanted dscale/dbias (sigmoid)
+    Tensor scale_cap_;            // [1] ln 100, used instead of a logit_scale above it
+    Tensor dscale_sink_;          // [1] where the (discarded) gradient of a capped scale goes
     Tensor loss_;                 // [1]
 };
 

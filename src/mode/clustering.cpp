@@ -25,10 +25,12 @@ void normalize_rows(float* x, int64_t n, int64_t dim) {
     }
 }
 
+// Sources that know their file check as they read (EmbeddingReader); this catches
+// the others (memory sources), naming the example.
 void check_finite(const float* x, int64_t count, int64_t first_row, int64_t dim) {
     for (int64_t i = 0; i < count; ++i)
-        CC_CHECK(std::isfinite(x[i]), "the embedding of example ", first_row + i / dim,
-                 " holds NaN or Inf");
+        CC_REQUIRE(std::isfinite(x[i]), "clustering: the embedding of example ", first_row + i / dim,
+                   " holds NaN or Inf (component ", i % dim, ")");
 }
 }  // namespace
 
@@ -71,16 +73,16 @@ std::vector<int64_t> sample_indices(int64_t n, int64_t s, uint64_t seed) {
 ClusterResult cluster_two_stage(Backend& be, const Communicator& comm, const EmbeddingSource& src,
                                 const ClusterOptions& opt) {
     const int64_t N = src.n, D = src.dim;
-    CC_CHECK(N >= 1 && D >= 1, "clustering: no embeddings (", N, " rows of dimension ", D, ")");
-    CC_CHECK(opt.fine >= 1, "clustering: --fine ", opt.fine, " (expected >= 1 fine center)");
-    CC_CHECK(opt.experts >= 1, "clustering: --experts ", opt.experts, " (expected >= 1)");
-    CC_CHECK(opt.experts <= opt.fine, "clustering: --experts ", opt.experts,
-             " coarse clusters cannot be made of only ", opt.fine, " fine centers (--fine)");
-    CC_CHECK(opt.sample >= 0, "clustering: --sample ", opt.sample, " (expected >= 0; 0 = all)");
-    CC_CHECK(opt.chunk_rows >= 1, "clustering: chunk_rows ", opt.chunk_rows);
+    CC_REQUIRE(N >= 1 && D >= 1, "clustering: no embeddings (", N, " rows of dimension ", D, ")");
+    CC_REQUIRE(opt.fine >= 1, "clustering: --fine ", opt.fine, " (expected >= 1 fine center)");
+    CC_REQUIRE(opt.experts >= 1, "clustering: --experts ", opt.experts, " (expected >= 1)");
+    CC_REQUIRE(opt.experts <= opt.fine, "clustering: --experts ", opt.experts,
+               " coarse clusters cannot be made of only ", opt.fine, " fine centers (--fine)");
+    CC_REQUIRE(opt.sample >= 0, "clustering: --sample ", opt.sample, " (expected >= 0; 0 = all)");
+    CC_REQUIRE(opt.chunk_rows >= 1, "clustering: chunk_rows ", opt.chunk_rows);
     const int64_t S = (opt.sample <= 0 || opt.sample >= N) ? N : opt.sample;
-    CC_CHECK(opt.fine <= S, "clustering: --fine ", opt.fine, " centers need at least as many sampled points, but the sample has ",
-             S, " (N = ", N, ", --sample ", opt.sample, ")");
+    CC_REQUIRE(opt.fine <= S, "clustering: --fine ", opt.fine,
+               " centers need at least as many sampled points, but the sample has ", S, " (N = ", N, ", --sample ", opt.sample, ")");
 
     ClusterResult res;
     res.n = N;
@@ -107,7 +109,7 @@ ClusterResult cluster_two_stage(Backend& be, const Communicator& comm, const Emb
             i = j;
         }
     }
-    check_finite(xs.data(), int64_t(xs.size()), 0, D);
+    for (int64_t t = sb; t < se; ++t) check_finite(&xs[size_t((t - sb) * D)], D, sample[size_t(t)], D);
     if (opt.normalize) normalize_rows(xs.data(), se - sb, D);
 
     // 2. Fine k-means on the sample.

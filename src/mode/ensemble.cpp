@@ -19,14 +19,14 @@ namespace fs = std::filesystem;
 namespace curaclip::mode {
 
 std::vector<std::string> resolve_expert_checkpoints(const std::string& spec) {
-    CC_CHECK(!spec.empty(), "--experts: no expert checkpoints given");
+    CC_REQUIRE(!spec.empty(), "--experts: no expert checkpoints given");
     std::vector<std::string> items;
     std::stringstream ss(spec);
     for (std::string item; std::getline(ss, item, ',');)
         if (!item.empty()) items.push_back(item);
-    CC_CHECK(!items.empty(), "--experts: no expert checkpoints in '", spec, "'");
+    CC_REQUIRE(!items.empty(), "--experts: no expert checkpoints in '", spec, "'");
     auto checkpoint_of = [](const std::string& p) {
-        CC_CHECK(fs::exists(p), "--experts: ", p, " does not exist");
+        CC_REQUIRE(fs::exists(p), "--experts: ", p, " does not exist");
         return fs::is_directory(p) ? resolve_checkpoint(p, "latest") : p;
     };
     // One folder that holds expert_<c> run folders (train-experts' output).
@@ -39,10 +39,10 @@ std::vector<std::string> resolve_expert_checkpoints(const std::string& spec) {
             if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos) continue;
             found[std::stoi(num)] = e.path().string();
         }
-        CC_CHECK(!found.empty(), "--experts: ", items[0], " holds no expert_<c> run folders and no checkpoint");
+        CC_REQUIRE(!found.empty(), "--experts: ", items[0], " holds no expert_<c> run folders and no checkpoint");
         std::vector<std::string> out;
         for (const auto& [c, path] : found) {
-            CC_CHECK(c == int(out.size()), "--experts: ", items[0], " has no expert_", out.size(), " (experts must be 0..n-1)");
+            CC_REQUIRE(c == int(out.size()), "--experts: ", items[0], " has no expert_", out.size(), " (experts must be 0..n-1)");
             out.push_back(checkpoint_of(path));
         }
         return out;
@@ -53,10 +53,16 @@ std::vector<std::string> resolve_expert_checkpoints(const std::string& spec) {
 }
 
 namespace {
-double logit_scale_of(ClipModel& model) {
+// exp(t) capped at 100 (as training caps it); Error for a non-finite t, which
+// would make every score NaN in the logits space and the JSON unreadable.
+double logit_scale_of(ClipModel& model, const std::string& label) {
     auto& ps = model.params();
     for (size_t i = 0; i < ps.size(); ++i)
-        if (ps[i].name == "logit_scale") return std::exp(std::min(ps.values_to_host(i)[0], std::log(100.0)));
+        if (ps[i].name == "logit_scale") {
+            const double t = ps.values_to_host(i)[0];
+            CC_REQUIRE(std::isfinite(t), label, ": logit_scale is ", t, ", not a finite number");
+            return std::exp(std::min(t, std::log(100.0)));
+        }
     CC_FAIL("model has no logit_scale parameter");
 }
 
@@ -90,7 +96,7 @@ EvalReport combine(const std::vector<ExpertData>& ex, const std::vector<double>&
             const float w = float(w_zs[size_t(c)]);
             for (size_t i = 0; i < one.size(); ++i) total[i] += w * one[i];
         }
-        r.zero_shot = zero_shot_accuracy_from_logits(total, e0.labels, K);
+        r.zero_shot = zero_shot_accuracy_from_logits(total, e0.labels, K, e0.dup);
         r.templates = templates;
     }
     std::vector<float> one;
@@ -111,7 +117,7 @@ EvalReport combine(const std::vector<ExpertData>& ex, const std::vector<double>&
                 for (int64_t j = 0; j < n_items; ++j) o[j] += w * x[j];
             }
         }
-    });
+    }, e0.dup);
     return r;
 }
 
@@ -128,12 +134,13 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
                                  const std::string& routing_checkpoint, const std::string& tokenizer_path,
                                  const std::string& eval_path, const Communicator& comm, const EnsembleOptions& opt) {
     const int64_t n = int64_t(expert_checkpoints.size());
-    CC_CHECK(n == assign.n_experts, "--experts: ", n, " expert checkpoints but ", assign.path, " has ", assign.n_experts,
-             " experts");
-    CC_CHECK(!routing_checkpoint.empty(), "routing needs the model that embedded the captions for clustering: ",
-             assign.path, " does not name it (no 'checkpoint' attribute); pass --routing-checkpoint");
-    CC_CHECK(fs::exists(routing_checkpoint), "routing checkpoint ", routing_checkpoint, " (the clustering embedding model) does not exist");
-    CC_CHECK(fs::exists(eval_path), "--data ", eval_path, " does not exist");
+    CC_REQUIRE(n == assign.n_experts, "--experts: ", n, " expert checkpoints but ", assign.path, " has ",
+               assign.n_experts, " experts");
+    CC_REQUIRE(!routing_checkpoint.empty(), "routing needs the model that embedded the captions for clustering: ",
+               assign.path, " does not name it (no 'checkpoint' attribute); pass --routing-checkpoint");
+    CC_REQUIRE(fs::exists(routing_checkpoint), "routing checkpoint ", routing_checkpoint,
+               " (the clustering embedding model) does not exist");
+    CC_REQUIRE(fs::exists(eval_path), "--data ", eval_path, " does not exist");
     const BpeTokenizer tok = BpeTokenizer::load(tokenizer_path);
     const int64_t T = int64_t(opt.templates.size());
     auto be = make_backend(opt.backend);
@@ -147,13 +154,14 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
     std::vector<double> w_t2i;
     {
         const ModelConfig cfg = checkpoint_model_config(routing_checkpoint);
-        CC_CHECK(cfg.embed_dim == assign.dim, "routing checkpoint ", routing_checkpoint, " embeds in ", cfg.embed_dim,
-                 " dimensions but the fine centers of ", assign.path, " have ", assign.dim);
+        CC_REQUIRE(cfg.embed_dim == assign.dim, "routing checkpoint ", routing_checkpoint, " embeds in ", cfg.embed_dim,
+                   " dimensions but the fine centers of ", assign.path, " have ", assign.dim);
         ClipModel model(*be, cfg, opt.batch);
         load_checkpoint(routing_checkpoint, model.params(), /*with_optimizer=*/false);
-        const EvalEmbeddings e = embed_eval_set(model, tok, eval_path, comm, /*images=*/false);
+        const std::string label = "routing checkpoint " + routing_checkpoint;
+        const EvalEmbeddings e = embed_eval_set(model, tok, eval_path, comm, /*images=*/false, label);
         if (e.has_labels) {
-            const std::vector<float> cls = zero_shot_classifier(model, tok, e.classnames, opt.templates);
+            const std::vector<float> cls = zero_shot_classifier(model, tok, e.classnames, opt.templates, label);
             rep.weights_zeroshot = routing_weights(cls.data(), int64_t(e.classnames.size()), centers, opt.routing);
             rep.classnames = e.classnames;
             rep.class_routes = route_texts(cls.data(), int64_t(e.classnames.size()), centers);
@@ -174,12 +182,13 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
         ClipModel model(*be, cfg, opt.batch);
         load_checkpoint(ck, model.params(), /*with_optimizer=*/false);
         ExpertData& d = ex[size_t(c)];
-        d.emb = embed_eval_set(model, tok, eval_path, comm);
+        const std::string label = "expert " + std::to_string(c) + " (checkpoint " + ck + ")";
+        d.emb = embed_eval_set(model, tok, eval_path, comm, /*images=*/true, label);
         if (c > 0)
-            CC_CHECK(d.emb.dim == ex[0].emb.dim, "expert ", c, " (", ck, ") embeds in ", d.emb.dim,
-                     " dimensions, expert 0 in ", ex[0].emb.dim);
-        if (d.emb.has_labels) d.cls = zero_shot_classifier(model, tok, d.emb.classnames, opt.templates);
-        d.scale = logit_scale_of(model);
+            CC_REQUIRE(d.emb.dim == ex[0].emb.dim, "expert ", c, " (", ck, ") embeds in ", d.emb.dim,
+                       " dimensions, expert 0 in ", ex[0].emb.dim);
+        if (d.emb.has_labels) d.cls = zero_shot_classifier(model, tok, d.emb.classnames, opt.templates, label);
+        d.scale = logit_scale_of(model, label);
         rep.logit_scales.push_back(d.scale);
         // The expert alone.
         rep.expert_reports.push_back(evaluate_embeddings(d.emb, d.cls, T, eval_path));

@@ -37,7 +37,13 @@ struct Assignment {
     std::string source_dataset;           // the dataset that was clustered
     std::string checkpoint;               // the model whose text tower made the embeddings ("" if unknown)
 };
-// Reads and checks a side file; errors name the file (and `option`, e.g. "mode.assign").
+// Reads and checks a side file; errors name `option` (e.g. "mode.assign"), the
+// file, the dataset and the center or row. Refused: non-finite fine centers (a NaN
+// center used to route every class to expert 0), fine_to_expert outside [0, n),
+// n outside [1, m], attributes m / dim / n_examples that disagree with the shapes,
+// /centers/coarse not [n, D], shapes claiming more than the file stores; with
+// rows also /assign/expert outside [0, n), /assign/fine outside [0, m), and an
+// example whose expert is not its fine center's.
 Assignment read_assignment(const std::string& path, bool with_rows, const std::string& option);
 
 // The sorted rows of expert c: its own plus round(ood_share * |own|) others.

@@ -18,7 +18,7 @@ namespace curaclip::mode {
 KMeansInit parse_kmeans_init(const std::string& s) {
     if (s == "kmeans++" || s == "k-means++" || s == "kmeanspp") return KMeansInit::kmeanspp;
     if (s == "random") return KMeansInit::random;
-    CC_FAIL("k-means init '", s, "' is not one of: kmeans++, random");
+    CC_USER_FAIL("--init: k-means init '", s, "' is not one of: kmeans++, random");
 }
 const char* kmeans_init_name(KMeansInit i) { return i == KMeansInit::kmeanspp ? "kmeans++" : "random"; }
 

@@ -11,7 +11,7 @@ namespace curaclip::mode {
 RoutingSchedule parse_routing_schedule(const std::string& s) {
     if (s == "paper") return RoutingSchedule::paper;
     if (s == "metaclip") return RoutingSchedule::metaclip;
-    CC_FAIL("--routing: '", s, "' is not one of paper, metaclip");
+    CC_USER_FAIL("--routing: '", s, "' is not one of paper, metaclip");
 }
 
 const char* routing_schedule_name(RoutingSchedule s) { return s == RoutingSchedule::paper ? "paper" : "metaclip"; }

@@ -2,7 +2,12 @@
 // new side files (embeddings, cluster assignments) collectively, each rank its
 // own rows. A side file is never the dataset itself and never overwrites
 // anything: it is written to "<out>.tmp" and renamed when complete (fsynced),
-// and an existing <out> is refused.
+// and an existing <out> is refused. A write that fails (disk full) removes the
+// .tmp before its Error propagates.
+//
+// Reading: EmbeddingReader refuses, naming the file, the dataset and the row, a
+// shape that claims more rows than the file stores (io::check_stored_shape) at
+// open and a NaN or Inf embedding as it is read.
 //
 // The ranks write their rows in turns (rank 0 first, a barrier between turns),
 // each opening the file with HDF5's default POSIX driver: no MPI-IO, no
@@ -56,7 +61,8 @@ void check_new_output(const std::string& out, const char* option);
 // Collective. Rank 0 creates <out>.tmp, calls header(file) (whole datasets and
 // attributes), creates the row datasets; then every rank writes its blocks in
 // turn; rank 0 fsyncs and renames to out. rows must list the same datasets in
-// the same order on every rank.
+// the same order on every rank. On an Error the rank that raised it removes
+// <out>.tmp.
 void write_side_file(const Communicator& comm, const std::string& out,
                      const std::function<void(H5File&)>& header, const std::vector<RowBlock>& rows);
 

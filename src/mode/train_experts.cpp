@@ -45,15 +45,16 @@ std::string ini_set(const std::string& text, const std::string& section, const s
 
 int train_experts(const TrainOptions& base, const ModelConfig& model_cfg, const Communicator& world,
                   const std::vector<int>* node_of_rank) {
-    CC_CHECK(!base.init_from.empty(),
-             "train-experts: --train.init_from is required: every expert starts from the seed checkpoint (DESIGN §7)");
-    CC_CHECK(!base.mode_assign.empty(), "train-experts: --mode.assign (the side file of `curaclip cluster`) is required");
-    CC_CHECK(base.mode_expert < 0, "train-experts trains every expert; for one expert (e.g. one per Slurm array task) "
-                                   "use `curaclip train --mode.expert ", base.mode_expert, "`");
-    const Assignment a = read_assignment(base.mode_assign, /*with_rows=*/false, "mode.assign");
+    CC_REQUIRE(!base.init_from.empty(),
+               "train-experts: --train.init_from is required: every expert starts from the seed checkpoint (DESIGN §7)");
+    CC_REQUIRE(!base.mode_assign.empty(), "train-experts: --mode.assign (the side file of `curaclip cluster`) is required");
+    CC_REQUIRE(base.mode_expert < 0, "train-experts trains every expert; for one expert (e.g. one per Slurm array task) "
+                                     "use `curaclip train --mode.expert ", base.mode_expert, "`");
+    // With rows: every expert id is checked before any group starts training.
+    const Assignment a = read_assignment(base.mode_assign, /*with_rows=*/true, "mode.assign");
     const int64_t n_dataset = io::DatasetReader(base.train_path).size();
-    CC_CHECK(a.n_examples == n_dataset, "mode.assign: ", base.mode_assign, " assigns ", a.n_examples,
-             " examples but data.train ", base.train_path, " has ", n_dataset, ": the side file belongs to another dataset");
+    CC_REQUIRE(a.n_examples == n_dataset, "mode.assign: ", base.mode_assign, " assigns ", a.n_examples,
+               " examples but data.train ", base.train_path, " has ", n_dataset, ": the side file belongs to another dataset");
     const std::vector<int> nodes = node_of_rank ? *node_of_rank : node_of_each_rank(world);
     CC_CHECK(int(nodes.size()) == world.size(), "train-experts: ", nodes.size(), " node ids for ", world.size(), " ranks");
     const NodeGroupPlan plan = plan_node_groups(nodes, int(a.n_experts));

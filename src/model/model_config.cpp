@@ -37,10 +37,13 @@ std::vector<float> parse_floats(const std::string& s, const char* what) {
         try {
             size_t used = 0;
             out.push_back(std::stof(item, &used));
-            CC_CHECK(item.find_first_not_of(" \t", used) == std::string::npos, "");
+            if (item.find_first_not_of(" \t", used) != std::string::npos) throw std::invalid_argument(item);
         } catch (const std::exception&) {
-            CC_FAIL("model.", what, ": '", s, "' is not a comma-separated list of numbers");
+            CC_USER_FAIL("model.", what, ": '", s, "' is not a comma-separated list of numbers");
         }
+        // std::stof takes "nan" and "inf"; a NaN mean makes every activation NaN.
+        CC_REQUIRE(std::isfinite(out.back()), "model.", what, ": '", s, "' holds ", item,
+                   ", not a finite number");
     }
     return out;
 }
@@ -49,7 +52,7 @@ std::vector<float> parse_floats(const std::string& s, const char* what) {
 Activation parse_activation(const std::string& s) {
     if (s == "gelu") return Activation::gelu;
     if (s == "quick_gelu") return Activation::quick_gelu;
-    CC_FAIL("model.activation: '", s, "' is not one of gelu, quick_gelu");
+    CC_USER_FAIL("model.activation: '", s, "' is not one of gelu, quick_gelu");
 }
 
 const char* activation_name(Activation a) { return a == Activation::gelu ? "gelu" : "quick_gelu"; }
@@ -72,7 +75,7 @@ ModelConfig ModelConfig::preset(const std::string& name) {
     if (name == "vit_l14") return rgb_224(14, {1024, 24, 16, 4}, {768, 12, 12, 4}, 768);
     std::string names;
     for (auto& n : preset_names()) names += " " + n;
-    CC_FAIL("unknown model preset '", name, "' (known:", names, ")");
+    CC_USER_FAIL("model.preset: unknown preset '", name, "' (known:", names, ")");
 }
 
 std::vector<std::string> ModelConfig::preset_names() {
@@ -81,27 +84,36 @@ std::vector<std::string> ModelConfig::preset_names() {
 
 void ModelConfig::validate() const {
     auto tower = [](const TowerConfig& t, const char* name) {
-        CC_CHECK(t.width > 0 && t.layers >= 0 && t.heads > 0 && t.mlp_ratio > 0, "model.", name,
+        CC_REQUIRE(t.width > 0 && t.layers >= 0 && t.heads > 0 && t.mlp_ratio > 0, "model.", name,
                  ": width, heads and mlp_ratio must be positive and layers >= 0");
-        CC_CHECK(t.width % t.heads == 0, "model.", name, "_width (", t.width,
+        CC_REQUIRE(t.width % t.heads == 0, "model.", name, "_width (", t.width,
                  ") must be divisible by model.", name, "_heads (", t.heads, ")");
     };
     tower(vision, "vision");
     tower(text, "text");
-    CC_CHECK(image_size > 0 && patch_size > 0 && image_size % patch_size == 0,
+    CC_REQUIRE(image_size > 0 && patch_size > 0 && image_size % patch_size == 0,
              "model.image_size (", image_size, ") must be a positive multiple of model.patch_size (",
              patch_size, ")");
-    CC_CHECK(channels == 1 || channels == 3, "model.channels must be 1 or 3, got ", channels);
-    CC_CHECK(int(image_mean.size()) == channels && int(image_std.size()) == channels,
+    CC_REQUIRE(channels == 1 || channels == 3, "model.channels must be 1 or 3, got ", channels);
+    CC_REQUIRE(int(image_mean.size()) == channels && int(image_std.size()) == channels,
              "model.image_mean / model.image_std need one value per channel (", channels, ")");
-    for (float s : image_std) CC_CHECK(s > 0, "model.image_std values must be positive");
-    CC_CHECK(context_length >= 2, "model.context_length must be >= 2, got ", context_length);
-    CC_CHECK(vocab_size >= 3, "model.vocab_size must be >= 3, got ", vocab_size);
-    CC_CHECK(embed_dim > 0, "model.embed_dim must be positive, got ", embed_dim);
-    CC_CHECK(flexi_patch >= 0 && (flexi_patch == 0 || image_size % flexi_patch == 0),
+    // Pixels are u8 / 255 in [0, 1]: a mean outside [0, 1] is no mean of them, and a
+    // std below 1e-3 (or NaN, inf) blows the normalized pixels up by over 1000x.
+    for (int c = 0; c < channels; ++c) {
+        CC_REQUIRE(std::isfinite(image_mean[size_t(c)]) && image_mean[size_t(c)] >= 0.0f && image_mean[size_t(c)] <= 1.0f,
+                   "model.image_mean: channel ", c, " = ", image_mean[size_t(c)],
+                   " is outside [0, 1] (pixels are u8/255 in [0, 1])");
+        CC_REQUIRE(std::isfinite(image_std[size_t(c)]) && image_std[size_t(c)] >= 1e-3f && image_std[size_t(c)] <= 10.0f,
+                   "model.image_std: channel ", c, " = ", image_std[size_t(c)],
+                   " is outside [0.001, 10] (pixels are u8/255 in [0, 1])");
+    }
+    CC_REQUIRE(context_length >= 2, "model.context_length must be >= 2, got ", context_length);
+    CC_REQUIRE(vocab_size >= 3, "model.vocab_size must be >= 3, got ", vocab_size);
+    CC_REQUIRE(embed_dim > 0, "model.embed_dim must be positive, got ", embed_dim);
+    CC_REQUIRE(flexi_patch >= 0 && (flexi_patch == 0 || image_size % flexi_patch == 0),
              "model.flexi_patch (", flexi_patch, ") must be 0 (off) or a positive divisor of model.image_size (",
              image_size, ")");
-    CC_CHECK(flexi_fraction >= 0.0 && flexi_fraction <= 1.0, "model.flexi_fraction must be in [0, 1], got ",
+    CC_REQUIRE(flexi_fraction >= 0.0 && flexi_fraction <= 1.0, "model.flexi_fraction must be in [0, 1], got ",
              flexi_fraction);
 }
 
@@ -217,7 +229,7 @@ ModelConfig model_config_from(const po::variables_map& vm) {
     if (vm.count("model.activation")) c.activation = parse_activation(vm["model.activation"].as<std::string>());
     if (vm.count("model.loss")) {
         const std::string l = vm["model.loss"].as<std::string>();
-        CC_CHECK(l == "softmax" || l == "sigmoid", "model.loss: '", l, "' is not one of softmax, sigmoid");
+        CC_REQUIRE(l == "softmax" || l == "sigmoid", "model.loss: '", l, "' is not one of softmax, sigmoid");
         c.sigmoid_loss = l == "sigmoid";
     }
     c.validate();
@@ -254,7 +266,7 @@ ModelConfig model_config_from_ini(const std::string& ini, const std::string& whe
         po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/true), vm);
         po::notify(vm);
     } catch (const po::error& e) {
-        CC_FAIL(where, ": bad model configuration: ", e.what());
+        CC_USER_FAIL(where, ": bad model configuration: ", e.what());
     }
     return model_config_from(vm);
 }

@@ -7,9 +7,16 @@ namespace curaclip {
 JestTrainStep::JestTrainStep(ClipModel& model, TrainStep& step, jest::JestSelector& selector,
                              jest::ReferenceSource* reference, const Communicator& comm, bool score_low_res)
     : model_(model), step_(step), selector_(selector), reference_(reference), comm_(comm), low_res_(score_low_res) {
-    CC_CHECK(!low_res_ || model.config().flexi(), "jest.score_resolution = low needs model.flexi_patch > 0");
-    CC_CHECK(reference_ || selector.config().score == jest::ScoreKind::hard_learner,
-             "JEST score '", jest::score_kind_name(selector.config().score), "' needs a reference model (jest.reference)");
+    CC_REQUIRE(!low_res_ || model.config().flexi(), "jest.score_resolution = low needs model.flexi_patch > 0");
+    CC_REQUIRE(reference_ || selector.config().score == jest::ScoreKind::hard_learner,
+               "jest.score = ", jest::score_kind_name(selector.config().score),
+               " needs a reference model (jest.reference)");
+    Backend& be = model.backend();
+    const DType dt = model.logit_scale().value.dtype;
+    scratch_ = Arena(be, 2 * Arena::kAlign + 2 * dtype_size(dt), "JEST logit-scale caps");
+    learner_cap_ = scratch_.alloc({1}, dt);
+    reference_cap_ = scratch_.alloc({1}, reference_ && !reference_->logit_scale().empty()
+                                              ? reference_->logit_scale().dtype : dt);
 }
 
 JestStepResult JestTrainStep::run(const io::Batch& super, AdamW& opt, uint64_t step) {
@@ -21,10 +28,15 @@ JestStepResult JestTrainStep::run(const io::Batch& super, AdamW& opt, uint64_t s
     if (reference_) reference_->embed(super);
     Parameter* lb = model_.logit_bias();
     const Tensor none{};
+    Backend& be = model_.backend();
+    const Tensor learner_scale = capped_logit_scale(be, model_.logit_scale().value, learner_cap_);
+    const Tensor reference_scale = reference_ && !reference_->logit_scale().empty()
+                                       ? capped_logit_scale(be, reference_->logit_scale(), reference_cap_)
+                                       : none;
     const jest::Selection sel = selector_.select(
         model_.image_embeddings(), model_.text_embeddings(), reference_ ? reference_->image_embeddings() : none,
-        reference_ ? reference_->text_embeddings() : none, model_.logit_scale().value, lb ? lb->value : none,
-        reference_ ? reference_->logit_scale() : none, reference_ ? reference_->logit_bias() : none, step);
+        reference_ ? reference_->text_embeddings() : none, learner_scale, lb ? lb->value : none,
+        reference_scale, reference_ ? reference_->logit_bias() : none, step);
     // 2. Move the selected examples to the ranks that train on them.
     const io::Batch mine = exchange_selected(super, sel.indices, B, comm_);
     // 3. Train on them.

@@ -2,9 +2,12 @@
 // super-batch with the learner (no gradient; full or FlexiViT low resolution)
 // and the reference (cached embeddings or a live forward), select b of the B
 // examples jointly (identical on every rank), move the selected examples to
-// their training ranks (all-to-all), and train on them.
+// their training ranks (all-to-all), and train on them. Scores use the logit
+// scales capped at ln 100 as the losses do (src/loss/contrastive_loss.h), for the
+// learner and the reference alike.
 #pragma once
 
+#include "core/arena.h"
 #include "io/loader.h"
 #include "jest/reference.h"
 #include "jest/selector.h"
@@ -36,6 +39,9 @@ private:
     jest::ReferenceSource* reference_;
     const Communicator& comm_;
     bool low_res_;
+    Arena scratch_;       // the two scalars below
+    Tensor learner_cap_;  // [1] ln 100 for a learner logit_scale above it (the losses' cap)
+    Tensor reference_cap_;
 };
 
 }  // namespace curaclip

@@ -1,5 +1,7 @@
 #include "train/train_step.h"
 
+#include <cmath>
+
 namespace curaclip {
 
 TrainStep::TrainStep(ClipModel& model, ContrastiveLoss& loss, Collectives& coll, size_t bucket_bytes)
@@ -14,7 +16,7 @@ TrainStep::TrainStep(ClipModel& model, ContrastiveLoss& loss, Collectives& coll,
 }
 
 void TrainStep::set_multires(bool on) {
-    CC_CHECK(!on || model_.config().flexi(), "multi-resolution training needs model.flexi_patch > 0");
+    CC_REQUIRE(!on || model_.config().flexi(), "multi-resolution training needs model.flexi_patch > 0");
     multires_ = on;
 }
 
@@ -49,6 +51,13 @@ double TrainStep::compute_gradients(const uint8_t* images, const int32_t* tokens
 StepResult TrainStep::run(const uint8_t* images, const int32_t* tokens, AdamW& opt) {
     StepResult r;
     r.loss = compute_gradients(images, tokens);
+    // A non-finite loss with finite gradients (an overflowing logit, say) is no step
+    // to take either; the loss is global, so every rank decides the same.
+    if (!std::isfinite(r.loss)) {
+        r.grad_norm = std::nan("");
+        r.skipped = true;
+        return r;
+    }
     r.grad_norm = opt.step();
     r.skipped = opt.skipped();
     return r;

@@ -25,7 +25,8 @@ namespace curaclip {
 struct StepResult {
     double loss = 0.0;       // global loss (same on every rank)
     double grad_norm = 0.0;  // before clipping; 0 when no optimizer ran
-    bool skipped = false;    // non-finite gradients: no update was made
+    bool skipped = false;    // non-finite loss or gradients: no update was made (grad_norm NaN
+                             // when the loss already was)
 };
 
 class TrainStep {
@@ -37,7 +38,8 @@ public:
     // Forward, loss and backward: parameter gradients of the global loss
     // (zeroed first, all-reduced across ranks). images u8 [B,H,W,C], tokens i32 [B,ctx].
     double compute_gradients(const uint8_t* images, const int32_t* tokens);
-    // compute_gradients, then one optimizer step.
+    // compute_gradients, then one optimizer step, unless the loss or the gradient
+    // norm is not finite (then nothing is updated and the result says skipped).
     StepResult run(const uint8_t* images, const int32_t* tokens, AdamW& opt);
 
     // Multi-resolution training on (default for a flexi model) or off (all rows at full resolution).

@@ -1,24 +1,34 @@
 #include "train/trainer.h"
 
+#include <fcntl.h>
 #include <omp.h>
+#include <unistd.h>
 #include <cblas.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "backend/registry.h"
 #include "eval/evaluate.h"
 #include "io/checkpoint.h"
+#include "io/dataset_reader.h"
+#include "io/hdf5_file.h"
 #include "io/loader.h"
 #include "loss/contrastive_loss.h"
 #include "mode/experts.h"
 #include "model/clip_model.h"
 #include "mpi/collectives.h"
 #include "tokenizer/bpe_tokenizer.h"
+#include "optim/lr_schedule.h"
+#include "train/metrics_log.h"
 #include "train/preemption.h"
+#include "train/resume_check.h"
 #include "train/jest_step.h"
 #ifdef CURACLIP_HAVE_CUDA
 #include "cuda/cuda_backend.h"
@@ -39,7 +49,9 @@ po::options_description train_options() {
         ("data.tokenizer", po::value<std::string>()->default_value(""),
          "tokenizer merges file (default: tokenizer.bpe beside data.train)")
         ("train.out", po::value<std::string>()->required(), "run folder: checkpoints, metrics.jsonl, config.ini")
-        ("train.resume", po::value<std::string>()->default_value(""), "'latest' or a checkpoint file to continue from")
+        ("train.resume", po::value<std::string>()->default_value(""),
+         "'latest' or a checkpoint file to continue from; the run's stored options are the defaults, and options "
+         "that would change the run (model, data, batch, seed, optimizer, schedule) are refused (train.steps may grow)")
         ("train.overwrite", po::value<bool>()->default_value(false), "allow a run folder that already holds a run")
         ("train.backend", po::value<std::string>()->default_value("cpu"), "cpu or cuda")
         ("train.batch_size", po::value<int64_t>()->default_value(256), "global batch (pairs over all ranks)")
@@ -61,6 +73,8 @@ po::options_description train_options() {
         ("train.threads", po::value<int>()->default_value(0), "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all)")
         ("train.grad_bucket_mb", po::value<double>()->default_value(25.0),
          "gradient all-reduce buckets in MiB, started during the backward pass (0: every parameter after it)")
+        ("train.max_skipped_steps", po::value<int64_t>()->default_value(20),
+         "stop with an error after this many steps in a row skipped for a non-finite loss or gradient (0: never)")
         ("train.init_from", po::value<std::string>()->default_value(""),
          "start from this checkpoint's parameters (fresh optimizer, step 0), e.g. the MoDE seed model");
     po::options_description m("MoDE: training a data expert ([mode] section)");
@@ -99,13 +113,14 @@ TrainOptions train_options_from(const po::variables_map& vm) {
     o.tokenizer_path = vm["data.tokenizer"].as<std::string>();
     if (o.tokenizer_path.empty()) o.tokenizer_path = (fs::path(o.train_path).parent_path() / "tokenizer.bpe").string();
     o.out_dir = vm["train.out"].as<std::string>();
+    CC_REQUIRE(!o.out_dir.empty(), "train.out: the run folder must be named");
     o.resume = vm["train.resume"].as<std::string>();
     o.overwrite = vm["train.overwrite"].as<bool>();
     o.backend = vm["train.backend"].as<std::string>();
     o.global_batch = vm["train.batch_size"].as<int64_t>();
     o.steps = vm["train.steps"].as<int64_t>();
     const int64_t seed = vm["train.seed"].as<int64_t>();
-    CC_CHECK(seed >= 0, "train.seed must be >= 0, got ", seed);
+    CC_REQUIRE(seed >= 0, "train.seed must be >= 0, got ", seed);
     o.seed = uint64_t(seed);
     o.optim.lr = vm["train.lr"].as<double>();
     o.optim.min_lr = vm["train.min_lr"].as<double>();
@@ -121,16 +136,8 @@ TrainOptions train_options_from(const po::variables_map& vm) {
     o.checkpoint_every = vm["train.checkpoint_every"].as<int64_t>();
     o.threads = vm["train.threads"].as<int>();
     o.grad_bucket_mb = vm["train.grad_bucket_mb"].as<double>();
-    CC_CHECK(o.grad_bucket_mb >= 0 && o.grad_bucket_mb <= 1e6, "train.grad_bucket_mb must be in [0, 1e6] MiB, got ",
-             o.grad_bucket_mb);
     o.stop_at = vm["train.stop_at"].as<int64_t>();
-    CC_CHECK(o.stop_at >= 0, "train.stop_at must be >= 0, got ", o.stop_at);
-    CC_CHECK(o.global_batch > 0, "train.batch_size must be positive, got ", o.global_batch);
-    CC_CHECK(o.steps > 0, "train.steps must be positive, got ", o.steps);
-    CC_CHECK(o.log_every > 0, "train.log_every must be positive, got ", o.log_every);
-    CC_CHECK(o.eval_every >= 0 && o.checkpoint_every >= 0, "train.eval_every and train.checkpoint_every must be >= 0");
-    CC_CHECK(o.threads >= 0, "train.threads must be >= 0, got ", o.threads);
-    o.optim.validate();
+    o.max_skipped_steps = vm["train.max_skipped_steps"].as<int64_t>();
     o.jest_enabled = vm["jest.enable"].as<bool>();
     o.jest.filter_ratio = vm["jest.filter_ratio"].as<double>();
     o.jest.chunks = vm["jest.chunks"].as<int>();
@@ -141,17 +148,60 @@ TrainOptions train_options_from(const po::variables_map& vm) {
     o.jest_reference = vm["jest.reference"].as<std::string>();
     o.jest_reference_cache = vm["jest.reference_cache"].as<std::string>();
     const std::string res = vm["jest.score_resolution"].as<std::string>();
-    CC_CHECK(res == "full" || res == "low", "jest.score_resolution: '", res, "' is not one of full, low");
+    CC_REQUIRE(res == "full" || res == "low", "jest.score_resolution: '", res, "' is not one of full, low");
     o.jest_score_low_res = res == "low";
     o.init_from = vm["train.init_from"].as<std::string>();
     o.mode_assign = vm["mode.assign"].as<std::string>();
     o.mode_expert = vm["mode.expert"].as<int64_t>();
     o.mode_ood_share = vm["mode.ood_share"].as<double>();
-    CC_CHECK(o.mode_expert >= -1, "mode.expert must be an expert id >= 0 (or -1: all data), got ", o.mode_expert);
-    CC_CHECK(o.mode_ood_share >= 0 && o.mode_ood_share <= 1, "mode.ood_share must be in [0, 1], got ", o.mode_ood_share);
-    CC_CHECK(o.mode_expert < 0 || !o.mode_assign.empty(), "mode.expert = ", o.mode_expert,
-             " needs mode.assign (the cluster side file of `curaclip cluster`)");
+    validate_train_options(o);
     return o;
+}
+
+void validate_train_options(const TrainOptions& o) {
+    CC_REQUIRE(o.global_batch > 0, "train.batch_size must be positive, got ", o.global_batch);
+    CC_REQUIRE(o.steps > 0, "train.steps must be positive, got ", o.steps);
+    CC_REQUIRE(o.log_every > 0, "train.log_every must be positive, got ", o.log_every);
+    CC_REQUIRE(o.eval_every >= 0, "train.eval_every must be >= 0 (0: only at the end), got ", o.eval_every);
+    CC_REQUIRE(o.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: only at the end), got ",
+               o.checkpoint_every);
+    CC_REQUIRE(o.stop_at >= 0, "train.stop_at must be >= 0, got ", o.stop_at);
+    CC_REQUIRE(o.threads >= 0 && o.threads <= 4096, "train.threads must be in [0, 4096] (0: OMP_NUM_THREADS or all), got ",
+               o.threads);
+    CC_REQUIRE(std::isfinite(o.grad_bucket_mb) && o.grad_bucket_mb >= 0 && o.grad_bucket_mb <= 1e6,
+               "train.grad_bucket_mb must be in [0, 1e6] MiB, got ", o.grad_bucket_mb);
+    CC_REQUIRE(o.max_skipped_steps >= 0, "train.max_skipped_steps must be >= 0 (0: never stop), got ",
+               o.max_skipped_steps);
+    // The optimizer, option by option (OptimizerConfig::validate repeats the basic
+    // checks without the option names). AdamW moves every weight by about lr per
+    // step whatever the gradient's size, so an lr above 1 cannot train anything: it
+    // only turns every later step into "update skipped".
+    const OptimizerConfig& p = o.optim;
+    CC_REQUIRE(std::isfinite(p.lr) && p.lr >= 0.0 && p.lr <= 1.0, "train.lr = ", p.lr,
+               " is outside [0, 1] (AdamW moves each weight by about lr per step; CLIP recipes use 1e-4 .. 5e-3)");
+    CC_REQUIRE(std::isfinite(p.min_lr) && p.min_lr >= 0.0 && p.min_lr <= p.lr, "train.min_lr = ", p.min_lr,
+               " must be in [0, train.lr = ", p.lr, "]");
+    CC_REQUIRE(p.warmup_steps >= 0 && p.warmup_steps <= o.steps, "train.warmup = ", p.warmup_steps,
+               " must be in [0, train.steps = ", o.steps, "]");
+    CC_REQUIRE(std::isfinite(p.weight_decay) && p.weight_decay >= 0.0 && p.lr * p.weight_decay < 1.0,
+               "train.weight_decay = ", p.weight_decay, " must be >= 0 with train.lr * train.weight_decay < 1 "
+               "(each step multiplies the weights by 1 - lr * weight_decay), train.lr = ", p.lr);
+    CC_REQUIRE(std::isfinite(p.beta1) && p.beta1 >= 0.0 && p.beta1 < 1.0, "train.beta1 must be in [0, 1), got ", p.beta1);
+    CC_REQUIRE(std::isfinite(p.beta2) && p.beta2 >= 0.0 && p.beta2 < 1.0, "train.beta2 must be in [0, 1), got ", p.beta2);
+    CC_REQUIRE(std::isfinite(p.eps) && p.eps > 0.0 && p.eps <= 1.0, "train.eps must be in (0, 1], got ", p.eps);
+    CC_REQUIRE(std::isfinite(p.grad_clip_norm) && p.grad_clip_norm >= 0.0,
+               "train.grad_clip must be >= 0 (0 = off), got ", p.grad_clip_norm);
+    p.validate();
+    CC_REQUIRE(std::isfinite(o.jest.filter_ratio) && o.jest.filter_ratio >= 0.0 && o.jest.filter_ratio < 1.0,
+               "jest.filter_ratio must be in [0, 1), got ", o.jest.filter_ratio);
+    CC_REQUIRE(o.jest.chunks >= 1, "jest.chunks must be >= 1, got ", o.jest.chunks);
+    CC_REQUIRE(std::isfinite(o.jest.temperature) && o.jest.temperature > 0.0,
+               "jest.temperature must be a positive finite number, got ", o.jest.temperature);
+    CC_REQUIRE(o.mode_expert >= -1, "mode.expert must be an expert id >= 0 (or -1: all data), got ", o.mode_expert);
+    CC_REQUIRE(std::isfinite(o.mode_ood_share) && o.mode_ood_share >= 0 && o.mode_ood_share <= 1,
+               "mode.ood_share must be in [0, 1], got ", o.mode_ood_share);
+    CC_REQUIRE(o.mode_expert < 0 || !o.mode_assign.empty(), "mode.expert = ", o.mode_expert,
+               " needs mode.assign (the cluster side file of `curaclip cluster`)");
 }
 
 namespace {
@@ -169,16 +219,136 @@ std::string format_eta(double seconds) {
     std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
     return buf;
 }
+
+// Every rank throws the same Error when rank 0 found one (its text travels along),
+// so a problem only rank 0 can see (its file system) ends every rank the same way.
+void agree_on_error(const Communicator& comm, const std::string& root_error) {
+    int64_t n = comm.rank() == 0 ? int64_t(root_error.size()) : 0;
+    if (comm.size() > 1) comm.broadcast(&n, 1, 0);
+    if (n == 0) return;
+    std::vector<uint8_t> text(root_error.begin(), root_error.end());
+    text.resize(size_t(n));
+    if (comm.size() > 1) comm.broadcast(text.data(), text.size(), 0);
+    CC_USER_FAIL(std::string(text.begin(), text.end()));
+}
+
+// Creates the run folder (if missing) and a probe file in it, then removes the
+// probe: a read-only or full file system, a path through a file or missing rights
+// are found before step 1, not at the first checkpoint. "" when writable.
+std::string probe_run_folder(const std::string& dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return "train.out " + dir + ": cannot create the run folder (" + ec.message() + ")";
+    if (!fs::is_directory(dir, ec)) return "train.out " + dir + " exists and is not a folder";
+    const std::string probe = (fs::path(dir) / (".write_probe_" + std::to_string(::getpid()))).string();
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return "train.out " + dir + " is not writable (" + std::strerror(errno) +
+               "): checkpoints and metrics could not be saved; choose another train.out";
+    const char byte = 0;
+    const bool ok = ::write(fd, &byte, 1) == 1 && ::fsync(fd) == 0;
+    const int err = errno;
+    ::close(fd);
+    ::unlink(probe.c_str());
+    if (!ok)
+        return "train.out " + dir + ": writing a probe file failed (" + std::strerror(err) +
+               "): checkpoints could not be saved; choose another train.out";
+    return "";
+}
+
+// Writes text to path (replacing it), checking every step; throws naming the path.
+void write_text_file(const std::string& path, const std::string& text) {
+    errno = 0;
+    std::ofstream f(path, std::ios::trunc);
+    CC_REQUIRE(f.is_open(), "cannot write ", path, " (", std::strerror(errno), ")");
+    f << text;
+    f.close();
+    CC_REQUIRE(!f.fail(), "writing ", path, " failed (", errno ? std::strerror(errno) : "stream error", ")");
+}
+
+// A name in dir that does not exist yet: base + ext, else base_2 + ext, ...
+std::string fresh_name(const std::string& dir, const std::string& base, const std::string& ext) {
+    for (int i = 1;; ++i) {
+        std::string name = base;
+        if (i > 1) {
+            name += '_';
+            name += std::to_string(i);
+        }
+        name += ext;
+        if (!fs::exists(fs::path(dir) / name)) return (fs::path(dir) / name).string();
+    }
+}
+
+// The checkpoint's stored option record and model shape (its config and
+// model_config attributes); empty strings where it has none.
+std::pair<std::string, std::string> checkpoint_options(const std::string& path) {
+    const H5File f(path, H5File::Mode::read);
+    return {f.has_attr("/", "config") ? f.attr_string("/", "config") : std::string(),
+            f.has_attr("/", "model_config") ? f.attr_string("/", "model_config") : std::string()};
+}
+
+// Whether every parameter value is finite (one host pass; only used when steps were skipped).
+bool parameters_finite(ParameterSet& ps) {
+    for (size_t i = 0; i < ps.size(); ++i)
+        for (double v : ps.values_to_host(i))
+            if (!std::isfinite(v)) return false;
+    return true;
+}
+
+// Loads init_from's parameters into `model`. A checkpoint of the other contrastive
+// loss (a CLIP softmax run into a SigLIP model, as open_clip users do, or back) is
+// read into a host model of its own shape and copied over by name: logit_bias keeps
+// the recipe's initial value (-10, init_weights) or is dropped. Returns what was done
+// beyond a plain load ("" for a plain load).
+std::string load_initial_parameters(const std::string& path, ClipModel& model) {
+    const ModelConfig& cfg = model.config();
+    const ModelConfig stored = checkpoint_model_config(path);
+    if (stored.sigmoid_loss == cfg.sigmoid_loss) {
+        load_checkpoint(path, model.params(), /*with_optimizer=*/false);
+        return "";
+    }
+    ModelConfig other = cfg;
+    other.sigmoid_loss = stored.sigmoid_loss;
+    auto host = make_backend("cpu");
+    ClipModel source(*host, other, 1);
+    load_checkpoint(path, source.params(), /*with_optimizer=*/false);
+    Backend& be = model.backend();
+    for (auto& p : model.params().all()) {
+        const Parameter* q = source.params().find(p.name);
+        if (!q) continue;  // logit_bias of a sigmoid model from a softmax checkpoint
+        const size_t i = size_t(q - source.params().all().data());
+        const std::vector<double> v = source.params().values_to_host(i);
+        be.upload(p.value, v.data());
+    }
+    double t = 0.0;
+    be.download(&t, model.logit_scale().value);
+    char buf[512];
+    if (cfg.sigmoid_loss) {
+        double bias = 0.0;
+        be.download(&bias, model.logit_bias()->value);
+        std::snprintf(buf, sizeof buf,
+                      "%s was trained with the softmax (CLIP) loss and has no logit_bias: logit_bias starts at %g as "
+                      "the sigmoid (SigLIP) recipe initialises it; logit_scale kept from the checkpoint (t = %.4f, "
+                      "exp(t) = %.2f)",
+                      path.c_str(), bias, t, std::exp(std::min(t, kMaxLogitScale)));
+    } else {
+        std::snprintf(buf, sizeof buf,
+                      "%s was trained with the sigmoid (SigLIP) loss: its logit_bias is dropped (the softmax loss has "
+                      "none); logit_scale kept from the checkpoint (t = %.4f)",
+                      path.c_str(), t);
+    }
+    return buf;
+}
 }  // namespace
 
 std::vector<int64_t> training_rows(const TrainOptions& opt, int64_t n_dataset) {
     if (opt.mode_expert < 0) return opt.rows;
     CC_CHECK(opt.rows.empty(), "train: give either explicit rows or mode.expert, not both");
     const mode::Assignment a = mode::read_assignment(opt.mode_assign, /*with_rows=*/true, "mode.assign");
-    CC_CHECK(a.n_examples == n_dataset, "mode.assign: ", opt.mode_assign, " assigns ", a.n_examples,
+    CC_REQUIRE(a.n_examples == n_dataset, "mode.assign: ", opt.mode_assign, " assigns ", a.n_examples,
              " examples but data.train ", opt.train_path, " has ", n_dataset,
              ": the side file belongs to another dataset");
-    CC_CHECK(opt.mode_expert < a.n_experts, "mode.expert = ", opt.mode_expert, " but ", opt.mode_assign, " has ",
+    CC_REQUIRE(opt.mode_expert < a.n_experts, "mode.expert = ", opt.mode_expert, " but ", opt.mode_assign, " has ",
              a.n_experts, " experts (0..", a.n_experts - 1, ")");
     return mode::expert_rows(a.expert, a.n_experts, opt.mode_expert, opt.mode_ood_share, opt.seed);
 }
@@ -186,8 +356,10 @@ std::vector<int64_t> training_rows(const TrainOptions& opt, int64_t n_dataset) {
 int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Communicator& comm) {
     const bool root = comm.rank() == 0;
     const int P = comm.size();
-    CC_CHECK(opt.global_batch % P == 0, "train.batch_size (", opt.global_batch, ") must be divisible by the number of ranks (",
-             P, ")");
+    validate_train_options(opt);
+    model_cfg.validate();
+    CC_REQUIRE(opt.global_batch % P == 0, "train.batch_size (", opt.global_batch,
+               ") must be divisible by the number of ranks (", P, ")");
     if (opt.threads > 0) {
         omp_set_num_threads(opt.threads);
         openblas_set_num_threads(opt.threads);
@@ -197,43 +369,106 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     int64_t refuse = 0;
     if (root && !resuming && !opt.overwrite && holds_run(opt.out_dir)) refuse = 1;
     comm.allreduce_max(&refuse, 1);
-    CC_CHECK(!refuse, "run folder ", opt.out_dir,
-             " already holds a run (config.ini / checkpoints / metrics.jsonl): choose a new train.out, resume it with "
-             "--train.resume latest, or pass --train.overwrite true");
-    if (root) fs::create_directories(opt.out_dir);
-    comm.barrier();
+    CC_REQUIRE(!refuse, "run folder ", opt.out_dir,
+               " already holds a run (config.ini / checkpoints / metrics.jsonl): choose a new train.out, resume it with "
+               "--train.resume latest, or pass --train.overwrite true");
 
+    // ---- a resume continues the run it resumes (resume_check.h) ----
+    std::string resume_path;
+    std::vector<OptionChange> resume_report;
+    int64_t resume_step = 0;
+    if (resuming) {
+        resume_path = resolve_checkpoint(opt.out_dir, opt.resume);
+        const auto [run_config, run_model] = checkpoint_options(resume_path);
+        {
+            const H5File f(resume_path, H5File::Mode::read);
+            resume_step = f.attr_i64("/", "step");
+        }
+        const std::string stored_model =
+            run_model.empty() ? std::string() : model_config_to_ini(model_config_from_ini(run_model, resume_path));
+        std::string refused;
+        for (const OptionChange& c : resume_changes(run_config, stored_model, opt.config_text, model_config_to_ini(model_cfg))) {
+            if (c.key == "train.resume" || c.key == "train.overwrite") continue;  // what every resume says
+            if (c.allowed) resume_report.push_back(c);
+            else refused += "\n  " + c.key + ": the run has " + c.run_value + ", this command " + c.new_value;
+        }
+        CC_REQUIRE(refused.empty(), "--train.resume: ", resume_path,
+                   " would continue as another run; these options differ from the run's:", refused,
+                   "\nA resume keeps the model, data, batch, seed, optimizer and schedule (only train.steps may "
+                   "change); leave these options out (the run's stored options are the defaults) or start a new run "
+                   "in another train.out (--train.init_from ", resume_path, " starts from its weights)");
+        CC_REQUIRE(resume_step <= opt.steps, "--train.resume: ", resume_path, " is at step ", resume_step,
+                   ", past train.steps = ", opt.steps, " (give train.steps >= ", resume_step, ")");
+        if (resume_step == opt.steps) {
+            if (root)
+                std::printf("resume: %s is at step %lld = train.steps: the run has finished, nothing to do (give a "
+                            "larger --train.steps to train further)\n",
+                            resume_path.c_str(), (long long)resume_step);
+            return 0;
+        }
+    }
+
+    // ---- inputs, before anything is written ----
     const BpeTokenizer tok = BpeTokenizer::load(opt.tokenizer_path);
-    CC_CHECK(tok.vocab_size() <= model_cfg.vocab_size, "tokenizer ", opt.tokenizer_path, " has ", tok.vocab_size(),
-             " ids but model.vocab_size is ", model_cfg.vocab_size);
+    CC_REQUIRE(tok.vocab_size() <= model_cfg.vocab_size, "data.tokenizer ", opt.tokenizer_path, " has ",
+               tok.vocab_size(), " ids but model.vocab_size is ", model_cfg.vocab_size);
     io::LoaderOptions lo;
     lo.expect.image_size = model_cfg.image_size;
     lo.expect.channels = model_cfg.channels;
     lo.expect.context_length = model_cfg.context_length;
     lo.expect.tokenizer_id = tok.id_hex();
     lo.expect.eot_id = tok.eot_id();
+    if (!opt.eval_path.empty()) {
+        // Opened now, with the checks evaluation makes, so that a missing or wrong
+        // evaluation set stops the run before step 1 instead of after the last one.
+        try {
+            io::DatasetExpect e = lo.expect;
+            const io::DatasetReader eval_set(opt.eval_path, e);
+            CC_REQUIRE(eval_set.size() > 0, opt.eval_path, " has no rows");
+        } catch (const Error& e) {
+            CC_USER_FAIL("data.eval: ", e.what());
+        }
+    }
     // With JEST the loader reads super-batches; the model is laid out for this rank's
-    // share of one (scoring) and trains on its share of the selected batch.
+    // share of one (scoring) and trains on its share of the selected batch. B is the
+    // same on any number of ranks (never rounded to a multiple of them).
     jest::JestConfig jcfg = opt.jest;
     jcfg.loss = model_cfg.sigmoid_loss ? LossKind::sigmoid : LossKind::softmax;
     jcfg.seed = opt.seed;
     int64_t super_batch = opt.global_batch;
     if (opt.jest_enabled) {
-        CC_CHECK(opt.jest.filter_ratio > 0 && opt.jest.filter_ratio < 1, "jest.filter_ratio must be in (0, 1), got ",
-                 opt.jest.filter_ratio);
-        super_batch = std::llround(double(opt.global_batch) / (1.0 - opt.jest.filter_ratio));
-        super_batch = (super_batch + P - 1) / P * P;  // a whole share per rank
+        super_batch = jest::super_batch_for(opt.global_batch, opt.jest.filter_ratio);
         jcfg.batch = opt.global_batch;
         jcfg.validate(super_batch, P);
+    }
+    const int64_t local_batch = opt.global_batch / P;
+    // Multi-resolution rows are taken per local batch: refuse a split whose rounding
+    // would put another number of rows at the low resolution than one rank would.
+    if (model_cfg.flexi() && P > 1) {
+        const int64_t per_rank = model_cfg.flexi_rows(local_batch), whole = model_cfg.flexi_rows(opt.global_batch);
+        CC_REQUIRE(per_rank * P == whole, "model.flexi_fraction = ", model_cfg.flexi_fraction, " of the local batch ",
+                   local_batch, " (train.batch_size ", opt.global_batch, " / ", P, " ranks) rounds to ", per_rank,
+                   " rows per rank, ", per_rank * P, " in all, but to ", whole,
+                   " on one rank: choose train.batch_size or model.flexi_fraction so that flexi_fraction * batch_size / ranks "
+                   "is a whole number");
     }
     if (opt.mode_expert >= 0 || !opt.rows.empty()) {
         const int64_t n_dataset = io::DatasetReader(opt.train_path, lo.expect).size();
         lo.rows = training_rows(opt, n_dataset);
         if (opt.mode_expert >= 0)
-            CC_CHECK(int64_t(lo.rows.size()) >= super_batch, "mode.expert = ", opt.mode_expert, " has ", lo.rows.size(),
-                     " examples (cluster + out-of-cluster share), fewer than one global batch of ", super_batch);
+            CC_REQUIRE(int64_t(lo.rows.size()) >= super_batch, "mode.expert = ", opt.mode_expert, " has ", lo.rows.size(),
+                       " examples (cluster + out-of-cluster share), fewer than one global batch of ", super_batch);
+    }
+    std::string init_path;
+    if (!resuming && !opt.init_from.empty()) {
+        init_path = opt.init_from;
+        CC_REQUIRE(fs::exists(init_path), "train.init_from: ", init_path, " does not exist");
+        if (fs::is_directory(init_path)) init_path = resolve_checkpoint(init_path, "latest");
     }
     io::Loader loader(opt.train_path, super_batch, comm, opt.seed, lo);
+
+    // The run folder must take files before any step runs.
+    agree_on_error(comm, root ? probe_run_folder(opt.out_dir) : std::string());
 
     // One process per GPU: the node-local rank picks the device; gradients and
     // embeddings then move over NCCL instead of MPI.
@@ -241,7 +476,6 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     if (opt.backend == "cuda") cuda::select_device_for_local_rank(comm.local_rank().rank);
 #endif
     auto be = make_backend(opt.backend);
-    const int64_t local_batch = opt.global_batch / P;
     ClipModel model(*be, model_cfg, super_batch / P);
     model.init_weights(opt.seed);
     model.set_batch(local_batch);
@@ -267,24 +501,59 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     }
 
     int64_t start_step = 0;
-    if (!resuming && !opt.init_from.empty()) {
-        std::string path = opt.init_from;
-        CC_CHECK(fs::exists(path), "train.init_from: ", path, " does not exist");
-        if (fs::is_directory(path)) path = resolve_checkpoint(path, "latest");
-        load_checkpoint(path, model.params(), /*with_optimizer=*/false);
-        if (root) std::printf("initialized from %s (parameters only; fresh optimizer, step 0)\n", path.c_str());
+    std::string last_checkpoint;  // the newest checkpoint of this run folder that this process knows of
+    if (!init_path.empty()) {
+        const std::string note = load_initial_parameters(init_path, model);
+        if (root) {
+            std::printf("initialized from %s (parameters only; fresh optimizer, step 0)\n", init_path.c_str());
+            if (!note.empty()) std::printf("init_from: %s\n", note.c_str());
+        }
     }
     if (resuming) {
-        const std::string path = resolve_checkpoint(opt.out_dir, opt.resume);
-        const CheckpointState st = load_checkpoint(path, model.params(), /*with_optimizer=*/true);
-        CC_CHECK(st.step <= opt.steps, path, " is at step ", st.step, ", past train.steps = ", opt.steps);
+        const CheckpointState st = load_checkpoint(resume_path, model.params(), /*with_optimizer=*/true);
         adamw.set_steps_done(st.step);
         loader.seek({st.loader_epoch, st.loader_step});
         start_step = st.step;
-        if (root) std::printf("resumed from %s at step %lld\n", path.c_str(), (long long)st.step);
+        last_checkpoint = resume_path;
+        if (root) std::printf("resumed from %s at step %lld\n", resume_path.c_str(), (long long)st.step);
     }
     if (root) {
-        std::ofstream(fs::path(opt.out_dir) / "config.ini") << opt.config_text;
+        if (!resuming) {
+            write_text_file((fs::path(opt.out_dir) / "config.ini").string(), opt.config_text);
+        } else {
+            // config.ini stays the record of how the run began; each resume writes its
+            // effective options beside it, headed by what it changed.
+            std::ostringstream rec;
+            rec << "# options in effect when resuming " << resume_path << " at step " << start_step << "\n";
+            for (const OptionChange& c : resume_report) {
+                auto shown = [](const std::string& v) { return v.empty() ? std::string("\"\"") : v; };
+                std::string line = "resume: " + c.key + " " + shown(c.run_value) + " -> " + shown(c.new_value);
+                if (c.key == "train.steps") {
+                    int64_t old_steps = 0;
+                    try {
+                        old_steps = std::stoll(c.run_value);
+                    } catch (const std::exception&) {
+                    }
+                    if (old_steps >= std::max<int64_t>(1, opt.optim.warmup_steps)) {
+                        const CosineSchedule was(opt.optim.lr, opt.optim.warmup_steps, old_steps, opt.optim.min_lr);
+                        char buf[200];
+                        std::snprintf(buf, sizeof buf,
+                                      " (the cosine schedule now ends at step %lld: lr of step %lld %.3e, was %.3e)",
+                                      (long long)opt.steps, (long long)start_step + 1, adamw.lr_at(start_step),
+                                      was.lr(start_step));
+                        line += buf;
+                    }
+                }
+                std::printf("%s\n", line.c_str());
+                rec << "# " << line << "\n";
+            }
+            if (!opt.config_text.empty()) {
+                const std::string path = fresh_name(opt.out_dir, "config_resume_step_" + std::to_string(start_step), ".ini");
+                write_text_file(path, rec.str() + opt.config_text);
+                std::printf("resume: options in effect written to %s (config.ini keeps the run's first options)\n",
+                            path.c_str());
+            }
+        }
         std::printf("%s\nranks %d x local batch %lld = global batch %lld, %lld steps, backend %s, %d threads/rank\n",
                     model.memory_report().c_str(), P, (long long)local_batch, (long long)opt.global_batch,
                     (long long)opt.steps, be->name().c_str(), omp_get_max_threads());
@@ -300,12 +569,24 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
                         reference ? (reference->live() ? "live forward" : "cached embeddings") : "none");
         std::fflush(stdout);
     }
-    std::ofstream metrics;
-    if (root) metrics.open(fs::path(opt.out_dir) / "metrics.jsonl", std::ios::app);
+    MetricsLog metrics;
+    if (root) metrics.open((fs::path(opt.out_dir) / "metrics.jsonl").string());
 
     install_preemption_handlers();
     double total_flops = 0;  // model FLOPs of this run segment (scoring included), all ranks
+    int64_t skip_streak = 0;  // steps skipped in a row (non-finite loss or gradients)
+    // Returns whether a checkpoint was written. After skipped steps the parameters are
+    // checked first: a non-finite state never becomes `latest`.
     auto checkpoint = [&](int64_t done) {
+        int64_t bad = 0;
+        if (skip_streak > 0 && !parameters_finite(model.params())) bad = 1;
+        comm.allreduce_max(&bad, 1);
+        if (bad) {
+            if (root)
+                std::printf("step %lld: parameters are not finite: no checkpoint written (the last good one: %s)\n",
+                            (long long)done, last_checkpoint.empty() ? "none" : last_checkpoint.c_str());
+            return false;
+        }
         if (root) {
             const io::LoaderPosition pos = loader.position();
             save_checkpoint(opt.out_dir, checkpoint_name(done), model.params(),
@@ -313,6 +594,8 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
                                             model_config_to_ini(model_cfg)});
         }
         comm.barrier();
+        last_checkpoint = (fs::path(opt.out_dir) / checkpoint_name(done)).string();
+        return true;
     };
     auto run_eval = [&](int64_t done) {
         if (opt.eval_path.empty()) return;
@@ -320,9 +603,8 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         model.set_batch(local_batch);
         if (root) {
             std::printf("eval at step %lld on %s\n%s", (long long)done, opt.eval_path.c_str(), format_report(r).c_str());
-            metrics << "{\"step\": " << done << ", \"eval\": true, \"flops\": " << total_flops << ", "
-                    << report_json_fields(r) << "}\n";
-            metrics.flush();
+            metrics.write("{\"step\": " + std::to_string(done) + ", \"eval\": true, \"flops\": " +
+                          json_number(total_flops, "%.6e") + ", " + report_json_fields(r) + "}");
             std::fflush(stdout);
         }
     };
@@ -352,17 +634,21 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
             if (P > 1) comm.allreduce_sum(counts, 1);
             window_corrupted += counts[0] / double(opt.global_batch);
         }
+        // The loss and the gradient norm are global: every rank sees the same skip.
         if (r.skipped || !std::isfinite(r.loss)) {
             ++skipped;
+            ++skip_streak;
             if (root) std::printf("step %lld: non-finite loss or gradients, update skipped\n", (long long)s + 1);
         } else {
+            skip_streak = 0;
             window_loss += r.loss;
             ++window_steps;
         }
         window_examples += opt.global_batch;
         ++window_all_steps;
         const int64_t done = s + 1;
-        if (done % opt.log_every == 0 || done == opt.steps) {
+        const bool stalled = opt.max_skipped_steps > 0 && skip_streak >= opt.max_skipped_steps;
+        if (done % opt.log_every == 0 || done == opt.steps || stalled) {
             const double dt = std::chrono::duration<double>(Clock::now() - t_window).count();
             const double rate = window_examples / std::max(dt, 1e-9);
             const double eta = double(opt.steps - done) * opt.global_batch / std::max(rate, 1e-9);
@@ -377,17 +663,19 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
                             (long long)opt.steps, mean_loss, adamw.last_lr(), r.grad_norm, rate, extra,
                             format_eta(eta).c_str());
                 std::fflush(stdout);
-                char buf[512];
-                std::snprintf(buf, sizeof buf,
-                              "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"examples_per_s\": %.3f, "
-                              "\"epoch\": %lld, \"skipped\": %lld, \"elapsed_s\": %.3f, \"flops\": %.6e, "
-                              "\"corrupted_share\": %.6f%s",
-                              (long long)done, mean_loss, adamw.last_lr(), r.grad_norm, rate, (long long)batch.epoch,
-                              (long long)skipped, std::chrono::duration<double>(Clock::now() - t_start).count(),
-                              total_flops, window_corrupted / n, jest_step ? "" : "}\n");
-                metrics << buf;
-                if (jest_step) metrics << ", \"jest_score\": " << window_score / n << ", \"superbatch_score\": " << window_super_score / n << "}\n";
-                metrics.flush();
+                std::string line = "{\"step\": " + std::to_string(done) + ", \"loss\": " + json_number(mean_loss, "%.6f") +
+                                   ", \"lr\": " + json_number(adamw.last_lr(), "%.6e") +
+                                   ", \"grad_norm\": " + json_number(r.grad_norm, "%.6f") +
+                                   ", \"examples_per_s\": " + json_number(rate, "%.3f") +
+                                   ", \"epoch\": " + std::to_string(batch.epoch) + ", \"skipped\": " + std::to_string(skipped) +
+                                   ", \"elapsed_s\": " +
+                                   json_number(std::chrono::duration<double>(Clock::now() - t_start).count(), "%.3f") +
+                                   ", \"flops\": " + json_number(total_flops, "%.6e") +
+                                   ", \"corrupted_share\": " + json_number(window_corrupted / n, "%.6f");
+                if (jest_step)
+                    line += ", \"jest_score\": " + json_number(window_score / n) +
+                            ", \"superbatch_score\": " + json_number(window_super_score / n);
+                metrics.write(line + "}");
             }
             t_window = Clock::now();
             window_examples = 0;
@@ -396,28 +684,43 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
             window_all_steps = 0;
             window_score = window_super_score = window_corrupted = 0;
         }
-        if (opt.checkpoint_every > 0 && done % opt.checkpoint_every == 0 && done != opt.steps) checkpoint(done);
+        if (stalled)
+            CC_USER_FAIL("train: ", skip_streak, " steps in a row (", done - skip_streak + 1, "..", done,
+                         ") had a non-finite loss or gradient norm and changed nothing (train.max_skipped_steps = ",
+                         opt.max_skipped_steps, "); stopped without writing a checkpoint. The last good checkpoint: ",
+                         last_checkpoint.empty() ? std::string("none (this run wrote none)") : last_checkpoint,
+                         ". Look for the cause in the inputs and options (a too large train.lr, bad "
+                         "model.image_mean / image_std, a damaged init_from or data file); train.max_skipped_steps 0 "
+                         "never stops");
+        if (opt.checkpoint_every > 0 && done % opt.checkpoint_every == 0 && done != opt.steps) {
+            // Not while steps are being skipped: `latest` stays the last checkpoint
+            // written before them (the state has not changed since, the data position has).
+            if (skip_streak == 0) checkpoint(done);
+            else if (root)
+                std::printf("step %lld: no checkpoint while steps are skipped (latest stays %s)\n", (long long)done,
+                            last_checkpoint.empty() ? "none" : last_checkpoint.c_str());
+        }
         if (opt.eval_every > 0 && done % opt.eval_every == 0 && done != opt.steps) run_eval(done);
         // Every rank agrees whether any rank was asked to stop.
         int64_t stop = preemption_requested() ? 1 : 0;
         comm.allreduce_max(&stop, 1);
         const bool segment_end = opt.stop_at > 0 && done == opt.stop_at && done != opt.steps;
         if (stop || segment_end) {
-            checkpoint(done);
-            if (root)
+            const bool saved = checkpoint(done);
+            if (root && saved)
                 std::printf("%s: checkpointed step %lld in %s; continue with --train.resume latest\n",
                             stop ? "preemption signal" : "train.stop_at reached", (long long)done, opt.out_dir.c_str());
             return 0;
         }
     }
-    checkpoint(opt.steps);
+    const bool saved = checkpoint(opt.steps);
     run_eval(opt.steps);
     if (root) {
         const double total = std::chrono::duration<double>(Clock::now() - t_start).count();
-        std::printf("done: %lld steps in %.1f s, checkpoint %s/%s\n", (long long)(opt.steps - start_step), total,
-                    opt.out_dir.c_str(), checkpoint_name(opt.steps).c_str());
+        std::printf("done: %lld steps in %.1f s, checkpoint %s\n", (long long)(opt.steps - start_step), total,
+                    saved ? last_checkpoint.c_str() : "none (parameters not finite)");
     }
-    return 0;
+    return saved ? 0 : 1;
 }
 
 }  // namespace curaclip

@@ -5,7 +5,21 @@
 // and rank 0 prints a progress line and appends metrics to <out>/metrics.jsonl.
 // Checkpoints go to <out>/ every train.checkpoint_every steps, at the end, and
 // when a preemption signal arrives; --train.resume latest continues a run
-// exactly (bit for bit on the CPU backend).
+// exactly (bit for bit on the CPU backend), refusing options that would make it
+// another run (src/train/resume_check.h).
+//
+// Everything a run reads or writes is checked before step 1: the options
+// (non-finite or nonsensical values name the option), data.train, data.eval (opened
+// and checked against the model and tokenizer), the JEST and multi-resolution sizes
+// (never rounded to a multiple of the ranks), init_from, and that train.out can be
+// written (a probe file is created and removed). A step whose loss or gradient norm
+// is not finite changes nothing ("update skipped"); after train.max_skipped_steps
+// such steps in a row the run stops with an Error naming the last good checkpoint
+// (none is written while steps are being skipped, and none of non-finite
+// parameters, so `latest` keeps pointing at it). metrics.jsonl holds JSON only
+// (non-finite numbers are null, src/train/metrics_log.h). A resume writes its
+// effective options to config_resume_step_<N>.ini beside config.ini, which keeps the
+// options the run began with.
 #pragma once
 
 #include <functional>
@@ -30,6 +44,9 @@ struct TrainOptions {
     int64_t stop_at = 0;  // > 0: checkpoint and exit after this step (a time-limited job segment)
     int threads = 0;
     double grad_bucket_mb = 25.0;  // gradient all-reduce buckets (MiB); 0: one all-reduce per parameter after the backward
+    // Consecutive skipped steps (non-finite loss or gradients) after which the run
+    // stops with an error; 0: never stop.
+    int64_t max_skipped_steps = 20;
     bool overwrite = false;
     std::string config_text;  // every option in effect, stored in checkpoints and the run folder
 
@@ -41,7 +58,10 @@ struct TrainOptions {
     bool jest_score_low_res = false;
 
     // Start from another run's parameters (not its optimizer state or step): the
-    // MoDE seed model. Ignored when resuming (the run's own checkpoint wins).
+    // MoDE seed model. Ignored when resuming (the run's own checkpoint wins). A
+    // checkpoint of the other contrastive loss loads too: softmax -> sigmoid starts
+    // logit_bias at the SigLIP recipe's -10 (weight_init.cpp), sigmoid -> softmax
+    // drops it; both are printed.
     std::string init_from;
     // MoDE expert (DESIGN §7): train only on expert mode_expert's rows of the
     // cluster side file mode_assign plus round(mode_ood_share * |cluster|)
@@ -57,12 +77,18 @@ struct TrainOptions {
 
 boost::program_options::options_description train_options();
 TrainOptions train_options_from(const boost::program_options::variables_map& vm);
+// Throws an Error naming the first option that is out of range, not finite, or
+// nonsensical (e.g. train.lr above 1, train.warmup above train.steps). run_training
+// calls it too.
+void validate_train_options(const TrainOptions& o);
 
 // The rows a run trains on (opt.rows, or mode_expert's rows of mode_assign;
 // empty: all). n_dataset is the size of data.train, checked against the side file.
 std::vector<int64_t> training_rows(const TrainOptions& opt, int64_t n_dataset);
 
-// Runs the whole training; returns the process exit code (0 also after a clean preemption stop).
+// Runs the whole training; returns the process exit code (0 also after a clean
+// preemption stop, and when a resumed run had already finished). Throws an Error
+// (on every rank alike) for bad inputs and for a run stalled on non-finite steps.
 int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Communicator& comm);
 
 }  // namespace curaclip

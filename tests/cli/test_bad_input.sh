@@ -94,5 +94,240 @@ expect_error "train: world differs from SLURM_NTASKS" "SLURM_NTASKS" env SLURM_N
 # eval on a wrong file
 expect_error "eval: missing checkpoint" "not found|latest" "$BIN" eval --checkpoint "$W/none.h5" --data "$W/d/test.h5"
 
+# ---- Trainer robustness (issue 11): refused before step 1 naming the option or file,
+# nothing written; non-finite steps stop the run; a resume continues the run it resumes.
+ROB0=(train --config configs/tiny.ini --data.train "$W/d/train.h5" --train.log_every 1)
+ROB=("${ROB0[@]}" --data.eval "" --train.batch_size 32 --train.steps 2 --train.warmup 0)
+ROB_EVAL=("${ROB0[@]}" --train.batch_size 32 --train.steps 2 --train.warmup 0)   # + --data.eval
+ROB_LONG=("${ROB0[@]}" --data.eval "" --train.batch_size 32 --train.warmup 0)    # + --train.steps
+# expect_refused NAME PATTERN OUT CMD...: expect_error, and OUT (the run folder) was not created.
+expect_refused() {
+  local name=$1 pattern=$2 out=$3; shift 3
+  expect_error "$name" "$pattern" "$@"
+  check "$name: no run folder" test ! -e "$out"
+}
+expect_refused "train: lr 1e6" "train\.lr = 1e\+06 is outside \[0, 1\]" "$W/t1" "$BIN" "${ROB[@]}" --train.lr 1e6 --train.out "$W/t1"
+expect_refused "train: lr nan" "option train\.lr = nan is not a finite number" "$W/t2" "$BIN" "${ROB[@]}" --train.lr nan --train.out "$W/t2"
+expect_refused "train: image_mean nan" "model\.image_mean: 'nan' holds nan, not a finite number" "$W/t3" "$BIN" "${ROB[@]}" --model.image_mean nan --train.out "$W/t3"
+printf '[model]\nimage_std = inf\n' > "$W/inf.ini"
+expect_refused "train: image_std inf in a config file" "model\.image_std: 'inf' holds inf" "$W/t4" "$BIN" train --config "$W/inf.ini" --data.train "$W/d/train.h5" --train.out "$W/t4"
+expect_refused "train: jest.temperature inf" "option jest\.temperature = inf is not a finite number" "$W/t5" "$BIN" "${ROB[@]}" --jest.temperature inf --train.out "$W/t5"
+expect_refused "train: warmup past the steps" "train\.warmup = 100 must be in \[0, train\.steps = 2\]" "$W/t6" "$BIN" "${ROB0[@]}" --data.eval "" --train.batch_size 32 --train.steps 2 --train.warmup 100 --train.out "$W/t6"
+expect_refused "train: --config is a folder" "--config $W/d is a folder, not an INI config file" "$W/t7" "$BIN" train --config "$W/d" --data.train "$W/d/train.h5" --train.out "$W/t7"
+expect_refused "train: missing data.eval" "data\.eval: .*nothere_eval\.h5" "$W/t8" "$BIN" "${ROB_EVAL[@]}" --data.eval "$W/nothere_eval.h5" --train.out "$W/t8"
+head -c 20000 "$W/d/test.h5" > "$W/trunc_eval.h5"
+expect_refused "train: corrupt data.eval" "data\.eval: .*trunc_eval\.h5" "$W/t9" "$BIN" "${ROB_EVAL[@]}" --data.eval "$W/trunc_eval.h5" --train.out "$W/t9"
+expect_refused "train: data.eval of another tokenizer" "data\.eval: .*d2/test\.h5" "$W/t10" "$BIN" "${ROB_EVAL[@]}" --data.eval "$W/d2/test.h5" --train.out "$W/t10"
+touch "$W/plainfile"
+expect_error "train: train.out below a file" "train\.out $W/plainfile/run: cannot create the run folder \(Not a directory\)" "$BIN" "${ROB[@]}" --train.out "$W/plainfile/run"
+mkdir -p "$W/ro"
+if mount -t tmpfs -o ro,size=1m tmpfs "$W/ro" 2>/dev/null; then
+  expect_error "train: read-only train.out" "train\.out $W/ro is not writable \(Read-only file system\)" "$BIN" "${ROB[@]}" --train.out "$W/ro"
+  expect_error "train: train.out on a read-only file system" "train\.out $W/ro/run: cannot create the run folder \(Read-only file system\)" "$BIN" "${ROB[@]}" --train.out "$W/ro/run"
+  umount "$W/ro"
+else
+  echo "skip train: read-only train.out (cannot mount a read-only tmpfs here: needs CAP_SYS_ADMIN)"
+fi
+expect_refused "prep: --curated beyond the data" "--curated 100000 exceeds the 300 training examples.*nothing was written" "$W/cur" "$BIN" prep fashion-mnist --out "$W/cur" --limit 300 --curated 100000
+
+# JEST super-batch: b = 18, f = 0.6 is B = 45 on any rank count; 2 ranks cannot split it.
+JEST_ARGS=(--data.eval "" --train.steps 2 --train.warmup 0 --jest.enable true --jest.score hard_learner --jest.filter_ratio 0.6 --jest.chunks 3 --train.batch_size 18)
+out=$("$BIN" "${ROB0[@]}" "${JEST_ARGS[@]}" --train.out "$W/j1" 2>&1); rc=$?
+check "jest: one rank uses the super-batch 45" grep -q "super-batch 45 -> 18" <<<"$out"
+check "jest: one rank exits 0" test $rc -eq 0
+expect_refused "jest: 2 ranks refuse B = 45 instead of rounding it to 46" "super-batch B = 45 .*not divisible by the 2 ranks" "$W/j2" \
+  mpirun -n 2 --oversubscribe "$BIN" "${ROB0[@]}" "${JEST_ARGS[@]}" --train.out "$W/j2"
+
+# A resume continues the run it resumes.
+"$BIN" train --config configs/tiny.ini --data.train "$W/d/train.h5" --data.eval "" --train.batch_size 32 \
+  --train.steps 4 --train.stop_at 2 --train.warmup 0 --train.log_every 1 --train.out "$W/rr" >/dev/null 2>&1
+sum_before=$(md5sum "$W/rr"/*)
+expect_error "resume: another batch size is refused naming both values" "train\.batch_size: the run has 32, this command 64" \
+  "$BIN" train --config configs/tiny.ini --train.out "$W/rr" --train.resume latest --train.batch_size 64
+expect_error "resume: another activation is refused" "model\.activation: the run has gelu, this command quick_gelu" \
+  "$BIN" train --config configs/tiny.ini --train.out "$W/rr" --train.resume latest --model.activation quick_gelu
+expect_error "resume: another seed is refused" "train\.seed: the run has 0, this command 3" \
+  "$BIN" train --config configs/tiny.ini --train.out "$W/rr" --train.resume latest --train.seed 3
+check "resume: refused resumes changed no file" test "$sum_before" = "$(md5sum "$W/rr"/*)"
+config_before=$(md5sum < "$W/rr/config.ini")
+# The README's resume line: the recipe again (train.steps = 4000 there) continues the run's 4 steps.
+out=$("$BIN" train --config configs/tiny.ini --train.out "$W/rr" --train.resume latest 2>&1); rc=$?
+check "resume (README line): exit 0" test $rc -eq 0
+check "resume (README line): runs to the run's step 4, not the file's 4000" grep -qE "step +4/4 " <<<"$out"
+check "resume (README line): says the run's options beat the file's" grep -q "train.steps = 4 (file: 4000)" <<<"$out"
+check "resume (README line): final checkpoint" test -f "$W/rr/step_00000004.h5"
+check "resume: config.ini not overwritten" test "$config_before" = "$(md5sum < "$W/rr/config.ini")"
+check "resume: the resumed options are written beside it" test -f "$W/rr/config_resume_step_2.ini"
+out=$("$BIN" train --config configs/tiny.ini --train.out "$W/rr" --train.resume latest --train.steps 6 2>&1); rc=$?
+check "resume: more steps are accepted and reported" grep -q "resume: train.steps 4 -> 6 (the cosine schedule now ends at step 6" <<<"$out"
+check "resume: more steps exit 0 with step 6" test $rc -eq 0 -a -f "$W/rr/step_00000006.h5"
+
+# Non-finite values: a checkpoint whose patch embedding overflows every forward stops the
+# run after train.max_skipped_steps with an error; metrics.jsonl stays JSON (null).
+/usr/bin/python3 - "$W/rr/step_00000006.h5" "$W/overflow.h5" "$W/scale100.h5" <<'PY'
+import shutil, sys, h5py, numpy as np
+src, overflow, scale = sys.argv[1:]
+shutil.copy(src, overflow)
+with h5py.File(overflow, "r+") as f:
+    d = f["params/visual.conv1.weight"]; d[...] = np.full(d.shape, 3e38, np.float32)
+shutil.copy(src, scale)
+with h5py.File(scale, "r+") as f:
+    f["params/logit_scale"][()] = 100.0
+PY
+expect_error "train: non-finite steps stop the run" "3 steps in a row \(1\.\.3\) had a non-finite loss.*last good checkpoint: none" \
+  "$BIN" "${ROB_LONG[@]}" --train.steps 20 --train.max_skipped_steps 3 --train.checkpoint_every 1 --train.init_from "$W/overflow.h5" --train.out "$W/nan"
+check "train: stalled run wrote no checkpoint" test -z "$(ls "$W/nan" | grep step_)"
+check "train: metrics.jsonl of the stalled run is JSON with null losses" /usr/bin/python3 -c "
+import json
+rows = [json.loads(l) for l in open('$W/nan/metrics.jsonl')]
+assert len(rows) == 3 and all(r['loss'] is None for r in rows) and rows[-1]['skipped'] == 3, rows"
+out=$("$BIN" "${ROB_LONG[@]}" --train.steps 3 --train.max_skipped_steps 1 --train.init_from "$W/scale100.h5" --train.out "$W/s100" 2>&1); rc=$?
+check "train: logit_scale 100 checkpoint trains (exp capped at 100)" test $rc -eq 0
+check "train: logit_scale 100 checkpoint skips no step" /usr/bin/python3 -c "
+import json
+rows = [json.loads(l) for l in open('$W/s100/metrics.jsonl')]
+assert len(rows) == 3 and all(r['skipped'] == 0 and r['loss'] > 0 for r in rows), rows"
+# SigLIP from a CLIP (softmax) run, as open_clip users do.
+out=$("$BIN" "${ROB[@]}" --model.loss sigmoid --train.init_from "$W/rr" --train.out "$W/sig" 2>&1); rc=$?
+check "train: sigmoid model from a softmax checkpoint exits 0" test $rc -eq 0
+check "train: ... and says logit_bias starts at -10" grep -q "has no logit_bias: logit_bias starts at -10 as the sigmoid (SigLIP) recipe" <<<"$out"
+
+# ---- Evaluation, embeddings, MoDE side files and dataset shapes (issue 11) ----------
+# Non-finite embeddings, duplicate captions, token ids outside the vocabulary,
+# shapes claiming more rows than the file holds, and MoDE side files holding NaN:
+# each refused naming the file (and checkpoint, dataset, row), exit non-zero, and no
+# output written; inputs never change. Needs python3-h5py to make the bad files.
+PY=/usr/bin/python3
+if ! $PY -c "import h5py" 2>/dev/null; then
+  echo "skip evaluation/MoDE bad-input cases: python3-h5py is not installed"
+else
+  E=$W/evalrob; mkdir -p "$E"
+  CK=$(ls "$W/run"/step_*.h5 | tail -1)
+  TOKF=$W/d/tokenizer.bpe
+  # no_file NAME PATH...: none of the paths (nor PATH.tmp) exists.
+  no_file() {
+    local name=$1; shift
+    local p ok=0
+    for p in "$@"; do [ -e "$p" ] || [ -e "$p.tmp" ] && ok=1; done
+    check "$name" test $ok -eq 0
+  }
+  # Bad inputs, made from the good ones.
+  cp "$CK" "$E/huge_text.h5"; cp "$CK" "$E/huge_image.h5"
+  cp "$W/d/test.h5" "$E/oov.h5"; cp "$W/d/test.h5" "$E/neg.h5"
+  $PY - "$E" <<'PYEOF'
+import sys, h5py, numpy as np
+e = sys.argv[1]
+# Finite weights so large that the projections overflow (NaN embeddings from finite weights).
+for name, key in (("huge_text.h5", "params/text_projection"), ("huge_image.h5", "params/visual.proj")):
+    with h5py.File(f"{e}/{name}", "r+") as f:
+        f[key][...] = np.full(f[key].shape, 3e38, dtype=np.float32)
+# Token ids outside the vocabulary (row 5) and negative (row 7), in files without an eot_id attribute.
+for name, row, val in (("oov.h5", 5, 100000), ("neg.h5", 7, -3)):
+    with h5py.File(f"{e}/{name}", "r+") as f:
+        del f.attrs["eot_id"]
+        t = f["tokens"][...]; t[row, 3] = val; f["tokens"][...] = t
+# A dataset whose shape claims 2^40 rows in a file of kilobytes.
+with h5py.File(f"{e}/oov.h5", "r") as src, h5py.File(f"{e}/big.h5", "w") as f:
+    for k, v in src.attrs.items(): f.attrs[k] = v
+    n = 2**40
+    f.create_dataset("images", shape=(n, 28, 28, 1), dtype="u1", chunks=(64, 28, 28, 1))
+    f.create_dataset("tokens", shape=(n, 16), dtype="i4", chunks=(4096, 16))
+    f.create_dataset("captions", shape=(n,), dtype=h5py.string_dtype(), chunks=(4096,))
+# Embeddings of 2^40 rows, for cluster.
+with h5py.File(f"{e}/big_emb.h5", "w") as f:
+    f.create_dataset("caption_emb", shape=(2**40, 64), dtype="f4", chunks=(1024, 64))
+PYEOF
+  BAD_INPUTS=("$CK" "$W/d/test.h5" "$E/huge_text.h5" "$E/huge_image.h5" "$E/oov.h5" "$E/neg.h5" "$E/big.h5" "$E/big_emb.h5")
+  inputs_sum=$(md5sum "${BAD_INPUTS[@]}")
+
+  # Duplicate captions: the same numbers whatever the batch (and the rank count).
+  for b in 256 100 7; do
+    OMP_NUM_THREADS=2 "$BIN" eval --checkpoint "$W/run" --data "$W/d/test.h5" --batch $b --json "$E/eval_$b.json" >/dev/null 2>&1
+  done
+  mpirun -n 2 --oversubscribe "$BIN" eval --checkpoint "$W/run" --data "$W/d/test.h5" --batch 64 --json "$E/eval_np2.json" >/dev/null 2>&1
+  check "eval: duplicate captions give the same metrics for batch 256, 100, 7 and 2 ranks" $PY -c "
+import json, sys
+keys = ['i2t_r1', 'i2t_r5', 'i2t_r10', 't2i_r1', 't2i_r5', 't2i_r10', 'zeroshot_top1', 'zeroshot_top5']
+runs = [json.load(open('$E/eval_%s.json' % b)) for b in ('256', '100', '7', 'np2')]
+sys.exit(0 if all([r[k] for k in keys] == [runs[0][k] for k in keys] for r in runs) else 1)"
+
+  # Non-finite embeddings from finite (huge) weights: eval and embed refuse, nothing written.
+  expect_error "eval: non-finite text embeddings name checkpoint, dataset, rows" \
+    "checkpoint $E/huge_text.h5 on $W/d/test.h5: the text embeddings of rows 0, 1, 2, 3, 4 and [0-9]+ more .*not finite" \
+    "$BIN" eval --checkpoint "$E/huge_text.h5" --data "$W/d/test.h5" --json "$E/x_eval.json"
+  expect_error "eval: non-finite image embeddings" "huge_image.h5 on .*test.h5: the image embeddings of rows 0, 1, 2.*not finite" \
+    "$BIN" eval --checkpoint "$E/huge_image.h5" --data "$W/d/test.h5" --json "$E/x_eval.json"
+  no_file "eval: no --json written after a refusal" "$E/x_eval.json"
+  expect_error "embed: non-finite caption embeddings, nothing written" \
+    "checkpoint $E/huge_text.h5 on $W/d/test.h5: the caption embeddings of rows 0, 1, 2, 3, 4 and [0-9]+ more are not finite.*nothing was written" \
+    "$BIN" embed --checkpoint "$E/huge_text.h5" --data "$W/d/test.h5" --out "$E/x_emb.h5"
+  expect_error "embed (2 ranks): non-finite image embeddings" "huge_image.h5 on .*test.h5: the image embeddings of rows 0, 1, 2.*not finite" \
+    mpirun -n 2 --oversubscribe "$BIN" embed --checkpoint "$E/huge_image.h5" --data "$W/d/test.h5" --out "$E/x_emb.h5" --what both
+  no_file "embed: no --out (nor .tmp) written after a refusal" "$E/x_emb.h5"
+
+  # Token ids outside the model's vocabulary / negative, in files without eot_id:
+  # refused naming file and row before any forward pass or step.
+  expect_error "eval: id outside the vocabulary names file and row" "oov.h5: /tokens row 5 holds id 100000 at position 3" \
+    "$BIN" eval --checkpoint "$W/run" --data "$E/oov.h5" --tokenizer "$TOKF" --json "$E/x_eval.json"
+  expect_error "embed: id outside the vocabulary names file and row" "oov.h5: /tokens row 5 holds id 100000.*vocabulary \[0, 1024\)" \
+    "$BIN" embed --checkpoint "$W/run" --data "$E/oov.h5" --out "$E/x_emb.h5"
+  expect_error "embed (2 ranks): negative id names file and row" "neg.h5: /tokens row 7 holds id -3.*negative" \
+    mpirun -n 2 --oversubscribe "$BIN" embed --checkpoint "$W/run" --data "$E/neg.h5" --out "$E/x_emb.h5"
+  expect_error "train: id outside the tokenizer names file and row before the first step" "oov.h5: /tokens row 5 holds id 100000" \
+    "$BIN" "${BASE[@]}" --data.train "$E/oov.h5" --data.tokenizer "$TOKF" --train.batch_size 32 --train.out "$E/x_run"
+  no_file "token refusals wrote nothing" "$E/x_eval.json" "$E/x_emb.h5" "$E/x_run/latest"
+
+  # A shape of 2^40 rows: a message naming the file and dataset, no std::bad_alloc.
+  for cmd in eval embed train; do
+    case $cmd in
+      eval) args=(eval --checkpoint "$W/run" --data "$E/big.h5" --tokenizer "$TOKF") ;;
+      embed) args=(embed --checkpoint "$W/run" --data "$E/big.h5" --out "$E/x_emb.h5") ;;
+      train) args=("${BASE[@]}" --data.train "$E/big.h5" --data.tokenizer "$TOKF" --train.batch_size 32 --train.out "$E/x_run") ;;
+    esac
+    expect_error "$cmd: 2^40 rows refused naming file and dataset" \
+      "big.h5: dataset '/images' has shape \[1099511627776, 28, 28, 1\] \(862.0 TB\) but the whole file is" "$BIN" "${args[@]}"
+  done
+  expect_error "cluster: 2^40 embeddings refused naming file and dataset" "big_emb.h5: dataset '/caption_emb' has shape \[1099511627776, 64\]" \
+    "$BIN" cluster --embeddings "$E/big_emb.h5" --out "$E/x_assign.h5" --fine 4 --experts 2
+  check "no std::bad_alloc anywhere" test -z "$("$BIN" eval --checkpoint "$W/run" --data "$E/big.h5" --tokenizer "$TOKF" 2>&1 | grep -i bad_alloc)"
+  no_file "shape refusals wrote nothing" "$E/x_emb.h5" "$E/x_run/latest" "$E/x_assign.h5"
+
+  # MoDE side files: a real one, then NaN centers / out-of-range experts.
+  "$BIN" embed --checkpoint "$W/run" --data "$W/d/train.h5" --out "$E/emb.h5" >/dev/null 2>&1
+  "$BIN" cluster --embeddings "$E/emb.h5" --out "$E/assign.h5" --fine 8 --experts 2 --verbose 0 >/dev/null 2>&1
+  check "MoDE: embed + cluster made a side file" test -s "$E/assign.h5"
+  cp "$E/assign.h5" "$E/nan_assign.h5"; cp "$E/assign.h5" "$E/map_assign.h5"; cp "$E/emb.h5" "$E/nan_emb.h5"
+  $PY - "$E" <<'PYEOF'
+import sys, h5py, numpy as np
+e = sys.argv[1]
+with h5py.File(f"{e}/nan_assign.h5", "r+") as f:
+    c = f["centers/fine"][...]; c[1, 2] = np.nan; f["centers/fine"][...] = c
+with h5py.File(f"{e}/map_assign.h5", "r+") as f:
+    m = f["centers/fine_to_expert"][...]; m[3] = 7; f["centers/fine_to_expert"][...] = m
+with h5py.File(f"{e}/nan_emb.h5", "r+") as f:
+    x = f["caption_emb"][...]; x[11, 0] = np.inf; f["caption_emb"][...] = x
+PYEOF
+  side_sum=$(md5sum "$E"/*assign.h5 "$E"/*emb.h5)
+  expect_error "eval --experts: NaN centers refused at read naming the file" \
+    "--assign: $E/nan_assign.h5: /centers/fine: fine center 1 holds nan at component 2" \
+    "$BIN" eval --experts "$W/run,$W/run" --assign "$E/nan_assign.h5" --data "$W/d/test.h5" --json "$E/x_eval.json"
+  expect_error "eval --experts: an expert with non-finite embeddings is named" \
+    "expert 0 \(checkpoint $E/huge_text.h5\) on $W/d/test.h5: the text embeddings of rows 0, 1, 2.*not finite" \
+    "$BIN" eval --experts "$E/huge_text.h5,$W/run" --assign "$E/assign.h5" --data "$W/d/test.h5" --json "$E/x_eval.json"
+  expect_error "eval --experts: expert out of range refused naming the file" \
+    "map_assign.h5: /centers/fine_to_expert maps fine center 3 to expert 7, not one of the 2 experts" \
+    "$BIN" eval --experts "$W/run,$W/run" --assign "$E/map_assign.h5" --data "$W/d/test.h5"
+  expect_error "train --mode.assign: NaN centers refused before the first step" "mode.assign: $E/nan_assign.h5: /centers/fine: fine center 1" \
+    "$BIN" "${TRAIN[@]}" --mode.assign "$E/nan_assign.h5" --mode.expert 0 --train.init_from "$W/run" --train.out "$E/x_run"
+  expect_error "train-experts: NaN centers refused" "nan_assign.h5: /centers/fine: fine center 1" \
+    "$BIN" train-experts --config configs/tiny.ini --data.train "$W/d/train.h5" --data.eval "" --train.steps 2 --train.warmup 0 \
+    --train.batch_size 32 --mode.assign "$E/nan_assign.h5" --train.init_from "$W/run" --train.out "$E/x_run"
+  expect_error "cluster: non-finite embedding names file and row" "nan_emb.h5: dataset '/caption_emb' row 11 holds inf at component 0" \
+    "$BIN" cluster --embeddings "$E/nan_emb.h5" --out "$E/x_assign.h5" --fine 8 --experts 2
+  no_file "MoDE refusals wrote nothing" "$E/x_eval.json" "$E/x_run/latest" "$E/x_assign.h5"
+  check "MoDE: side files untouched" test "$side_sum" = "$(md5sum "$E"/*assign.h5 "$E"/*emb.h5)"
+  check "evaluation inputs untouched" test "$inputs_sum" = "$(md5sum "${BAD_INPUTS[@]}")"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job's pieces through the real command line, on a small slice of
 # Fashion-MNIST: prep -> train on 2 ranks via jobs/local/train.sh (progress lines,
-# metrics.jsonl, periodic eval) -> SIGTERM preemption (checkpoint, exit 0) ->
-# resume -> eval (table + JSON) -> plot script (PNG).
+# metrics.jsonl, periodic eval) -> SIGTERM preemption (checkpoint, exit 75) ->
+# resume -> eval (table + JSON) -> plot script (PNG). A stop on a signal exits 75
+# (stopped to be resumed; docs/training.md).
 #   usage: test_main_job.sh path/to/curaclip
 set -u
 BIN=${1:?usage: $0 path/to/curaclip}
@@ -43,7 +44,7 @@ for _ in $(seq 1 120); do grep -q "step  *5/" "$W/pre.log" 2>/dev/null && break;
 # Signal the ranks themselves (as srun forwards Slurm's signal), not mpirun.
 for p in $(pgrep -x curaclip); do grep -q "$W/pre" "/proc/$p/cmdline" 2>/dev/null && kill -TERM "$p"; done
 wait $launcher; rc=$?
-check "preempted run exited 0" test $rc -eq 0
+check "preempted run exited 75 (stopped to be resumed)" test $rc -eq 75
 check "preemption checkpointed" grep -q "preemption signal: checkpointed step" "$W/pre.log"
 check "preemption left a latest pointer" test -f "$W/pre/latest"
 step=$(sed -E 's/step_0*([0-9]+)\.h5/\1/' "$W/pre/latest")

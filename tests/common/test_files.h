@@ -45,6 +45,17 @@ void expect_error(F&& f, const std::vector<std::string>& needles) {
     }
 }
 
+// The Error's message, or "" if none was thrown.
+template <typename F>
+std::string error_of(F&& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
 inline std::string read_file_bytes(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());

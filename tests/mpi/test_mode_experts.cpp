@@ -62,19 +62,7 @@ Fixture make_fixture(const Communicator& world, const std::string& tag) {
 }
 
 TrainOptions options(const Fixture& f, const std::string& out, int64_t steps) {
-    TrainOptions o;
-    o.train_path = f.dir + "/train.h5";
-    o.tokenizer_path = f.dir + "/tokenizer.bpe";
-    o.out_dir = out;
-    o.global_batch = 8;
-    o.steps = steps;
-    o.seed = 5;
-    o.optim.lr = 2e-3;
-    o.optim.warmup_steps = 2;
-    o.optim.total_steps = steps;
-    o.optim.grad_clip_norm = 1.0;
-    o.log_every = 1;
-    return o;
+    return testing::fixture_train_options(f, out, steps, 2);
 }
 
 std::string error_of(const std::function<void()>& f) {

@@ -15,6 +15,7 @@
 #include "model/model_config.h"
 #include "mpi/communicator.h"
 #include "tokenizer/bpe_tokenizer.h"
+#include "train/trainer.h"
 
 namespace curaclip::testing {
 
@@ -96,5 +97,24 @@ public:
 private:
     int saved_;
 };
+
+// Options of a short run on the fixture: batch 8, seed 5, lr 2e-3, clip 1, a log line
+// per step.
+inline TrainOptions fixture_train_options(const TrainFixture& f, const std::string& out, int64_t steps,
+                                          int64_t warmup = 0) {
+    TrainOptions o;
+    o.train_path = f.dir + "/train.h5";
+    o.tokenizer_path = f.dir + "/tokenizer.bpe";
+    o.out_dir = out;
+    o.global_batch = 8;
+    o.steps = steps;
+    o.seed = 5;
+    o.optim.lr = 2e-3;
+    o.optim.warmup_steps = warmup;
+    o.optim.total_steps = steps;
+    o.optim.grad_clip_norm = 1.0;
+    o.log_every = 1;
+    return o;
+}
 
 }  // namespace curaclip::testing

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -19,6 +20,9 @@
 #include "prep/fashion_mnist_captions.h"
 #include "io/dataset_reader.h"
 #include "io/dataset_writer.h"
+#include "io/hdf5_file.h"
+#include "io/loader.h"
+#include "mpi/communicator.h"
 #include "prep/fashion_mnist.h"
 #include "tests/common/test_files.h"
 #include "tokenizer/bpe_tokenizer.h"
@@ -320,6 +324,114 @@ TEST(Dataset, Refusals) {
     bad.tokens.pop_back();
     expect_error([&] { write_dataset(d / "bad.h5", bad, small_attrs()); }, {"bad.h5", "/tokens"});
     EXPECT_FALSE(path_exists(d / "bad.h5"));
+}
+
+// Replaces dataset `name` of the curaclip dataset at path with an uncompressed
+// chunked one of `dims` (chunks of one row) of which only rows [0, written) are
+// written (zeros): a file whose shape claims more than it holds.
+void replace_with_unwritten(const std::string& path, const char* name, hid_t type, std::vector<hsize_t> dims,
+                            hsize_t written) {
+    H5File f(path, H5File::Mode::read_write);
+    std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
+    ASSERT_GE(H5Ldelete(f.id(), name, H5P_DEFAULT), 0);
+    H5Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr));
+    H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE));
+    std::vector<hsize_t> chunk = dims;
+    chunk[0] = 1;
+    ASSERT_GE(H5Pset_chunk(dcpl.get(), int(chunk.size()), chunk.data()), 0);
+    H5Id d(H5Dcreate2(f.id(), name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+    ASSERT_TRUE(d.valid());
+    if (written == 0) return;
+    std::vector<hsize_t> count = dims, start(dims.size(), 0);
+    count[0] = written;
+    hsize_t elems = 1;
+    for (hsize_t c : count) elems *= c;
+    std::vector<uint8_t> zeros(size_t(elems * H5Tget_size(type)), 0);
+    H5Id mspace(H5Screate_simple(int(count.size()), count.data(), nullptr));
+    ASSERT_GE(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr), 0);
+    ASSERT_GE(H5Dwrite(d.get(), type, mspace.get(), space.get(), H5P_DEFAULT, zeros.data()), 0);
+}
+
+TEST(Dataset, ShapesClaimingMoreThanTheFileHoldsAreRefusedBeforeAnyAllocation) {
+    TempDir d;
+    // /images claiming 2^40 rows of a few bytes each: 82 TB in a file of kilobytes.
+    const std::string huge = d / "huge.h5";
+    write_dataset(huge, small_dataset(), small_attrs());
+    replace_with_unwritten(huge, "/images", H5T_STD_U8LE, {hsize_t(1) << 40, 5, 5, 3}, 0);
+    expect_error([&] { DatasetReader r(huge); },
+                 {huge, "'/images'", "[1099511627776, 5, 5, 3]", "82.5 TB", "the whole file is",
+                  "claims more rows than were written"});
+    // /tokens of the right shape [37, 6] but only 20 of its 37 row chunks written: HDF5
+    // would read zeros (rows without an end of text) for the rest.
+    const std::string part = d / "part.h5";
+    write_dataset(part, small_dataset(), small_attrs());
+    replace_with_unwritten(part, "/tokens", H5T_STD_I32LE, {37, 6}, 20);
+    expect_error([&] { DatasetReader r(part); }, {part, "'/tokens'", "[37, 6]", "only 480 bytes of it were ever written"});
+    // The same for the optional row datasets.
+    const std::string labels = d / "labels.h5";
+    write_dataset(labels, small_dataset(), small_attrs());
+    replace_with_unwritten(labels, "/labels", H5T_STD_I32LE, {37}, 3);
+    expect_error([&] { DatasetReader r(labels); }, {labels, "'/labels'", "written"});
+    // A complete file passes.
+    write_dataset(d / "ok.h5", small_dataset(), small_attrs());
+    EXPECT_EQ(DatasetReader(d / "ok.h5").size(), 37);
+}
+
+TEST(Dataset, TokenIdsAreCheckedAgainstTheModelVocabularyWithoutAnEotAttribute) {
+    // small_dataset's row i holds ids i*100 .. i*100+5 and the file has no eot_id.
+    TempDir d;
+    const std::string p = d / "ds.h5";
+    DatasetContents w = small_dataset();
+    w.tokens[size_t(7 * 6 + 4)] = -1;  // a negative id in row 7
+    write_dataset(p, w, small_attrs());
+    {
+        const DatasetReader r(p);  // no vocabulary, no end of text: nothing is checked
+        EXPECT_FALSE(r.checks_tokens());
+        EXPECT_EQ(r.first_bad_token_row(0, 37), -1);
+    }
+    DatasetExpect ex;
+    ex.vocab_size = 3000;
+    const DatasetReader r(p, ex);
+    EXPECT_TRUE(r.checks_tokens());
+    EXPECT_EQ(r.vocab_size(), 3000);
+    EXPECT_EQ(r.first_bad_token_row(0, 37), 7);
+    EXPECT_EQ(r.first_bad_token_row(8, 37), 30);  // row 30 holds 3000..3005
+    EXPECT_EQ(r.first_bad_token_row(8, 30), -1);
+    std::vector<int32_t> tk(6);
+    expect_error([&] { r.read_range(7, 1, nullptr, tk.data(), nullptr, nullptr); },
+                 {p, "/tokens row 7 holds id -1 at position 4", "cannot be negative"});
+    expect_error([&] { r.read_range(30, 1, nullptr, tk.data(), nullptr, nullptr); },
+                 {p, "/tokens row 30 holds id 3000 at position 0", "outside the model's vocabulary [0, 3000)"});
+    r.read_range(8, 22, nullptr, std::vector<int32_t>(22 * 6).data(), nullptr, nullptr);  // rows 8..29 are fine
+    // An end-of-text id the model cannot embed is refused at open.
+    DatasetExpect both;
+    both.eot_id = 3605;
+    both.vocab_size = 3000;
+    expect_error([&] { DatasetReader q(p, both); }, {p, "end-of-text id is 3605", "vocabulary has only 3000"});
+}
+
+// A world of one (MPI_Init once per process; suites *WithMpi run without leak checking).
+const Communicator& self() {
+    static MpiEnvironment env;
+    static Communicator world = Communicator::world();
+    return world;
+}
+
+TEST(DatasetWithMpi, LoaderRefusesABadTokenRowBeforeTheFirstBatch) {
+    // Row 33 holds an id outside the model's vocabulary. Batches of 4 with this seed
+    // may not draw it for a long time; the loader refuses at construction, naming it.
+    TempDir d;
+    const std::string p = d / "ds.h5";
+    write_dataset(p, small_dataset(), small_attrs());
+    LoaderOptions lo;
+    lo.expect.vocab_size = 3300;
+    lo.prefetch = 0;
+    expect_error([&] { Loader l(p, 4, self(), 1, lo); }, {p, "/tokens row 33 holds id 3300", "[0, 3300)"});
+    EXPECT_THROW(check_token_rows(DatasetReader(p, lo.expect), self()), Error);
+    lo.expect.vocab_size = 3700;  // every id fits
+    Loader ok(p, 4, self(), 1, lo);
+    EXPECT_EQ(ok.next().size, 4);
+    check_token_rows(DatasetReader(p, lo.expect), self());
 }
 
 // ---- prep ---------------------------------------------------------------------------

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <numeric>
 #include <set>
@@ -58,14 +60,19 @@ double dot(const std::vector<float>& a, int64_t i, const std::vector<float>& b, 
 
 // clip_benchmark's zeroshot_retrieval: sort the items of each query by score
 // (descending), take the top k, and count the query correct when a positive is
-// among them. Ties are put positives first (our convention: only items scoring
-// strictly higher push a positive down; torch.topk would break them by position).
+// among them. Our rules (eval/metrics.h): an item identical to a positive (dup) is
+// a positive, every score is its representative's, and ties put the positives
+// LAST (a different input scoring the same counts against the positive;
+// torch.topk would break them by position).
 RetrievalResult brute_force_retrieval(const std::vector<float>& img, const std::vector<float>& txt,
-                                      const std::vector<int64_t>& text_image, int64_t d) {
+                                      const std::vector<int64_t>& text_image, int64_t d,
+                                      const DuplicateInputs& dup = {}) {
     const int64_t I = int64_t(img.size()) / d, T = int64_t(txt.size()) / d;
+    auto irep = [&](int64_t i) { return dup.images.empty() ? i : dup.images[size_t(i)]; };
+    auto trep = [&](int64_t t) { return dup.texts.empty() ? t : dup.texts[size_t(t)]; };
     auto top_k_has_positive = [](std::vector<std::pair<double, bool>> scored, int64_t k) {
         std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) {
-            return a.first != b.first ? a.first > b.first : a.second > b.second;
+            return a.first != b.first ? a.first > b.first : a.second < b.second;
         });
         for (int64_t j = 0; j < k && j < int64_t(scored.size()); ++j)
             if (scored[size_t(j)].second) return true;
@@ -78,12 +85,17 @@ RetrievalResult brute_force_retrieval(const std::vector<float>& img, const std::
     double t2i[3] = {0, 0, 0}, i2t[3] = {0, 0, 0};
     for (int64_t t = 0; t < T; ++t) {  // text -> image
         std::vector<std::pair<double, bool>> scored;
-        for (int64_t i = 0; i < I; ++i) scored.push_back({dot(txt, t, img, i, d), text_image[size_t(t)] == i});
+        for (int64_t i = 0; i < I; ++i)
+            scored.push_back({dot(txt, trep(t), img, irep(i), d), irep(text_image[size_t(t)]) == irep(i)});
         for (int k = 0; k < 3; ++k) t2i[k] += top_k_has_positive(scored, ks[k]);
     }
     for (int64_t i = 0; i < I; ++i) {  // image -> text
         std::vector<std::pair<double, bool>> scored;
-        for (int64_t t = 0; t < T; ++t) scored.push_back({dot(img, i, txt, t, d), text_image[size_t(t)] == i});
+        for (int64_t t = 0; t < T; ++t) {
+            bool positive = false;  // t is (identical to) one of image i's captions
+            for (int64_t c = 0; c < T; ++c) positive |= text_image[size_t(c)] == i && trep(c) == trep(t);
+            scored.push_back({dot(img, irep(i), txt, trep(t), d), positive});
+        }
         for (int k = 0; k < 3; ++k) i2t[k] += top_k_has_positive(scored, ks[k]);
     }
     r.text_to_image_r1 = t2i[0] / double(T);
@@ -132,9 +144,9 @@ TEST(EvalMetrics, ScoredRetrievalEqualsEmbeddingRetrieval) {
     EXPECT_GT(a.image_to_text_r10, 0.0);
 }
 
-TEST(EvalMetrics, OneCaptionPerImageIsTheFormerPairwiseRecall) {
-    // Without /image_ids every row is its own image: the numbers are those of the
-    // former pairwise rule (rank = items scoring strictly higher than the own pair).
+TEST(EvalMetrics, OneCaptionPerImageIsThePairwiseRecall) {
+    // Without /image_ids every row is its own image: the pairwise rule (rank = other
+    // items scoring at least as high as the own pair; small integers make ties).
     const int64_t n = 300, d = 4;
     const std::vector<float> img = random_int_rows(n, d, 11), txt = random_int_rows(n, d, 12);
     std::vector<int64_t> identity(static_cast<size_t>(n));
@@ -146,8 +158,8 @@ TEST(EvalMetrics, OneCaptionPerImageIsTheFormerPairwiseRecall) {
         const float pos = float(dot(img, q, txt, q, d));
         int64_t hi = 0, ht = 0;
         for (int64_t j = 0; j < n; ++j) {
-            hi += float(dot(img, q, txt, j, d)) > pos;
-            ht += float(dot(txt, q, img, j, d)) > pos;
+            hi += j != q && float(dot(img, q, txt, j, d)) >= pos;
+            ht += j != q && float(dot(txt, q, img, j, d)) >= pos;
         }
         i2t_r5 += hi < 5;
         t2i_r1 += ht < 1;
@@ -223,15 +235,68 @@ TEST(EvalMetrics, SeveralCaptionsHandMadeCase) {
     expect_error([&] { retrieval_recall_scored(1, text_image, noop); }, {"caption 1 belongs to image 1"});
 }
 
-TEST(EvalMetrics, TiedItemsDoNotPushThePositiveDown) {
-    // Identical captions: rank counts only items scoring strictly higher.
-    const std::vector<float> img = {1, 0, 0, 1}, txt = {1, 0, 1, 0};  // both texts = image 0's direction
-    const RetrievalResult r = retrieval_recall(img, txt, 2);
-    // image 0 scores 1 with both texts: its text 0 is tied, not beaten -> rank 0;
-    // image 1 scores 0 with both: its text 1 is tied too -> rank 0.
+TEST(EvalMetrics, TiesBetweenDifferentInputsCountAgainstThePositive) {
+    // Identical embeddings of different inputs (a collapsed model): every query is
+    // tied with every item, which is the model telling nothing apart: R@1 = 0, not 1.
+    const std::vector<float> same = {0.6f, 0.8f, 0.6f, 0.8f, 0.6f, 0.8f};  // 3 x [0.6, 0.8]
+    const RetrievalResult r = retrieval_recall(same, same, 2);
+    EXPECT_DOUBLE_EQ(r.image_to_text_r1, 0.0);
+    EXPECT_DOUBLE_EQ(r.text_to_image_r1, 0.0);
+    EXPECT_DOUBLE_EQ(r.image_to_text_r5, 1.0);  // rank 2 < 5
+    // Two texts tied for image 0: its own (text 0) and text 1 -> rank 1.
+    const std::vector<float> img = {1, 0, 0, 1}, txt = {1, 0, 1, 0};
+    const RetrievalResult t = retrieval_recall(img, txt, 2);
+    EXPECT_DOUBLE_EQ(t.image_to_text_r1, 0.0);  // image 0: text 1 ties -> 1; image 1: text 0 ties (0 = 0) -> 1
+    EXPECT_DOUBLE_EQ(t.text_to_image_r1, 0.5);  // text 0 -> image 0 (1 > 0); text 1 -> image 0 beats image 1
+}
+
+TEST(EvalMetrics, IdenticalInputsAreOnePositiveWhateverTheirRoundoff) {
+    // 2 images, 3 captions; captions 0 and 2 are the same text (the same token row)
+    // but caption 2's scores carry a round-off of the batch it was embedded in.
+    //   image x caption scores:  img0: [0.5, 0.1, 0.5 + 1ulp]   img1: [0.2, 0.3, 0.2]
+    const float up = std::nextafter(0.5f, 1.0f);
+    const std::vector<float> s_it = {0.5f, 0.1f, up, 0.2f, 0.3f, 0.2f};
+    const std::vector<int64_t> text_image = {0, 1, 1};  // caption 2 (= caption 0's text) describes image 1
+    auto fill = [&](bool text_queries, int64_t q0, int64_t m, float* out) {
+        for (int64_t q = q0; q < q0 + m; ++q)
+            if (text_queries)
+                for (int64_t i = 0; i < 2; ++i) out[(q - q0) * 2 + i] = s_it[size_t(i * 3 + q)];
+            else
+                for (int64_t t = 0; t < 3; ++t) out[(q - q0) * 3 + t] = s_it[size_t(q * 3 + t)];
+    };
+    // Without identity: image 0's caption 0 (0.5) is beaten by caption 2 (0.5 + 1ulp).
+    const RetrievalResult plain = retrieval_recall_scored(2, text_image, fill);
+    EXPECT_DOUBLE_EQ(plain.image_to_text_r1, 0.5);  // image 1: best own 0.3 > 0.2, 0.2 -> rank 0
+    // With identity, caption 2 is caption 0's text: it scores 0.5 exactly, and as a
+    // copy of image 0's own caption it is a positive of image 0, never against it.
+    DuplicateInputs dup;
+    dup.texts = {0, 1, 0};
+    const RetrievalResult r = retrieval_recall_scored(2, text_image, fill, dup);
     EXPECT_DOUBLE_EQ(r.image_to_text_r1, 1.0);
-    // text 0 -> image 0 (1 > 0) rank 0; text 1 -> its image 1 scores 0, image 0 scores 1 -> rank 1.
-    EXPECT_DOUBLE_EQ(r.text_to_image_r1, 0.5);
+    // text -> image: caption 0 -> image 0 (0.5 > 0.2); caption 1 -> image 1 (0.3 > 0.1);
+    // caption 2 scores with caption 0's row: its image 1 (0.2) < image 0 (0.5) -> rank 1.
+    EXPECT_DOUBLE_EQ(r.text_to_image_r1, 2.0 / 3);
+    // Identical images: image 1 a copy of image 0 -> both are scored by image 0's row,
+    // and for captions of either, the other is not a competitor.
+    DuplicateInputs both = dup;
+    both.images = {0, 0};
+    const RetrievalResult b = retrieval_recall_scored(2, text_image, fill, both);
+    EXPECT_DOUBLE_EQ(b.text_to_image_r1, 1.0);
+    // image 1 is scored by image 0's row, and its caption 2 is caption 0's text: best 0.5.
+    EXPECT_DOUBLE_EQ(b.image_to_text_r1, 1.0);
+    // A representative must be the first of its group.
+    DuplicateInputs bad;
+    bad.texts = {0, 2, 2};
+    EXPECT_THROW(retrieval_recall_scored(2, text_image, fill, bad), Error);
+}
+
+TEST(EvalMetrics, NonFiniteScoresAreRefused) {
+    // NaN compares false both ways: without the check every query would be "rank 0".
+    const std::vector<float> img = {1, 0, 0, 1}, txt = {std::nanf(""), 0, 0, 1};
+    expect_error([&] { retrieval_recall(img, txt, 2); }, {"retrieval", "not finite", "caption 0"});
+    const std::vector<float> logits = {1, 2, std::numeric_limits<float>::infinity(), 0};
+    expect_error([&] { zero_shot_accuracy_from_logits(logits, {0, 1}, 2); }, {"zero-shot", "image 1", "class 0",
+                                                                               "not finite"});
 }
 
 // ---- zero-shot -----------------------------------------------------------------------------
@@ -302,6 +367,26 @@ TEST(EvalMetrics, TopFiveWithFewerThanFiveClassesIsOne) {
     // K = 5: the last-ranked class is still within the top 5; K = 6: it is not.
     EXPECT_DOUBLE_EQ(zero_shot_accuracy_from_logits({5, 4, 3, 2, 1}, {4}, 5).top5, 1.0);
     EXPECT_DOUBLE_EQ(zero_shot_accuracy_from_logits({5, 4, 3, 2, 1, 0}, {5}, 6).top5, 0.0);
+}
+
+TEST(EvalMetrics, ZeroShotTiesAndIdenticalClassNames) {
+    // All logits equal (a collapsed model): nothing is classified right at top-1.
+    const ZeroShotResult flat = zero_shot_accuracy_from_logits({1, 1, 1, 1, 1, 1}, {0, 2}, 3);
+    EXPECT_DOUBLE_EQ(flat.top1, 0.0);
+    EXPECT_DOUBLE_EQ(flat.top5, 1.0);  // rank 2 < 5
+    // Classes 0 and 2 have the same name: one class. Class 2's logit, 1 ulp below
+    // class 0's, is read from class 0's column, and class 0 is no competitor.
+    const float lo = std::nextafter(0.9f, 0.0f);
+    const std::vector<float> logits = {0.9f, 0.2f, lo,  //
+                                       0.1f, 0.3f, 0.1f};
+    const ZeroShotResult plain = zero_shot_accuracy_from_logits(logits, {2, 1}, 3);
+    EXPECT_DOUBLE_EQ(plain.top1, 0.5);  // image 0: class 0 beats its label 2 by 1 ulp
+    DuplicateInputs dup;
+    dup.classes = first_occurrences({"shoe", "bag", "shoe"});
+    EXPECT_EQ(dup.classes, (std::vector<int64_t>{0, 1, 0}));
+    const ZeroShotResult r = zero_shot_accuracy_from_logits(logits, {2, 1}, 3, dup);
+    EXPECT_DOUBLE_EQ(r.top1, 1.0);
+    EXPECT_DOUBLE_EQ(r.mean_per_class_recall, 1.0);
 }
 
 TEST(EvalMetrics, ZeroShotFromEmbeddingsEqualsFromLogits) {
@@ -440,6 +525,18 @@ io::DatasetAttributes tiny_attrs(const BpeTokenizer& tok) {
     return a;
 }
 
+// dup.texts of token rows [n, ctx]: the first row holding the same ids.
+DuplicateInputs same_token_rows(const std::vector<int32_t>& tokens, int64_t ctx) {
+    DuplicateInputs dup;
+    const int64_t n = int64_t(tokens.size()) / ctx;
+    for (int64_t r = 0; r < n; ++r) {
+        int64_t f = 0;
+        while (!std::equal(tokens.begin() + f * ctx, tokens.begin() + (f + 1) * ctx, tokens.begin() + r * ctx)) ++f;
+        dup.texts.push_back(f);
+    }
+    return dup;
+}
+
 TEST(EvalWithMpi, EvaluateEmbedsEachImageOnceAndRetrievesOverDistinctImages) {
     TinyEvalSet s = tiny_eval_set();
     TempDir dir;
@@ -479,7 +576,9 @@ TEST(EvalWithMpi, EvaluateEmbedsEachImageOnceAndRetrievesOverDistinctImages) {
 
     EXPECT_EQ(r.retrieval.images, 9);
     EXPECT_EQ(r.retrieval.n, N);
-    const RetrievalResult ref = brute_force_retrieval(img, all_txt, text_image, D);
+    // Identical token rows are one text (the captions repeat: 36 strings for N rows).
+    const DuplicateInputs dup = same_token_rows(s.contents.tokens, 12);
+    const RetrievalResult ref = brute_force_retrieval(img, all_txt, text_image, D, dup);
     expect_same(r.retrieval, ref);
     const std::vector<float> cls = zero_shot_classifier(model, s.tok, s.contents.classnames, templates);
     const ZeroShotResult zs = zero_shot_accuracy(img, labels, cls, D);
@@ -494,8 +593,16 @@ TEST(EvalWithMpi, EvaluateEmbedsEachImageOnceAndRetrievesOverDistinctImages) {
     EXPECT_EQ(p.zero_shot.n, N);
     std::vector<int64_t> identity(static_cast<size_t>(N));
     std::iota(identity.begin(), identity.end(), int64_t(0));
-    expect_same(p.retrieval, brute_force_retrieval(all_img, all_txt, identity, D));
-    expect_same(p.retrieval, retrieval_recall(all_img, all_txt, D));
+    // Rows of one image id hold the same pixels: as images of their own they are
+    // one input (the first such row), so a caption's image ties with no copy of it.
+    DuplicateInputs dup_rows = dup;
+    for (int64_t row = 0; row < N; ++row) {
+        int64_t f = 0;
+        while (s.image_of_row[size_t(f)] != s.image_of_row[size_t(row)]) ++f;
+        dup_rows.images.push_back(f);
+    }
+    expect_same(p.retrieval, brute_force_retrieval(all_img, all_txt, identity, D, dup_rows));
+    expect_same(p.retrieval, retrieval_recall(all_img, all_txt, D, dup_rows));
 
     // The report names the images and captions used, and the JSON carries every field.
     const std::string table = format_report(r), json = report_json_fields(r);
@@ -529,6 +636,144 @@ TEST(EvalWithMpi, RowsOfOneImageMustAgreeOnTheLabel) {
     model.init_weights(7);
     expect_error([&] { evaluate(model, s.tok, path, self()); },
                  {path, "rows " + std::to_string(a) + " and " + std::to_string(b), "same image"});
+}
+
+TEST(EvalWithMpi, SameNumbersForAnyBatchWithDuplicateCaptionsAndImages) {
+    // Captions drawn from 4 strings (many identical token rows), and image 8 a pixel
+    // copy of image 0 under another id. Identical inputs embedded at different batch
+    // positions differ in the last bits; the metrics must not.
+    TinyEvalSet s = tiny_eval_set();
+    io::DatasetContents& d = s.contents;
+    const std::vector<std::string> few = {"a photo of a shoe.", "a bag.", "a photo of a coat.", "a shoe."};
+    const int64_t N = d.count, px = 64;
+    d.tokens.clear();
+    for (int64_t r = 0; r < N; ++r) {
+        d.captions[size_t(r)] = few[size_t((r * 7) % 4)];
+        const std::vector<int32_t> ids = s.tok.encode(d.captions[size_t(r)], 12);
+        d.tokens.insert(d.tokens.end(), ids.begin(), ids.end());
+    }
+    int64_t row0 = -1;  // a row of image 0 (id 100), whose pixels image 8 (id 156) gets
+    for (int64_t r = 0; r < N && row0 < 0; ++r)
+        if (s.image_of_row[size_t(r)] == 100) row0 = r;
+    for (int64_t r = 0; r < N; ++r)
+        if (s.image_of_row[size_t(r)] == 156) {
+            std::copy_n(d.images.begin() + row0 * px, px, d.images.begin() + r * px);
+            d.labels[size_t(r)] = d.labels[size_t(row0)];
+        }
+    TempDir dir;
+    const std::string path = dir / "dups.h5";
+    io::write_dataset(path, d, tiny_attrs(s.tok));
+    const std::vector<std::string> templates = builtin_templates("simple");
+    auto be = make_backend("cpu");
+
+    // The right value: every row embedded alone (batch 1), identical inputs one input.
+    ClipModel one(*be, s.cfg, 1);
+    one.init_weights(7);
+    const EvalEmbeddings e = embed_eval_set(one, s.tok, path, self());
+    EXPECT_EQ(e.distinct_texts, 4);
+    const DuplicateInputs dup_t = same_token_rows(d.tokens, 12);
+    EXPECT_EQ(e.dup.texts, dup_t.texts);
+    ASSERT_EQ(e.n_images, 9);
+    int64_t i0 = -1, i8 = -1;  // the indices of images 0 and 8 (order of first occurrence)
+    for (int64_t i = 0; i < 9; ++i) {
+        const int64_t id = s.image_of_row[size_t(e.image_rows[size_t(i)])];
+        if (id == 100) i0 = i;
+        if (id == 156) i8 = i;
+    }
+    ASSERT_GE(std::min(i0, i8), 0);
+    for (int64_t i = 0; i < 9; ++i) EXPECT_EQ(e.dup.images[size_t(i)], i == std::max(i0, i8) ? std::min(i0, i8) : i) << i;
+    const int64_t D = s.cfg.embed_dim;
+    std::vector<float> img, txt(size_t(N * D));
+    std::vector<int32_t> labels;
+    for (int64_t i = 0; i < 9; ++i) {
+        const std::vector<float> v = embed_images(one, &d.images[size_t(e.image_rows[size_t(i)] * px)], 1);
+        img.insert(img.end(), v.begin(), v.end());
+        labels.push_back(d.labels[size_t(e.image_rows[size_t(i)])]);
+    }
+    for (int64_t r = 0; r < N; ++r) {
+        const std::vector<float> v = embed_texts(one, &d.tokens[size_t(r * 12)], 1);
+        std::copy(v.begin(), v.end(), txt.begin() + r * D);
+    }
+    DuplicateInputs dup = dup_t;
+    dup.images = e.dup.images;
+    const RetrievalResult ref = brute_force_retrieval(img, txt, e.text_image, D, dup);
+    dup.classes = first_occurrences(d.classnames);
+    const ZeroShotResult zs_ref =
+        zero_shot_accuracy(img, labels, zero_shot_classifier(one, s.tok, d.classnames, templates), D, dup);
+
+    for (const int64_t B : {1, 3, 4, 7}) {
+        SCOPED_TRACE(B);
+        ClipModel model(*be, s.cfg, B);
+        model.init_weights(7);
+        const EvalReport r = evaluate(model, s.tok, path, self(), templates);
+        expect_same(r.retrieval, ref);
+        EXPECT_DOUBLE_EQ(r.zero_shot.top1, zs_ref.top1);
+        EXPECT_DOUBLE_EQ(r.zero_shot.top5, zs_ref.top5);
+        EXPECT_DOUBLE_EQ(r.zero_shot.mean_per_class_recall, zs_ref.mean_per_class_recall);
+    }
+}
+
+// Sets every value of parameter `name` to v.
+void fill_param(ClipModel& model, const std::string& name, double v) {
+    Parameter& p = model.params().get(name);
+    const std::vector<double> vals(size_t(p.shape.numel()), v);
+    model.backend().upload(p.value, vals.data());
+}
+
+TEST(EvalWithMpi, NonFiniteEmbeddingsAreRefusedNamingModelDatasetAndRows) {
+    // Finite but huge weights: the projections overflow to Inf, normalization makes
+    // NaN. Without the check every NaN score compares false: "rank 0", 100%.
+    TinyEvalSet s = tiny_eval_set();
+    TempDir dir;
+    const std::string path = dir / "eval.h5";
+    io::write_dataset(path, s.contents, tiny_attrs(s.tok));
+    auto be = make_backend("cpu");
+    {
+        ClipModel model(*be, s.cfg, 4);
+        model.init_weights(7);
+        fill_param(model, "text_projection", 3e38);
+        expect_error([&] { evaluate(model, s.tok, path, self(), default_templates(), "checkpoint runs/x/step_9.h5"); },
+                     {"checkpoint runs/x/step_9.h5 on " + path, "text embeddings of rows 0, 1, 2, 3, 4 and ",
+                      "not finite"});
+        expect_error([&] { zero_shot_classifier(model, s.tok, {"shoe", "bag"}, {"a {}."}, "model m"); },
+                     {"model m", "prompt 'a shoe.'", "class 'shoe'", "not finite"});
+    }
+    {
+        ClipModel model(*be, s.cfg, 4);
+        model.init_weights(7);
+        fill_param(model, "visual.proj", 3e38);
+        expect_error([&] { evaluate(model, s.tok, path, self()); },
+                     {"the model on " + path, "image embeddings of rows ", "(9 of 9 images)", "not finite"});
+    }
+}
+
+TEST(EvalWithMpi, TokenIdsOutsideTheModelNeverReachTheEmbedding) {
+    TinyEvalSet s = tiny_eval_set();
+    TempDir dir;
+    auto be = make_backend("cpu");
+    // A model whose vocabulary is smaller than the tokenizer's.
+    {
+        const std::string path = dir / "eval.h5";
+        io::write_dataset(path, s.contents, tiny_attrs(s.tok));
+        ModelConfig small = s.cfg;
+        small.vocab_size = s.tok.vocab_size() - 1;
+        ClipModel model(*be, small, 4);
+        model.init_weights(7);
+        expect_error([&] { evaluate(model, s.tok, path, self()); },
+                     {"tokenizer", "has " + std::to_string(s.tok.vocab_size()) + " ids",
+                      "vocabulary of " + std::to_string(small.vocab_size)});
+    }
+    // A row holding an id above the end of text (the tokenizer's largest id), and a negative one.
+    for (const int32_t bad : {s.tok.eot_id() + 1, -2}) {
+        io::DatasetContents d = s.contents;
+        d.tokens[size_t(5 * 12 + 2)] = bad;
+        const std::string path = dir / ("bad" + std::to_string(bad + 10) + ".h5");
+        io::write_dataset(path, d, tiny_attrs(s.tok));
+        ClipModel model(*be, s.cfg, 4);
+        model.init_weights(7);
+        expect_error([&] { evaluate(model, s.tok, path, self()); },
+                     {path, "/tokens row 5 holds id " + std::to_string(bad), "position 2"});
+    }
 }
 
 }  // namespace

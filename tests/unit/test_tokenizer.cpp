@@ -17,6 +17,7 @@
 #include "core/check.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/text_normalize.h"
+#include "tests/common/test_files.h"
 
 namespace curaclip {
 namespace {
@@ -91,16 +92,7 @@ void write_file(const std::string& path, const std::string& text) {
     f << text;
 }
 
-// The Error's message, or "" if none was thrown.
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
+using testing::error_of;
 
 // A deterministic caption corpus: Fashion-MNIST-like captions plus made-up words.
 std::vector<std::string> make_corpus(int n) {

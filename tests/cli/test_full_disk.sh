@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# A full disk during a checkpoint (issue 11, item 1): the run's folder lives on a
+# small tmpfs this test mounts; a run checkpointed at step 2 is resumed with free
+# space a little short of one checkpoint, exactly one checkpoint (the checkpoint
+# fits, `latest` does not), and far too little. Each must exit non-zero (no
+# segfault, no abort) with a message naming the path and saying the disk is full,
+# leave the step-2 checkpoint and `latest` byte for byte and no *.tmp behind; with
+# space again, the resume from `latest` finishes the run.
+#   usage: test_full_disk.sh path/to/curaclip
+# Needs mount(8) (root, as in CI); prints "skipped: <reason>" and exits 0 otherwise.
+set -u
+BIN=$(realpath "${1:?usage: $0 path/to/curaclip}")
+export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+W=$(mktemp -d)
+M=$(mktemp -d)
+MOUNTED=0
+cleanup() {
+  if [ "$MOUNTED" = 1 ]; then umount "$M" || umount -l "$M"; fi
+  rmdir "$M" 2>/dev/null
+  rm -rf "$W"
+}
+trap cleanup EXIT
+pass=0; fail=0
+
+check() {  # check NAME CONDITION...
+  local name=$1; shift
+  if "$@"; then pass=$((pass + 1)); echo "ok   $name"; else fail=$((fail + 1)); echo "FAIL $name"; fi
+}
+
+if ! mount -t tmpfs -o size=64m curaclip_full_disk "$M" 2>"$W/mount.err"; then
+  echo "skipped: cannot mount a tmpfs ($(tr '\n' ' ' < "$W/mount.err"))"
+  exit 0
+fi
+MOUNTED=1
+resize() { mount -o remount,size="$1" "$M"; }
+used() { df -B1 --output=used "$M" | tail -1 | tr -d ' '; }
+
+FM=/usr/share/datasets/fashion-mnist
+if [ ! -d "$FM" ]; then echo "dataset-fashion-mnist is not installed"; exit 1; fi
+"$BIN" prep fashion-mnist --out "$W/d" --limit 300 >/dev/null || { echo "prep failed"; exit 1; }
+RUN=$M/run
+TRAIN=(train --config configs/tiny.ini --data.eval "" --data.train "$W/d/train.h5" --data.tokenizer "$W/d/tokenizer.bpe"
+       --train.batch_size 32 --train.steps 4 --train.stop_at 2 --train.warmup 0 --train.log_every 1 --train.out "$RUN")
+
+# Segment 1: steps 1-2, checkpoint step 2 and `latest`; kept as the snapshot every case starts from.
+timeout 300 "$BIN" "${TRAIN[@]}" >"$W/first.log" 2>&1 || { echo "first segment failed"; cat "$W/first.log"; exit 1; }
+cp -a "$RUN" "$W/snapshot"
+CKPT=$(stat -c %s "$RUN/step_00000002.h5")
+restore() { rm -rf "$RUN"; cp -a "$W/snapshot" "$RUN"; }
+
+# Rehearsal with room to spare: the bytes the resumed segment needs in all (the
+# checkpoint, the new pointer, what the trainer writes besides) as tmpfs counts them.
+restore
+u0=$(used)
+timeout 300 "$BIN" "${TRAIN[@]}" --train.resume latest >"$W/rehearsal.log" 2>&1
+rc=$?
+check "rehearsal: resume with room finishes" test $rc -eq 0 -a "$(cat "$RUN/latest" 2>/dev/null)" = step_00000004.h5
+NEED=$(( $(used) - u0 ))
+echo "checkpoint $CKPT bytes; the resumed segment needs $NEED bytes"
+
+# full_case NAME FREE_BYTES PATTERN [LAUNCHER...]: resume with FREE_BYTES free.
+full_case() {
+  local name=$1 free=$2 pattern=$3; shift 3
+  restore
+  resize $(( $(used) + free ))
+  local out rc
+  out=$(timeout 300 "$@" "$BIN" "${TRAIN[@]}" --train.resume latest 2>&1); rc=$?
+  resize 64m
+  check "$name: exits non-zero, no crash (exit $rc)" test $rc -ne 0 -a $rc -ne 124 -a $rc -ne 134 -a $rc -ne 139
+  check "$name: no segfault or abort reported" bash -c '! grep -qiE "segmentation fault|signal: |core dumped|aborted" <<<"$1"' _ "$out"
+  if grep -qE -- "$pattern" <<<"$out"; then
+    pass=$((pass + 1)); echo "ok   $name: message"
+  else
+    fail=$((fail + 1)); echo "FAIL $name: message (wanted /$pattern/)"; echo "$out" | tail -5 | sed 's/^/     /'
+  fi
+  check "$name: step 2 checkpoint unchanged" cmp -s "$RUN/step_00000002.h5" "$W/snapshot/step_00000002.h5"
+  check "$name: latest unchanged" cmp -s "$RUN/latest" "$W/snapshot/latest"
+  check "$name: no step 4 file" test ! -e "$RUN/step_00000004.h5"
+  check "$name: no *.tmp left" test -z "$(find "$RUN" -name '*.tmp')"
+}
+
+Q=$(printf '%s' "$RUN" | sed 's/[.[\*^$]/\\&/g')  # the run folder as a regex
+full_case "a little short of one checkpoint" $(( NEED - 32768 )) \
+  "checkpoint $Q/step_00000004\.h5 not written: cannot write $Q/step_00000004\.h5\.tmp.*No space left on device \(disk full\); $Q/latest still names step_00000002\.h5"
+full_case "exactly one checkpoint (the pointer does not fit)" "$NEED" \
+  "checkpoint $Q/step_00000004\.h5 not written: cannot write $Q/latest\.tmp.*No space left on device \(disk full\); $Q/latest still names step_00000002\.h5"
+full_case "far too little" 8192 "$Q/.*(No space left on device|disk full)"
+if command -v mpirun >/dev/null; then
+  full_case "2 ranks, a little short" $(( NEED - 32768 )) \
+    "step_00000004\.h5 not written: cannot write $Q/step_00000004\.h5\.tmp.*disk full" mpirun -n 2 --oversubscribe
+fi
+
+# Space again: the resume from `latest` finishes the run (and removes the
+# temporaries a killed earlier write left).
+restore
+printf partial > "$RUN/step_00000003.h5.tmp"
+printf partial > "$RUN/latest.tmp"
+out=$(timeout 300 "$BIN" "${TRAIN[@]}" --train.resume latest 2>&1); rc=$?
+check "resume after freeing space: exit 0" test $rc -eq 0
+check "resume after freeing space: resumed at step 2" grep -q "resumed from $RUN/step_00000002.h5 at step 2" <<<"$out"
+check "resume after freeing space: latest names step 4" test "$(cat "$RUN/latest")" = step_00000004.h5
+check "resume after freeing space: no *.tmp left" test -z "$(find "$RUN" -name '*.tmp')"
+
+echo "full disk: $pass passed, $fail failed"
+[ $fail -eq 0 ]
