@@ -14,6 +14,14 @@ namespace {
 
 using Lock = std::lock_guard<std::recursive_mutex>;
 
+// Why the HDF5 call that just failed failed (read before any other HDF5 call): the
+// system's reason where HDF5 names one ("No space left on device (disk full)").
+std::string h5_why() {
+    const std::string r = h5_system_reason();
+    return r.empty() ? " (disk full, or the file system refused the write?)" : ": " + r;
+}
+
+
 struct ShardInfo {
     int64_t rows = 0;
     int64_t image_size = 0, channels = 0, context = 0;
@@ -59,7 +67,7 @@ void write_string_list(hid_t file, const std::string& path, const char* name, co
     for (size_t i = 0; i < v.size(); ++i) ptrs[i] = v[i].c_str();
     if (!v.empty())
         CC_REQUIRE(H5Dwrite(d.get(), t.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) >= 0, path,
-                 ": writing '", name, "' failed (disk full?)");
+                 ": writing '", name, "' failed", h5_why());
 }
 
 // The virtual dataset `name` [total, row_dims...] of `type` over the shards.
@@ -123,7 +131,7 @@ int64_t join_shards(const std::string& path, const std::vector<JoinShard>& shard
         // throughout would give the root group version-2 headers, which carry
         // timestamps even with time tracking off: no two runs would be the same bytes.)
         H5Id file(H5Fcreate(tmp.c_str(), H5F_ACC_EXCL, fcpl.get(), H5P_DEFAULT));
-        CC_REQUIRE(file.valid(), "cannot create ", tmp, " (permissions or disk full?)");
+        CC_REQUIRE(file.valid(), "cannot create ", tmp, "", h5_why());
         const hid_t f = file.get();
         const hsize_t S = hsize_t(shape.image_size), C = hsize_t(shape.channels), T = hsize_t(shape.context);
         H5Id str = vlen_utf8();
@@ -149,7 +157,7 @@ int64_t join_shards(const std::string& path, const std::vector<JoinShard>& shard
             H5Id dcpl = reproducible_dcpl();
             H5Id d(H5Dcreate2(f, "/shards/rows", H5T_STD_I64LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
             CC_REQUIRE(d.valid() && H5Dwrite(d.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows.data()) >= 0,
-                     tmp, ": writing '/shards/rows' failed (disk full?)");
+                     tmp, ": writing '/shards/rows' failed", h5_why());
         }
         auto attr = [&](const std::string& name, hid_t type, const void* value) {
             H5Id space(H5Screate(H5S_SCALAR));
@@ -170,8 +178,11 @@ int64_t join_shards(const std::string& path, const std::vector<JoinShard>& shard
             const char* s = v.c_str();
             attr(k, str.get(), &s);
         }
-        CC_REQUIRE(H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0, tmp, ": flushing failed (disk full?)");
-        CC_REQUIRE(H5Fclose(file.release()) >= 0, tmp, ": closing failed (disk full?)");
+        CC_REQUIRE(H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0, tmp, ": flushing failed", h5_why());
+        if (H5Fclose(file.release()) < 0) {
+            note_hdf5_close_failure();
+            CC_USER_FAIL(tmp, ": closing failed", h5_why());
+        }
     } catch (...) {
         ::unlink(tmp.c_str());
         throw;

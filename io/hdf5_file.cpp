@@ -1,5 +1,7 @@
 #include "io/hdf5_file.h"
 
+#include <atomic>
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +18,12 @@
 namespace curaclip {
 
 namespace io {
+namespace {
+std::atomic<bool> g_close_failed{false};
+}
+void note_hdf5_close_failure() { g_close_failed = true; }
+bool hdf5_close_failed() { return g_close_failed; }
+
 std::recursive_mutex& hdf5_mutex() {
     static std::recursive_mutex m;
     return m;
@@ -33,7 +41,9 @@ void H5Id::reset() {
     if (id_ < 0) return;
     CC_H5_LOCK;
     switch (H5Iget_type(id_)) {
-        case H5I_FILE: H5Fclose(id_); break;
+        case H5I_FILE:
+            if (H5Fclose(id_) < 0) io::note_hdf5_close_failure();
+            break;
         case H5I_GROUP: H5Gclose(id_); break;
         case H5I_DATASET: H5Dclose(id_); break;
         case H5I_DATASPACE: H5Sclose(id_); break;
@@ -414,6 +424,16 @@ void H5File::set_attr(const std::string& o, const std::string& n, const std::str
     H5Tset_size(type.get(), H5T_VARIABLE);
     const char* s = v.c_str();
     write_attr(file_.get(), path_, o, n, type.get(), &s);
+}
+
+void H5File::close() {
+    CC_H5_LOCK;
+    if (!file_.valid()) return;
+    if (H5Fclose(file_.release()) < 0) {
+        io::note_hdf5_close_failure();
+        const std::string why = h5_system_reason();
+        CC_USER_FAIL(path_, ": closing the file failed", why.empty() ? " (disk full?)" : ": " + why);
+    }
 }
 
 void H5File::flush() {

@@ -24,6 +24,13 @@ namespace curaclip {
 namespace io {
 // The one process-wide lock around the (not thread-safe) HDF5 library.
 std::recursive_mutex& hdf5_mutex();
+
+// An H5Fclose that fails (its last flush hit a full disk) leaves HDF5 1.10 holding a
+// half-freed file, and the library's own shutdown (inside MPI_Finalize, or at exit)
+// then crashes on it. Every failed file close is noted here; main() reports the error
+// and ends such a process with _exit, skipping that shutdown.
+void note_hdf5_close_failure();
+bool hdf5_close_failed();
 }  // namespace io
 
 // Owns one HDF5 identifier and closes it with the matching H5?close.
@@ -113,6 +120,10 @@ public:
 
     // H5Fflush, checked (a full disk is an Error naming the file and the reason).
     void flush();
+    // Closes the file now and checks it (a failed close is an Error naming the file
+    // and the system's reason, and is noted: io::hdf5_close_failed). Writers call it
+    // before publishing the file: a destructor cannot report a failed close.
+    void close();
 
     // in_memory only: closes the file (every object still open in it too) and writes
     // its bytes to the NEW file `target` with io::write_new_file (fsynced; removed

@@ -14,6 +14,14 @@ namespace {
 
 using Lock = std::lock_guard<std::recursive_mutex>;
 
+// Why the HDF5 call that just failed failed (read before any other HDF5 call): the
+// system's reason where HDF5 names one ("No space left on device (disk full)").
+std::string h5_why() {
+    const std::string r = h5_system_reason();
+    return r.empty() ? " (disk full, or the file system refused the write?)" : ": " + r;
+}
+
+
 // Rows per block written at once (and per chunk of the small datasets).
 constexpr int64_t kBlockRows = 256;
 
@@ -38,7 +46,7 @@ H5Id create_extendible(hid_t file, const std::string& path, const char* name, hi
     CC_REQUIRE(space.valid() && H5Pset_chunk(dcpl.get(), int(chunk.size()), chunk.data()) >= 0, path,
              ": cannot set up dataset '", name, "'");
     H5Id d(H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
-    CC_REQUIRE(d.valid(), path, ": cannot create dataset '", name, "' (disk full?)");
+    CC_REQUIRE(d.valid(), path, ": cannot create dataset '", name, "'", h5_why());
     return d;
 }
 
@@ -51,7 +59,7 @@ void append_rows(const H5Id& d, hid_t mem_type, int64_t at, int64_t n, const voi
     std::vector<hsize_t> dims(static_cast<size_t>(nd));
     H5Sget_simple_extent_dims(space0.get(), dims.data(), nullptr);
     dims[0] = hsize_t(at + n);
-    CC_REQUIRE(H5Dset_extent(d.get(), dims.data()) >= 0, path, ": cannot extend dataset '", name, "' (disk full?)");
+    CC_REQUIRE(H5Dset_extent(d.get(), dims.data()) >= 0, path, ": cannot extend dataset '", name, "'", h5_why());
     H5Id space(H5Dget_space(d.get()));
     std::vector<hsize_t> start(size_t(nd), 0), count = dims;
     start[0] = hsize_t(at);
@@ -59,7 +67,7 @@ void append_rows(const H5Id& d, hid_t mem_type, int64_t at, int64_t n, const voi
     H5Id mspace(H5Screate_simple(nd, count.data(), nullptr));
     CC_REQUIRE(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) >= 0 &&
                  H5Dwrite(d.get(), mem_type, mspace.get(), space.get(), H5P_DEFAULT, data) >= 0,
-             path, ": writing rows [", at, ", ", at + n, ") of dataset '", name, "' failed (disk full?)");
+             path, ": writing rows [", at, ", ", at + n, ") of dataset '", name, "' failed", h5_why());
 }
 
 void append_strings(const H5Id& d, int64_t at, const std::vector<std::string>& v, const std::string& path,
@@ -97,7 +105,7 @@ ShardWriter::ShardWriter(const std::string& path, const ShardSpec& spec)
     h5_quiet();
     H5Id fcpl = reproducible_fcpl();
     file_ = H5Id(H5Fcreate(tmp_.c_str(), H5F_ACC_EXCL, fcpl.get(), H5P_DEFAULT));
-    CC_REQUIRE(file_.valid(), "cannot create ", tmp_, " (missing directory, permissions or disk full?)");
+    CC_REQUIRE(file_.valid(), "cannot create ", tmp_, "", h5_why());
     try {
         const hid_t f = file_.get();
         const hsize_t S = hsize_t(spec.image_size), C = hsize_t(spec.channels);
@@ -174,7 +182,7 @@ void ShardWriter::finish() {
             H5Id space(H5Screate(H5S_SCALAR));
             H5Id a(H5Acreate2(f, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT));
             CC_REQUIRE(a.valid() && H5Awrite(a.get(), type, value) >= 0, tmp_, ": cannot write attribute '", name,
-                     "' (disk full?)");
+                     "'", h5_why());
         };
         attr("format_version", H5T_NATIVE_INT64, &kDatasetFormatVersion);
         const int64_t is = spec_.image_size, ch = spec_.channels, ctx = spec_.context_length;
@@ -187,12 +195,15 @@ void ShardWriter::finish() {
             const char* s = v.c_str();
             attr(k, st.get(), &s);
         }
-        CC_REQUIRE(H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0, tmp_, ": flushing failed (disk full?)");
+        CC_REQUIRE(H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0, tmp_, ": flushing failed", h5_why());
         for (H5Id* d : {&images_, &tokens_, &captions_, &keys_, &labels_, &image_ids_}) {
             if (!d->valid()) continue;
-            CC_REQUIRE(H5Dclose(d->release()) >= 0, tmp_, ": closing a dataset failed (disk full?)");
+            CC_REQUIRE(H5Dclose(d->release()) >= 0, tmp_, ": closing a dataset failed", h5_why());
         }
-        CC_REQUIRE(H5Fclose(file_.release()) >= 0, tmp_, ": closing the file failed (disk full?)");
+        if (H5Fclose(file_.release()) < 0) {
+            note_hdf5_close_failure();
+            CC_USER_FAIL(tmp_, ": closing the file failed", h5_why());
+        }
     } catch (...) {
         close_and_remove();
         finished_ = true;

@@ -1,10 +1,14 @@
 // curaclip <command> [options]: the one binary of the framework.
+#include <hdf5.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <exception>
 #include <string>
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "io/hdf5_file.h"
 #include "model/model_config.h"
 #include "mpi/communicator.h"
 #include "mpi/launcher_env.h"
@@ -42,6 +46,19 @@ std::string peek_run_dir(int argc, char** argv) {
 }  // namespace
 
 
+namespace {
+// A file whose close failed (a full disk) leaves HDF5 1.10 unable to shut down
+// without crashing (io/hdf5_file.h): end the process here, the error already printed.
+void end_without_hdf5_shutdown_if_needed(int rc) {
+    if (!curaclip::io::hdf5_close_failed()) return;
+    std::fprintf(stderr, "curaclip: an HDF5 file could not be closed (see the error above); exiting without "
+                         "HDF5's shutdown\n");
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::_exit(rc != 0 ? rc : 1);
+}
+}  // namespace
+
 int main(int argc, char** argv) {
     if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
         usage();
@@ -60,6 +77,10 @@ int main(int argc, char** argv) {
     // The other commands keep the default actions: a signal ends them.
     const bool training = cmd == "train" || cmd == "train-experts";
     if (training) curaclip::install_preemption_handlers();
+    // HDF5 shuts itself down inside MPI_Finalize (parallel HDF5 hangs that on
+    // MPI_COMM_SELF), not at exit: so an MPI_Abort never runs it, and a process whose
+    // file close failed can skip it (io::hdf5_close_failed below).
+    H5dont_atexit();
     // MPI for every command, so that each can run under mpirun; a single process
     // started by hand is a world of one.
     curaclip::MpiEnvironment mpi(&argc, &argv);
@@ -88,9 +109,13 @@ int main(int argc, char** argv) {
         // One failing rank must not leave the others waiting in a collective.
         if (world.size() > 1) world.abort(1, msg);
         std::fprintf(stderr, "%s\n", msg.c_str());
+        end_without_hdf5_shutdown_if_needed(1);
         return 1;
     }
-    if (!training) return rc;
+    if (!training) {
+        end_without_hdf5_shutdown_if_needed(rc);
+        return rc;
+    }
     // From here on the launcher's signals are the job's ordinary end (Open MPI ends
     // the job when the first rank exits non-zero, e.g. with 75), not a lost rank.
     curaclip::disarm_failure_report();
@@ -108,5 +133,6 @@ int main(int argc, char** argv) {
             std::fflush(stdout);
         }
     }
+    end_without_hdf5_shutdown_if_needed(rc);
     return rc;
 }

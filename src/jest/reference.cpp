@@ -1,5 +1,6 @@
 #include "jest/reference.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "io/checkpoint.h"
@@ -8,17 +9,38 @@
 namespace curaclip::jest {
 
 
+namespace {
+// Every value finite, or an Error naming the file, what it is and the first bad index.
+void require_finite(const std::vector<float>& v, const std::string& file, const char* what, int64_t row_len) {
+    for (size_t i = 0; i < v.size(); ++i)
+        CC_REQUIRE(std::isfinite(v[i]), file, ": ", what, " holds a non-finite value (", v[i], ") at ",
+                   row_len > 1 ? "row " : "index ", row_len > 1 ? int64_t(i) / row_len : int64_t(i),
+                   ": the reference must be a healthy model");
+}
+}  // namespace
+
 ReferenceSource::ReferenceSource(Backend& be, const std::string& checkpoint, const std::string& cache,
-                                 int64_t local_batch, int64_t dataset_size)
+                                 int64_t local_batch, int64_t dataset_size, const ModelConfig& learner,
+                                 int tokenizer_vocab)
     : be_(be), local_batch_(local_batch) {
-    CC_CHECK(!checkpoint.empty(), "JEST scores with a reference model: set jest.reference to its checkpoint");
+    CC_REQUIRE(!checkpoint.empty(), "JEST scores with a reference model: set jest.reference to its checkpoint");
     const ModelConfig cfg = checkpoint_model_config(checkpoint);
     dim_ = cfg.embed_dim;
+    CC_REQUIRE(cfg.image_size == learner.image_size && cfg.channels == learner.channels &&
+                   cfg.context_length == learner.context_length,
+               "jest.reference ", checkpoint, " takes ", cfg.image_size, " px images with ", cfg.channels,
+               " channels and ", cfg.context_length, " tokens, the learner's data has ", learner.image_size, " px, ",
+               learner.channels, " channels and ", learner.context_length, " tokens");
+    CC_REQUIRE(tokenizer_vocab <= cfg.vocab_size, "jest.reference ", checkpoint, " has a vocabulary of ",
+               cfg.vocab_size, " ids, the training tokenizer has ", tokenizer_vocab,
+               " (train the reference with the same tokenizer)");
     // Scale and bias come from the checkpoint in every mode.
     H5File ck(checkpoint, H5File::Mode::read);
     const std::vector<float> scale = ck.read_f32("params/logit_scale");
     std::vector<float> bias;
     if (ck.exists("params/logit_bias")) bias = ck.read_f32("params/logit_bias");
+    require_finite(scale, checkpoint, "params/logit_scale", 1);
+    require_finite(bias, checkpoint, "params/logit_bias", 1);
     if (cache.empty()) {
         model_ = std::make_unique<ClipModel>(be, cfg, local_batch);
         load_checkpoint(checkpoint, model_->params(), /*with_optimizer=*/false);
@@ -27,11 +49,13 @@ ReferenceSource::ReferenceSource(Backend& be, const std::string& checkpoint, con
         std::vector<int64_t> si, st;
         cache_img_ = f.read_f32("image_emb", &si);
         cache_txt_ = f.read_f32("caption_emb", &st);
-        CC_CHECK(si.size() == 2 && si == st, cache, ": /image_emb and /caption_emb must both be [N, D]");
-        CC_CHECK(si[0] == dataset_size, cache, ": cached embeddings of ", si[0], " examples, the dataset has ",
-                 dataset_size, " (embed the same dataset with `curaclip embed --what both`)");
-        CC_CHECK(si[1] == dim_, cache, ": embeddings of dimension ", si[1], " but the reference checkpoint ",
-                 checkpoint, " has embed_dim ", dim_);
+        CC_REQUIRE(si.size() == 2 && si == st, cache, ": /image_emb and /caption_emb must both be [N, D]");
+        CC_REQUIRE(si[0] == dataset_size, cache, ": cached embeddings of ", si[0], " examples, the dataset has ",
+                   dataset_size, " (embed the same dataset with `curaclip embed --what both`)");
+        CC_REQUIRE(si[1] == dim_, cache, ": embeddings of dimension ", si[1], " but the reference checkpoint ",
+                   checkpoint, " has embed_dim ", dim_);
+        require_finite(cache_img_, cache, "/image_emb", dim_);
+        require_finite(cache_txt_, cache, "/caption_emb", dim_);
     }
     Arena measure;
     auto lay = [&](Arena& a) {

@@ -21,8 +21,12 @@ public:
     // checkpoint: the reference model (its scale/bias are always read from it);
     // cache: the embeddings side file, or "" for live forward passes.
     // local_batch: this rank's super-batch share; dataset_size checks the cache.
+    // The reference embeds the learner's data: its image size, channels and context
+    // must be the learner's, and its vocabulary must hold every id of the training
+    // tokenizer (tokenizer_vocab ids); a non-finite scale, bias or cached embedding
+    // is refused. Errors name the checkpoint or cache file.
     ReferenceSource(Backend& be, const std::string& checkpoint, const std::string& cache, int64_t local_batch,
-                    int64_t dataset_size);
+                    int64_t dataset_size, const ModelConfig& learner, int tokenizer_vocab);
 
     // Fills embeddings() for the rows of `super` (this rank's share).
     void embed(const io::Batch& super);

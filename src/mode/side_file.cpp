@@ -108,6 +108,7 @@ void write_side_file(const Communicator& comm, const std::string& out,
                                   H5P_DEFAULT, H5P_DEFAULT));
                 CC_REQUIRE(d.valid(), tmp, ": cannot create dataset '", b.dataset, "' (disk full?)");
             }
+            f.close();  // checked: a file that did not close is never published
         }
         for (int r = 0; r < comm.size(); ++r) {
             comm.barrier();
@@ -133,6 +134,7 @@ void write_side_file(const Communicator& comm, const std::string& out,
                            tmp, ": writing rows ", b.begin, "+", b.count, " of '", b.dataset, "' failed (disk full?)");
             }
             f.flush();
+            f.close();
         }
         comm.barrier();
         if (comm.rank() == 0) {

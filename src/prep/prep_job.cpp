@@ -339,6 +339,11 @@ PrepSummary run_prep(const PrepOptions& o, const Communicator& comm) {
                     mine.v[Counts::kConverted] = 1;
                 }
             } catch (const std::exception& e) {
+                // The unit is not finished: its rejects list must not outlive it.
+                if (!io::path_exists(shard)) {
+                    ::unlink((rej + ".tmp").c_str());
+                    ::unlink(rej.c_str());
+                }
                 std::fprintf(stderr, "curaclip prep: error: [rank %d] %s\n", comm.rank(), e.what());
                 mine.v[Counts::kFailed] = 1;
             }

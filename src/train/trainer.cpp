@@ -496,7 +496,8 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
                                                         model_cfg.embed_dim);
         if (opt.jest.score != jest::ScoreKind::hard_learner)
             reference = std::make_unique<jest::ReferenceSource>(*be, opt.jest_reference, opt.jest_reference_cache,
-                                                                super_batch / P, loader.dataset_size());
+                                                                super_batch / P, loader.dataset_size(), model_cfg,
+                                                                tok.vocab_size());
         jest_step = std::make_unique<JestTrainStep>(model, step, *selector, reference.get(), comm, opt.jest_score_low_res);
     }
 

@@ -137,6 +137,12 @@ check "jest: one rank uses the super-batch 45" grep -q "super-batch 45 -> 18" <<
 check "jest: one rank exits 0" test $rc -eq 0
 expect_refused "jest: 2 ranks refuse B = 45 instead of rounding it to 46" "super-batch B = 45 .*not divisible by the 2 ranks" "$W/j2" \
   mpirun -n 2 --oversubscribe "$BIN" "${ROB0[@]}" "${JEST_ARGS[@]}" --train.out "$W/j2"
+# A JEST reference whose logit scale is NaN (it is read apart from the parameters).
+cp "$W/j1/step_00000002.h5" "$W/nan_ref.h5"
+/usr/bin/python3 -c "import h5py; f = h5py.File('$W/nan_ref.h5', 'a'); f['params/logit_scale'][()] = float('nan')"
+expect_error "jest: a reference with a NaN logit scale is refused naming it" "nan_ref.h5: params/logit_scale holds a non-finite value" \
+  "$BIN" "${ROB0[@]}" --data.eval "" --train.steps 2 --train.warmup 0 --train.batch_size 16 --jest.enable true \
+  --jest.score learnability --jest.filter_ratio 0.5 --jest.chunks 2 --jest.reference "$W/nan_ref.h5" --train.out "$W/j3"
 
 # A resume continues the run it resumes.
 "$BIN" train --config configs/tiny.ini --data.train "$W/d/train.h5" --data.eval "" --train.batch_size 32 \

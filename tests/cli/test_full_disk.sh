@@ -20,6 +20,7 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
+[ -n "${KEEP:-}" ] && echo "keeping $W"
 pass=0; fail=0
 
 check() {  # check NAME CONDITION...
@@ -100,6 +101,36 @@ check "resume after freeing space: exit 0" test $rc -eq 0
 check "resume after freeing space: resumed at step 2" grep -q "resumed from $RUN/step_00000002.h5 at step 2" <<<"$out"
 check "resume after freeing space: latest names step 4" test "$(cat "$RUN/latest")" = step_00000004.h5
 check "resume after freeing space: no *.tmp left" test -z "$(find "$RUN" -name '*.tmp')"
+
+# ---- prep of own data onto a full disk: the unit being written fails cleanly (no
+# segfault at exit, no partial shard, no rejects list of an unfinished shard), the
+# finished shards stay, and a rerun with space finishes to the bytes of a run that
+# never hit the wall.
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+/usr/bin/python3 "$REPO/tests/cli/make_image_text_data.py" "$W/corpus" --train 96 --shards 1 --eval 1 >/dev/null ||
+  { echo "FAIL generating the corpus"; exit 1; }
+PREP=(prep csv "$W/corpus/csv/index.csv" --image-size 64 --rows-per-shard 24 --vocab 600 --quiet)
+# (the reference in another folder, with the same command line: it is recorded in the files)
+mkdir -p "$W/r" && (cd "$W/r" && "$BIN" "${PREP[@]}" --out prep) >/dev/null 2>&1 || { echo "FAIL reference prep"; exit 1; }
+rm -rf "$M/prep"
+SHARD=$(stat -c %s "$W/r/prep/data-shards/part-00000.h5")
+resize $(( $(used) + SHARD + SHARD / 2 + 65536 ))   # room for a shard and a half
+out=$(cd "$M" && timeout 300 "$BIN" "${PREP[@]}" --out prep 2>&1); rc=$?
+resize 64m
+check "prep on a full disk: exits 1, no crash (exit $rc)" test $rc -eq 1
+check "prep on a full disk: says so, naming the shard" grep -qE "prep/data-shards/part-0000[0-9]\.h5\.tmp.*No space left on device" <<<"$out"
+check "prep on a full disk: no segfault" bash -c '! grep -qiE "segmentation fault|signal: " <<<"$1"' _ "$out"
+check "prep on a full disk: no *.tmp left" test -z "$(find "$M/prep" -name '*.tmp')"
+check "prep on a full disk: no dataset joined" test ! -e "$M/prep/data.h5"
+check "prep on a full disk: finished shards kept, each with its rejects list" bash -c \
+  'for h in "$1"/data-shards/part-*.h5; do [ -f "${h%.h5}.rejects.tsv" ] || exit 1; done; ls "$1"/data-shards/part-*.h5 >/dev/null' _ "$M/prep"
+inode=$(stat -c %i "$M/prep/data-shards/part-00000.h5" 2>/dev/null)
+out=$(cd "$M" && timeout 300 "$BIN" "${PREP[@]}" --out prep 2>&1); rc=$?
+check "prep rerun with space: exit 0" test $rc -eq 0
+check "prep rerun with space: the finished shard was kept, not rewritten" \
+  test -n "$inode" -a "$inode" = "$(stat -c %i "$M/prep/data-shards/part-00000.h5")"
+check "prep rerun with space: the same bytes as a run that never hit the wall" bash -c \
+  'cd "$1" && for f in $(find . -type f); do cmp -s "$f" "$2/$f" || exit 1; done' _ "$W/r/prep" "$M/prep"
 
 echo "full disk: $pass passed, $fail failed"
 [ $fail -eq 0 ]
