@@ -77,25 +77,25 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
         parse_options(2, argv, desc, usage);
         return 0;
     }
-    CC_CHECK(argc >= 2 && argv[1][0] != '-', "prep: name the source first: `curaclip prep fashion-mnist --out DIR`");
+    CC_REQUIRE(argc >= 2 && argv[1][0] != '-', "prep: name the source first: `curaclip prep fashion-mnist --out DIR`");
     const std::string which = argv[1];
     const auto& kinds = prep::source_kinds();
     if (std::find(kinds.begin(), kinds.end(), which) != kinds.end()) {
-        CC_CHECK(world != nullptr, "prep ", which, ": needs MPI (run through the curaclip binary)");
+        CC_REQUIRE(world != nullptr, "prep ", which, ": needs MPI (run through the curaclip binary)");
         return cmd_prep_sources(argc - 1, argv + 1, *world);
     }
     if (which != "fashion-mnist") {
         std::string known = "fashion-mnist";
         for (const auto& k : kinds) known += ", " + k;
-        CC_FAIL("prep: unknown source '", which, "' (supported: ", known, ")");
+        CC_USER_FAIL("prep: unknown source '", which, "' (supported: ", known, ")");
     }
-    CC_CHECK(world == nullptr || world->size() == 1, "prep fashion-mnist runs on one process (it takes under a second); "
+    CC_REQUIRE(world == nullptr || world->size() == 1, "prep fashion-mnist runs on one process (it takes under a second); "
              "run it without mpirun");
     const ParsedOptions opts = parse_options(argc - 1, argv + 1, desc, usage);
     if (opts.help) return 0;
     const auto& vm = opts.vm;
 
-    CC_CHECK(vm.count("out"), "prep: --out DIR is required");
+    CC_REQUIRE(vm.count("out"), "prep: --out DIR is required");
     const std::string src = vm["source"].as<std::string>();
     const std::string out = vm["out"].as<std::string>();
     const int context = vm["context"].as<int>();
@@ -104,21 +104,21 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
     const int64_t curated = vm["curated"].as<int64_t>();
     const uint64_t seed = uint64_t(vm["seed"].as<int64_t>());
     const int64_t limit = vm["limit"].as<int64_t>();
-    CC_CHECK(context >= 4 && context <= 1024, "prep: --context ", context, " out of range [4, 1024]");
-    CC_CHECK(vocab >= BpeTokenizer::kNumByteSymbols + 2, "prep: --vocab ", vocab, " is below the ",
+    CC_REQUIRE(context >= 4 && context <= 1024, "prep: --context ", context, " out of range [4, 1024]");
+    CC_REQUIRE(vocab >= BpeTokenizer::kNumByteSymbols + 2, "prep: --vocab ", vocab, " is below the ",
              BpeTokenizer::kNumByteSymbols + 2, " byte symbols and specials");
-    CC_CHECK(noise >= 0 && noise < 1, "prep: --noise ", noise, " must be in [0, 1)");
+    CC_REQUIRE(noise >= 0 && noise < 1, "prep: --noise ", noise, " must be in [0, 1)");
     CC_REQUIRE(curated >= 0, "prep: --curated ", curated, " must be >= 0");
-    CC_CHECK(limit == -1 || limit > 0, "prep: --limit ", limit, " must be positive");
+    CC_REQUIRE(limit == -1 || limit > 0, "prep: --limit ", limit, " must be positive");
 
     const std::string train_path = out + "/train.h5", test_path = out + "/test.h5",
                       tok_path = out + "/tokenizer.bpe", curated_path = out + "/curated.h5";
     std::vector<std::string> outputs = {train_path, test_path, tok_path};
     if (curated > 0) outputs.push_back(curated_path);
     for (const auto& p : outputs) {
-        CC_CHECK(!io::path_exists(p), "prep: refusing to overwrite existing file ", p,
+        CC_REQUIRE(!io::path_exists(p), "prep: refusing to overwrite existing file ", p,
                  " (choose another --out or delete it)");
-        CC_CHECK(!io::path_exists(p + ".tmp"), "prep: temporary file ", p + ".tmp", " exists (delete it)");
+        CC_REQUIRE(!io::path_exists(p + ".tmp"), "prep: temporary file ", p + ".tmp", " exists (delete it)");
     }
     std::string command = "curaclip";
     for (int i = 0; i < argc; ++i) command += std::string(" ") + argv[i];

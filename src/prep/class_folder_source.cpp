@@ -36,9 +36,9 @@ std::string fill_template(const std::string& tmpl, const std::string& name) {
 
 ClassFolderSource::ClassFolderSource(std::string folder, const SourceOptions& options)
     : folder_(std::move(folder)), options_(options) {
-    CC_CHECK(options_.rows_per_unit >= 1, "rows per unit must be >= 1, got ", options_.rows_per_unit);
+    CC_REQUIRE(options_.rows_per_unit >= 1, "rows per unit must be >= 1, got ", options_.rows_per_unit);
     std::error_code ec;
-    CC_CHECK(fs::is_directory(folder_, ec), "folder source: '", folder_, "' is not a folder (",
+    CC_REQUIRE(fs::is_directory(folder_, ec), "folder source: '", folder_, "' is not a folder (",
              ec ? ec.message() : (fs::exists(folder_) ? "a file" : "not found"), ")");
     name_ = fs::path(folder_).lexically_normal().filename().string();
     if (name_.empty()) name_ = fs::path(folder_).lexically_normal().parent_path().filename().string();
@@ -48,8 +48,8 @@ ClassFolderSource::ClassFolderSource(std::string folder, const SourceOptions& op
         const std::string n = entry.path().filename().string();
         if (!n.starts_with(".") && entry.is_directory()) classes.push_back(n);
     }
-    CC_CHECK(!ec, "cannot list folder '", folder_, "': ", ec.message());
-    CC_CHECK(!classes.empty(), "folder source: '", folder_,
+    CC_REQUIRE(!ec, "cannot list folder '", folder_, "': ", ec.message());
+    CC_REQUIRE(!classes.empty(), "folder source: '", folder_,
              "' has no class sub-folders (expected DIR/<class>/<image>, as torchvision's ImageFolder)");
     std::sort(classes.begin(), classes.end());
 
@@ -59,9 +59,9 @@ ClassFolderSource::ClassFolderSource(std::string folder, const SourceOptions& op
         std::vector<std::pair<std::string, std::string>> found;
         const fs::path class_dir = fs::path(folder_) / classes[c];
         auto it = fs::recursive_directory_iterator(class_dir, fs::directory_options::follow_directory_symlink, ec);
-        CC_CHECK(!ec, "cannot list folder '", class_dir.string(), "': ", ec.message());
+        CC_REQUIRE(!ec, "cannot list folder '", class_dir.string(), "': ", ec.message());
         for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
-            CC_CHECK(!ec, "cannot list folder '", class_dir.string(), "': ", ec.message());
+            CC_REQUIRE(!ec, "cannot list folder '", class_dir.string(), "': ", ec.message());
             const std::string n = it->path().filename().string();
             if (n.starts_with(".")) {
                 if (it->is_directory()) it.disable_recursion_pending();
@@ -70,7 +70,7 @@ ClassFolderSource::ClassFolderSource(std::string folder, const SourceOptions& op
             if (!it->is_regular_file() || !is_image_name(n)) continue;
             found.emplace_back(it->path().parent_path().lexically_relative(folder_).generic_string(), n);
         }
-        CC_CHECK(!ec, "cannot list folder '", class_dir.string(), "': ", ec.message());
+        CC_REQUIRE(!ec, "cannot list folder '", class_dir.string(), "': ", ec.message());
         if (found.empty()) empty.push_back(classes[c]);
         std::sort(found.begin(), found.end());
         for (auto& [dir, file] : found) files_.push_back(File{dir + "/" + file, int32_t(c)});
@@ -79,13 +79,13 @@ ClassFolderSource::ClassFolderSource(std::string folder, const SourceOptions& op
         std::string names;
         for (size_t i = 0; i < empty.size() && i < 10; ++i) names += (i ? ", " : "") + empty[i];
         if (empty.size() > 10) names += ", ... (" + std::to_string(empty.size()) + " in all)";
-        CC_FAIL("folder source: no image (.jpg .jpeg .png .webp) in the class folder", empty.size() == 1 ? "" : "s",
+        CC_USER_FAIL("folder source: no image (.jpg .jpeg .png .webp) in the class folder", empty.size() == 1 ? "" : "s",
                 " ", names, " of '", folder_, "'");
     }
 
     if (!options_.classnames_file.empty()) {
         classnames_ = read_classnames_file(options_.classnames_file);
-        CC_CHECK(classnames_.size() == classes.size(), "classnames file '", options_.classnames_file, "' has ",
+        CC_REQUIRE(classnames_.size() == classes.size(), "classnames file '", options_.classnames_file, "' has ",
                  classnames_.size(), " names but '", folder_, "' has ", classes.size(), " class folders");
     } else {
         classnames_ = classes;
@@ -103,14 +103,14 @@ size_t ClassFolderSource::num_units() const {
 }
 
 std::string ClassFolderSource::unit_name(size_t u) const {
-    CC_CHECK(u < num_units(), "unit ", u, " of ", num_units());
+    CC_REQUIRE(u < num_units(), "unit ", u, " of ", num_units());
     const size_t first = u * size_t(options_.rows_per_unit);
     const size_t last = std::min(files_.size(), first + size_t(options_.rows_per_unit)) - 1;
     return name_ + " files " + std::to_string(first) + "-" + std::to_string(last);
 }
 
 void ClassFolderSource::read_unit(size_t u, const std::function<void(RawSample&&)>& emit, bool captions_only) const {
-    CC_CHECK(u < num_units(), "unit ", u, " of ", num_units());
+    CC_REQUIRE(u < num_units(), "unit ", u, " of ", num_units());
     const size_t first = u * size_t(options_.rows_per_unit);
     const size_t last = std::min(files_.size(), first + size_t(options_.rows_per_unit));
     for (size_t i = first; i < last; ++i) {

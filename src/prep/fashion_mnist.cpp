@@ -20,11 +20,11 @@ bool file_exists(const std::string& p) {
 // "X.gz" if present, else "X" if present, else an Error naming both.
 std::string resolve(const std::string& path) {
     if (path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0) {
-        CC_CHECK(file_exists(path), "idx file not found: ", path);
+        CC_REQUIRE(file_exists(path), "idx file not found: ", path);
         return path;
     }
     if (file_exists(path + ".gz")) return path + ".gz";
-    CC_CHECK(file_exists(path), "idx file not found: ", path, ".gz (nor ", path,
+    CC_REQUIRE(file_exists(path), "idx file not found: ", path, ".gz (nor ", path,
              "); install Debian's dataset-fashion-mnist or pass --source");
     return path;
 }
@@ -33,7 +33,7 @@ class GzReader {
 public:
     explicit GzReader(const std::string& path) : path_(path) {
         f_ = gzopen(path.c_str(), "rb");
-        CC_CHECK(f_ != nullptr, "cannot open ", path, ": ", std::strerror(errno));
+        CC_REQUIRE(f_ != nullptr, "cannot open ", path, ": ", std::strerror(errno));
         gzbuffer(f_, 1 << 20);
     }
     ~GzReader() {
@@ -51,9 +51,9 @@ public:
             if (got < 0) {
                 int err = 0;
                 const char* msg = gzerror(f_, &err);
-                CC_FAIL(path_, ": corrupt gzip data while reading ", what, " (", msg ? msg : "?", ")");
+                CC_USER_FAIL(path_, ": corrupt gzip data while reading ", what, " (", msg ? msg : "?", ")");
             }
-            CC_CHECK(got > 0, path_, ": file truncated while reading ", what, " (", n,
+            CC_REQUIRE(got > 0, path_, ": file truncated while reading ", what, " (", n,
                      " more bytes expected)");
             p += got;
             n -= size_t(got);
@@ -76,13 +76,13 @@ IdxImages read_idx_images(const std::string& path_in, int64_t limit) {
     const std::string path = resolve(path_in);
     GzReader r(path);
     const uint32_t magic = r.u32_be("the magic number");
-    CC_CHECK(magic == 0x00000803u, path, ": not an idx3-ubyte image file (magic 0x", std::hex, magic,
+    CC_REQUIRE(magic == 0x00000803u, path, ": not an idx3-ubyte image file (magic 0x", std::hex, magic,
              ", expected 0x00000803)");
     IdxImages out;
     const uint32_t n = r.u32_be("the image count");
     const uint32_t rows = r.u32_be("the row count");
     const uint32_t cols = r.u32_be("the column count");
-    CC_CHECK(rows > 0 && cols > 0 && rows <= 4096 && cols <= 4096, path, ": implausible image size ",
+    CC_REQUIRE(rows > 0 && cols > 0 && rows <= 4096 && cols <= 4096, path, ": implausible image size ",
              rows, "x", cols);
     out.count = (limit >= 0 && uint64_t(limit) < n) ? limit : int64_t(n);
     out.rows = int(rows);
@@ -96,7 +96,7 @@ std::vector<uint8_t> read_idx_labels(const std::string& path_in, int64_t limit) 
     const std::string path = resolve(path_in);
     GzReader r(path);
     const uint32_t magic = r.u32_be("the magic number");
-    CC_CHECK(magic == 0x00000801u, path, ": not an idx1-ubyte label file (magic 0x", std::hex, magic,
+    CC_REQUIRE(magic == 0x00000801u, path, ": not an idx1-ubyte label file (magic 0x", std::hex, magic,
              ", expected 0x00000801)");
     const uint32_t n = r.u32_be("the label count");
     const int64_t count = (limit >= 0 && uint64_t(limit) < n) ? limit : int64_t(n);
@@ -108,19 +108,19 @@ std::vector<uint8_t> read_idx_labels(const std::string& path_in, int64_t limit) 
 FashionMnistSplit load_fashion_mnist(const std::string& dir, const std::string& split_in,
                                      int64_t limit) {
     const std::string split = split_in == "test" ? "t10k" : split_in;
-    CC_CHECK(split == "train" || split == "t10k", "unknown Fashion-MNIST split '", split_in,
+    CC_REQUIRE(split == "train" || split == "t10k", "unknown Fashion-MNIST split '", split_in,
              "' (expected train or test)");
     FashionMnistSplit s;
     s.images_path = dir + "/" + split + "-images-idx3-ubyte";
     s.labels_path = dir + "/" + split + "-labels-idx1-ubyte";
     s.images = read_idx_images(s.images_path, limit);
     s.labels = read_idx_labels(s.labels_path, limit);
-    CC_CHECK(s.images.rows == 28 && s.images.cols == 28, s.images_path, ": images are ",
+    CC_REQUIRE(s.images.rows == 28 && s.images.cols == 28, s.images_path, ": images are ",
              s.images.rows, "x", s.images.cols, ", Fashion-MNIST's are 28x28");
-    CC_CHECK(int64_t(s.labels.size()) == s.images.count, s.labels_path, ": ", s.labels.size(),
+    CC_REQUIRE(int64_t(s.labels.size()) == s.images.count, s.labels_path, ": ", s.labels.size(),
              " labels for ", s.images.count, " images in ", s.images_path);
     for (size_t i = 0; i < s.labels.size(); ++i)
-        CC_CHECK(s.labels[i] < 10, s.labels_path, ": label ", int(s.labels[i]), " of example ", i,
+        CC_REQUIRE(s.labels[i] < 10, s.labels_path, ": label ", int(s.labels[i]), " of example ", i,
                  " is not a class id in [0, 10)");
     return s;
 }

@@ -26,8 +26,8 @@ class LineReader {
 public:
     LineReader(const std::string& path, uint64_t offset) : path_(path), pos_(offset) {
         f_ = std::fopen(path.c_str(), "rb");
-        CC_CHECK(f_ != nullptr, "cannot read index file '", path, "': ", std::strerror(errno));
-        CC_CHECK(::fseeko(f_, off_t(offset), SEEK_SET) == 0, "cannot seek in index file '", path, "' to byte ",
+        CC_REQUIRE(f_ != nullptr, "cannot read index file '", path, "': ", std::strerror(errno));
+        CC_REQUIRE(::fseeko(f_, off_t(offset), SEEK_SET) == 0, "cannot seek in index file '", path, "' to byte ",
                  offset, ": ", std::strerror(errno));
         buf_.resize(size_t(1) << 20);
     }
@@ -53,7 +53,7 @@ public:
             }
             if (end_ == buf_.size()) buf_.resize(buf_.size() * 2);
             const size_t got = std::fread(buf_.data() + end_, 1, buf_.size() - end_, f_);
-            CC_CHECK(!std::ferror(f_), "error reading index file '", path_, "': ", std::strerror(errno));
+            CC_REQUIRE(!std::ferror(f_), "error reading index file '", path_, "': ", std::strerror(errno));
             if (got == 0) eof_ = true;
             end_ += got;
         }
@@ -89,7 +89,7 @@ struct RecordPos {
 class CsvScanner {
 public:
     explicit CsvScanner(char delim) {
-        CC_CHECK(csv_init(&p_, 0) == 0, "csv_init failed");
+        CC_REQUIRE(csv_init(&p_, 0) == 0, "csv_init failed");
         csv_set_delim(&p_, static_cast<unsigned char>(delim));
         // No trimming: pandas keeps the spaces around unquoted fields, so do we.
         csv_set_space_func(&p_, [](unsigned char) { return 0; });
@@ -125,7 +125,7 @@ public:
                     start_line = line;
                 }
                 if (csv_parse(&p_, piece.data(), piece.size(), on_field, on_row, this) != piece.size())
-                    CC_FAIL("index file '", path, "' line ", line, ": ", csv_strerror(csv_error(&p_)));
+                    CC_USER_FAIL("index file '", path, "' line ", line, ": ", csv_strerror(csv_error(&p_)));
                 pos += piece.size();
                 if (piece.back() == '\n') ++line;
                 if (ready_) {
@@ -189,10 +189,10 @@ const char* format_name(IndexFormat f) {
 
 IndexFileSource::IndexFileSource(IndexFormat format, std::string path, const SourceOptions& options)
     : format_(format), path_(std::move(path)), options_(options) {
-    CC_CHECK(options_.rows_per_unit >= 1, "rows per unit must be >= 1, got ", options_.rows_per_unit);
+    CC_REQUIRE(options_.rows_per_unit >= 1, "rows per unit must be >= 1, got ", options_.rows_per_unit);
     struct stat st {};
-    CC_CHECK(::stat(path_.c_str(), &st) == 0, "cannot read index file '", path_, "': ", std::strerror(errno));
-    CC_CHECK(!S_ISDIR(st.st_mode), "index file '", path_, "' is a directory (", format_name(format_),
+    CC_REQUIRE(::stat(path_.c_str(), &st) == 0, "cannot read index file '", path_, "': ", std::strerror(errno));
+    CC_REQUIRE(!S_ISDIR(st.st_mode), "index file '", path_, "' is a directory (", format_name(format_),
              " takes one index file; `prep folder` reads class folders)");
     name_ = fs::path(path_).filename().string();
     if (!options_.root.empty()) {
@@ -209,14 +209,14 @@ IndexFileSource::IndexFileSource(IndexFormat format, std::string path, const Sou
 int IndexFileSource::column_index(const std::string& name, const char* option) const {
     for (size_t i = 0; i < columns_.size(); ++i)
         if (columns_[i] == name) return int(i);
-    CC_FAIL(path_, ": no column '", name, "' (columns: ", join(columns_), "); set ", option);
+    CC_USER_FAIL(path_, ": no column '", name, "' (columns: ", join(columns_), "); set ", option);
 }
 
 void IndexFileSource::index_csv() {
     uint64_t start = 0;
     {
         std::FILE* f = std::fopen(path_.c_str(), "rb");
-        CC_CHECK(f != nullptr, "cannot read index file '", path_, "': ", std::strerror(errno));
+        CC_REQUIRE(f != nullptr, "cannot read index file '", path_, "': ", std::strerror(errno));
         char head[3] = {0, 0, 0};
         const size_t got = std::fread(head, 1, 3, f);
         std::fclose(f);
@@ -235,11 +235,11 @@ void IndexFileSource::index_csv() {
         ++records;
         return true;
     });
-    CC_CHECK(records > 0, path_, " is empty (expected a header row with the column names, then one row per image)");
+    CC_REQUIRE(records > 0, path_, " is empty (expected a header row with the column names, then one row per image)");
     rows_ = records - 1;
     // When rows_ is a multiple of rpu the boundary after the last row starts no unit.
     units_.resize(size_t((rows_ + rpu - 1) / rpu));
-    CC_CHECK(rows_ > 0, path_, " has a header (", join(columns_), ") but no data rows");
+    CC_REQUIRE(rows_ > 0, path_, " has a header (", join(columns_), ") but no data rows");
     img_col_ = column_index(options_.img_key, "--csv-img-key");
     caption_col_ = column_index(options_.caption_col, "--csv-caption-key");
     if (!options_.label_col.empty()) label_col_ = column_index(options_.label_col, "--csv-label-key");
@@ -271,12 +271,12 @@ void IndexFileSource::index_jsonl() {
             }
         }
     }
-    CC_CHECK(rows_ > 0, path_, " is empty (expected one JSON object per line)");
-    CC_CHECK(checked, path_, ": no line is a JSON object (expected one JSON object per line)");
+    CC_REQUIRE(rows_ > 0, path_, " is empty (expected one JSON object per line)");
+    CC_REQUIRE(checked, path_, ": no line is a JSON object (expected one JSON object per line)");
     auto need = [&](const std::string& key, const char* option) {
         for (const auto& c : columns_)
             if (c == key) return;
-        CC_FAIL(path_, ": no key '", key, "' in the first JSON object (keys: ", join(columns_), "); set ", option);
+        CC_USER_FAIL(path_, ": no key '", key, "' in the first JSON object (keys: ", join(columns_), "); set ", option);
     };
     need(options_.img_key, "--csv-img-key");
     need(options_.caption_col, "--csv-caption-key");
@@ -293,7 +293,7 @@ std::string IndexFileSource::describe() const {
 }
 
 std::string IndexFileSource::unit_name(size_t u) const {
-    CC_CHECK(u < units_.size(), "unit ", u, " of ", units_.size());
+    CC_REQUIRE(u < units_.size(), "unit ", u, " of ", units_.size());
     const int64_t first = int64_t(u) * options_.rows_per_unit;
     const int64_t last = std::min(rows_, first + options_.rows_per_unit) - 1;
     return name_ + " rows " + std::to_string(first) + "-" + std::to_string(last);
@@ -305,7 +305,7 @@ std::string IndexFileSource::resolve(const std::string& image_path) const {
 }
 
 void IndexFileSource::read_unit(size_t u, const std::function<void(RawSample&&)>& emit, bool captions_only) const {
-    CC_CHECK(u < units_.size(), "unit ", u, " of ", units_.size());
+    CC_REQUIRE(u < units_.size(), "unit ", u, " of ", units_.size());
     if (format_ == IndexFormat::jsonl) read_jsonl_unit(u, emit, captions_only);
     else read_csv_unit(u, emit, captions_only);
 }
@@ -352,7 +352,7 @@ void IndexFileSource::read_csv_unit(size_t u, const std::function<void(RawSample
         if (!captions_only) read_image_file(s.image_name, s);
         return finish(std::nullopt, {});
     });
-    CC_CHECK(done == count, path_, " changed after it was indexed: unit ", u, " ended after ", done, " of ", count,
+    CC_REQUIRE(done == count, path_, " changed after it was indexed: unit ", u, " ended after ", done, " of ", count,
              " rows");
 }
 
@@ -432,7 +432,7 @@ void IndexFileSource::read_jsonl_unit(size_t u, const std::function<void(RawSamp
         if (!captions_only) read_image_file(s.image_name, s);
         emit(std::move(s));
     }
-    CC_CHECK(done == count, path_, " changed after it was indexed: unit ", u, " ended after ", done, " of ", count,
+    CC_REQUIRE(done == count, path_, " changed after it was indexed: unit ", u, " ended after ", done, " of ", count,
              " rows");
 }
 

@@ -59,13 +59,13 @@ std::optional<std::vector<std::string>> expand_int_range(std::string_view e, con
         end = std::stoll(right);
         if (!incr.empty()) step = std::stoll(incr);
     } catch (const std::exception&) {
-        CC_FAIL("brace range {", std::string(expr), "} in '", whole, "': number out of range");
+        CC_USER_FAIL("brace range {", std::string(expr), "} in '", whole, "': number out of range");
     }
     if (step == 0) step = 1;
     using ull = unsigned long long;
     const ull span = start <= end ? ull(end) - ull(start) : ull(start) - ull(end);
     const ull count = span / ull(step) + 1;
-    CC_CHECK(count <= kMaxExpansion, "brace range {", std::string(expr), "} in '", whole, "' gives more than ",
+    CC_REQUIRE(count <= kMaxExpansion, "brace range {", std::string(expr), "} in '", whole, "' gives more than ",
              kMaxExpansion, " names");
     std::vector<std::string> out;
     out.reserve(count);
@@ -108,7 +108,7 @@ std::optional<std::vector<std::string>> expand_expression(std::string_view e, co
 std::vector<std::string> expand_pattern(std::string_view p, const std::string& whole) {
     std::vector<std::string> acc{""};
     auto product = [&](const std::vector<std::string>& alts) {
-        CC_CHECK(acc.size() * alts.size() <= kMaxExpansion, "brace pattern '", whole, "' gives more than ",
+        CC_REQUIRE(acc.size() * alts.size() <= kMaxExpansion, "brace pattern '", whole, "' gives more than ",
                  kMaxExpansion, " names");
         std::vector<std::string> next;
         next.reserve(acc.size() * alts.size());
@@ -126,7 +126,7 @@ std::vector<std::string> expand_pattern(std::string_view p, const std::string& w
             }
             ++depth;
         } else if (p[i] == '}') {
-            CC_CHECK(depth > 0, "unbalanced braces in '", whole, "'");
+            CC_REQUIRE(depth > 0, "unbalanced braces in '", whole, "'");
             if (--depth == 0) {
                 const std::string_view expr = p.substr(start + 1, i - start - 1);
                 if (auto alts = expand_expression(expr, whole)) {
@@ -140,7 +140,7 @@ std::vector<std::string> expand_pattern(std::string_view p, const std::string& w
             }
         }
     }
-    CC_CHECK(depth == 0, "unbalanced braces in '", whole, "'");
+    CC_REQUIRE(depth == 0, "unbalanced braces in '", whole, "'");
     if (start < p.size()) product({std::string(p.substr(start))});
     return acc;
 }
@@ -179,7 +179,7 @@ ShardList expand_shard_inputs(const std::vector<std::string>& inputs) {
                     }
                 }
                 ::globfree(&g);
-                CC_CHECK(rc == 0 || rc == GLOB_NOMATCH, "cannot expand '", candidate, "': glob(3) failed (",
+                CC_REQUIRE(rc == 0 || rc == GLOB_NOMATCH, "cannot expand '", candidate, "': glob(3) failed (",
                          rc == GLOB_NOSPACE ? "out of memory" : "read error", ")");
                 continue;
             }
@@ -191,7 +191,7 @@ ShardList expand_shard_inputs(const std::vector<std::string>& inputs) {
                     if (is_tar_name(entry.path().filename().string()) && is_regular_file(path))
                         out.paths.push_back(normalized(path));
                 }
-                CC_CHECK(!ec, "cannot list directory '", candidate, "': ", ec.message());
+                CC_REQUIRE(!ec, "cannot list directory '", candidate, "': ", ec.message());
             } else if (fs::exists(st)) {
                 out.paths.push_back(normalized(candidate));
             } else {
@@ -266,7 +266,7 @@ std::optional<int32_t> parse_label(std::string_view text, std::string* why) {
 
 std::vector<std::string> read_classnames_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
-    CC_CHECK(in.good(), "cannot read classnames file '", path, "': ", std::strerror(errno));
+    CC_REQUIRE(in.good(), "cannot read classnames file '", path, "': ", std::strerror(errno));
     std::vector<std::string> names;
     std::string line;
     bool first = true;
@@ -278,8 +278,8 @@ std::vector<std::string> read_classnames_file(const std::string& path) {
         const size_t e = line.find_last_not_of(" \t\r\f\v");
         names.push_back(line.substr(b, e - b + 1));
     }
-    CC_CHECK(!in.bad(), "error reading classnames file '", path, "'");
-    CC_CHECK(!names.empty(), "classnames file '", path, "' names no class (expected one name per line)");
+    CC_REQUIRE(!in.bad(), "error reading classnames file '", path, "'");
+    CC_REQUIRE(!names.empty(), "classnames file '", path, "' names no class (expected one name per line)");
     return names;
 }
 

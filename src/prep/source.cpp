@@ -35,14 +35,14 @@ std::unique_ptr<Source> make_source(const std::string& kind, const std::vector<s
     const bool index = kind == "csv" || kind == "tsv" || kind == "jsonl";
     if (index || kind == "folder") {
         const char* what = index ? "one index file" : "one folder (a sub-folder per class)";
-        CC_CHECK(inputs.size() == 1, "prep ", kind, " takes ", what, ", got ", inputs.size(), " inputs");
+        CC_REQUIRE(inputs.size() == 1, "prep ", kind, " takes ", what, ", got ", inputs.size(), " inputs");
         if (kind == "folder") return std::make_unique<ClassFolderSource>(inputs[0], options);
         const IndexFormat f = kind == "csv" ? IndexFormat::csv : kind == "tsv" ? IndexFormat::tsv : IndexFormat::jsonl;
         return std::make_unique<IndexFileSource>(f, inputs[0], options);
     }
     std::string known;
     for (const auto& k : source_kinds()) known += (known.empty() ? "" : ", ") + k;
-    CC_FAIL("unknown source kind '", kind, "' (known: ", known, ")");
+    CC_USER_FAIL("unknown source kind '", kind, "' (known: ", known, ")");
 }
 
 }  // namespace curaclip::prep

@@ -131,7 +131,7 @@ std::optional<WebDatasetName> split_webdataset_name(std::string_view member) {
 
 WebDatasetSource::WebDatasetSource(std::vector<std::string> inputs, const SourceOptions& options)
     : inputs_(std::move(inputs)), options_(options) {
-    CC_CHECK(!inputs_.empty(), "webdataset: no tar shards given (paths, globs, DIR/{00000..00099}.tar or a folder)");
+    CC_REQUIRE(!inputs_.empty(), "webdataset: no tar shards given (paths, globs, DIR/{00000..00099}.tar or a folder)");
     ShardList list = expand_shard_inputs(inputs_);
     if (!list.missing.empty()) {
         std::string names;
@@ -140,7 +140,7 @@ WebDatasetSource::WebDatasetSource(std::vector<std::string> inputs, const Source
         if (list.missing.size() > shown) names += ", ... and " + std::to_string(list.missing.size() - shown) + " more";
         const size_t total = list.missing.size() + list.paths.size();
         if (!options_.allow_missing_shards)
-            CC_FAIL("webdataset: ", list.missing.size(), " of ", total, " tar shards not found: ", names,
+            CC_USER_FAIL("webdataset: ", list.missing.size(), " of ", total, " tar shards not found: ", names,
                     " (--allow-missing-shards skips them)");
         if (options_.warn)
             std::fprintf(stderr, "curaclip prep: warning: skipping %zu of %zu tar shards that do not exist: %s\n",
@@ -149,7 +149,7 @@ WebDatasetSource::WebDatasetSource(std::vector<std::string> inputs, const Source
     if (list.paths.empty()) {
         std::string in;
         for (const auto& s : inputs_) in += (in.empty() ? "'" : " '") + s + "'";
-        CC_FAIL("webdataset: no tar shards match ", in,
+        CC_USER_FAIL("webdataset: no tar shards match ", in,
                 " (folders and globs select files named *.tar, *.tar.gz or *.tgz)");
     }
     shards_ = std::move(list.paths);
@@ -166,28 +166,28 @@ std::string WebDatasetSource::describe() const {
 }
 
 std::string WebDatasetSource::unit_name(size_t u) const {
-    CC_CHECK(u < shards_.size(), "unit ", u, " of ", shards_.size());
+    CC_REQUIRE(u < shards_.size(), "unit ", u, " of ", shards_.size());
     return shards_[u];
 }
 
 void WebDatasetSource::read_unit(size_t u, const std::function<void(RawSample&&)>& emit, bool captions_only) const {
-    CC_CHECK(u < shards_.size(), "unit ", u, " of ", shards_.size());
+    CC_REQUIRE(u < shards_.size(), "unit ", u, " of ", shards_.size());
     const std::string& path = shards_[u];
     // Opened here so that "cannot open" (errno) and "not a tar" are told apart:
     // libarchive reads the first header while opening to recognize the format,
     // and a file it does not recognize (empty, text, a .parquet) is not a tar.
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) CC_FAIL("webdataset: cannot open tar shard '", path, "': ", std::strerror(errno));
+    if (fd < 0) CC_USER_FAIL("webdataset: cannot open tar shard '", path, "': ", std::strerror(errno));
     const FdCloser fd_closer{fd};
     ArchivePtr a(archive_read_new());
-    CC_CHECK(a != nullptr, "archive_read_new failed");
+    CC_REQUIRE(a != nullptr, "archive_read_new failed");
     archive_read_support_format_tar(a.get());  // ustar, pax, GNU tar
     archive_read_support_filter_gzip(a.get());
     archive_read_support_filter_bzip2(a.get());
     archive_read_support_filter_xz(a.get());
     archive_read_support_filter_zstd(a.get());
     if (archive_read_open_fd(a.get(), fd, size_t(1) << 20) != ARCHIVE_OK)
-        CC_FAIL("webdataset: '", path, "' is not a tar archive (", archive_message(a.get()), ")");
+        CC_USER_FAIL("webdataset: '", path, "' is not a tar archive (", archive_message(a.get()), ")");
 
     std::unordered_set<std::string> seen;
     std::optional<Group> cur;
@@ -216,7 +216,7 @@ void WebDatasetSource::read_unit(size_t u, const std::function<void(RawSample&&)
         const int r = archive_read_next_header(a.get(), &e);
         if (r == ARCHIVE_EOF) break;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            if (first_header) CC_FAIL("webdataset: '", path, "' is not a tar archive (", archive_message(a.get()), ")");
+            if (first_header) CC_USER_FAIL("webdataset: '", path, "' is not a tar archive (", archive_message(a.get()), ")");
             return truncated(archive_message(a.get()));
         }
         first_header = false;

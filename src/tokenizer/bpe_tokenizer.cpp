@@ -137,10 +137,10 @@ void BpeTokenizer::build(const std::vector<int>* line_numbers, const std::string
     for (size_t m = 0; m < merges_.size(); ++m) {
         const auto& [a, b] = merges_[m];
         for (const std::string* part : {&a, &b}) {
-            CC_CHECK(!part->empty() && part->find(' ') == std::string::npos, where(m),
+            CC_REQUIRE(!part->empty() && part->find(' ') == std::string::npos, where(m),
                      ": malformed merge '", a, " ", b, "'");
             if (!encoder.count(*part))
-                CC_FAIL(where(m), ": merge '", a, " ", b, "' uses the unknown symbol '", *part,
+                CC_USER_FAIL(where(m), ": merge '", a, " ", b, "' uses the unknown symbol '", *part,
                         "' (neither a byte symbol nor made by an earlier merge)");
         }
         const int32_t id = static_cast<int32_t>(vocab_.size());
@@ -239,12 +239,12 @@ BpeTokenizer BpeTokenizer::from_file(const std::string& path, bool clip_file) {
     while (lines.size() > 1 && lines.back().empty()) lines.pop_back();
 
     if (lines[0].find("#version") == std::string_view::npos)
-        CC_FAIL(path, ":1: expected a '#version: ...' header line, found ", quoted_line(lines[0]));
+        CC_USER_FAIL(path, ":1: expected a '#version: ...' header line, found ", quoted_line(lines[0]));
 
     size_t n = lines.size() - 1;
     if (clip_file) {
         if (n < static_cast<size_t>(kClipNumMerges))
-            CC_FAIL(path, ": has ", n, " merges; CLIP's bpe_simple_vocab_16e6.txt has at least ",
+            CC_USER_FAIL(path, ": has ", n, " merges; CLIP's bpe_simple_vocab_16e6.txt has at least ",
                     kClipNumMerges);
         n = kClipNumMerges;
     }
@@ -257,7 +257,7 @@ BpeTokenizer BpeTokenizer::from_file(const std::string& path, bool clip_file) {
         const size_t sp = line.find(' ');
         if (sp == std::string_view::npos || sp == 0 || sp + 1 == line.size() ||
             line.find_first_of(" \t", sp + 1) != std::string_view::npos)
-            CC_FAIL(path, ":", k + 1, ": malformed merge line ", quoted_line(line),
+            CC_USER_FAIL(path, ":", k + 1, ": malformed merge line ", quoted_line(line),
                     " (expected two symbols separated by one space)");
         merges.emplace_back(std::string(line.substr(0, sp)), std::string(line.substr(sp + 1)));
         line_numbers.push_back(static_cast<int>(k + 1));
@@ -272,13 +272,13 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) { return from_file(path
 
 BpeTokenizer BpeTokenizer::load_clip_merges(const std::string& path) {
     BpeTokenizer t = from_file(path, true);
-    CC_CHECK(t.vocab_size() == kClipVocabSize, path, ": vocabulary of ", t.vocab_size(), " ids");
+    CC_REQUIRE(t.vocab_size() == kClipVocabSize, path, ": vocabulary of ", t.vocab_size(), " ids");
     return t;
 }
 
 void BpeTokenizer::save(const std::string& path) const {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    if (!f) CC_FAIL("cannot write tokenizer merges file '", path, "'");
+    if (!f) CC_USER_FAIL("cannot write tokenizer merges file '", path, "'");
     std::string out = "#version: 0.2\n";
     for (const auto& [a, b] : merges_) {
         out += a;
@@ -288,7 +288,7 @@ void BpeTokenizer::save(const std::string& path) const {
     }
     f.write(out.data(), static_cast<std::streamsize>(out.size()));
     f.close();
-    CC_CHECK(!f.fail(), "error writing tokenizer merges file '", path, "'");
+    CC_REQUIRE(!f.fail(), "error writing tokenizer merges file '", path, "'");
 }
 
 std::string BpeTokenizer::id_hex() const {
@@ -370,7 +370,7 @@ std::vector<int32_t> BpeTokenizer::tokenize(std::string_view text) const {
 }
 
 void BpeTokenizer::encode_into(std::string_view text, int context, std::span<int32_t> out) const {
-    CC_CHECK(context >= 2, "context length ", context, " leaves no room for <|startoftext|> and <|endoftext|>");
+    CC_REQUIRE(context >= 2, "context length ", context, " leaves no room for <|startoftext|> and <|endoftext|>");
     CC_CHECK(out.size() == static_cast<size_t>(context), "output has ", out.size(), " ids, context is ", context);
     const std::vector<int32_t> ids = tokenize(text);
     const size_t ctx = static_cast<size_t>(context);
@@ -387,7 +387,7 @@ void BpeTokenizer::encode_into(std::string_view text, int context, std::span<int
 }
 
 std::vector<int32_t> BpeTokenizer::encode(std::string_view text, int context) const {
-    CC_CHECK(context >= 2, "context length ", context, " leaves no room for <|startoftext|> and <|endoftext|>");
+    CC_REQUIRE(context >= 2, "context length ", context, " leaves no room for <|startoftext|> and <|endoftext|>");
     std::vector<int32_t> out(static_cast<size_t>(context));
     encode_into(text, context, out);
     return out;
@@ -395,7 +395,7 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text, int context) co
 
 void BpeTokenizer::encode_batch_into(const std::vector<std::string>& texts, int context,
                                      std::span<int32_t> out) const {
-    CC_CHECK(context >= 2, "context length ", context, " leaves no room for <|startoftext|> and <|endoftext|>");
+    CC_REQUIRE(context >= 2, "context length ", context, " leaves no room for <|startoftext|> and <|endoftext|>");
     CC_CHECK(out.size() == texts.size() * static_cast<size_t>(context), "output has ", out.size(),
              " ids, want ", texts.size(), " x ", context);
     for (size_t i = 0; i < texts.size(); ++i)
@@ -403,7 +403,7 @@ void BpeTokenizer::encode_batch_into(const std::vector<std::string>& texts, int 
 }
 
 std::vector<int32_t> BpeTokenizer::encode_batch(const std::vector<std::string>& texts, int context) const {
-    CC_CHECK(context >= 2, "context length ", context, " leaves no room for <|startoftext|> and <|endoftext|>");
+    CC_REQUIRE(context >= 2, "context length ", context, " leaves no room for <|startoftext|> and <|endoftext|>");
     std::vector<int32_t> out(texts.size() * static_cast<size_t>(context));
     encode_batch_into(texts, context, out);
     return out;
