@@ -20,17 +20,20 @@
 // per query row, which is exactly what the own forward kernel stores, so a forward of
 // one path and a backward of the other mix freely.
 //
-// Decisions are made once per shape: the first call with a new (B, T, NH, hs, causal,
-// direction) builds the graph (validate, lower, heuristics, check_support, plan build)
-// and caches it, or caches the refusal (the message goes to stderr once) and the own
-// kernel runs for that shape from then on. An execution failure of a graph cuDNN
-// accepted is an Error, not a silent fallback.
+// Decisions (cuda/sdpa_policy.h, tested on the host) are made once per backend and once
+// per shape: the first attention call creates the cuDNN handle, and a cuDNN that cannot
+// start (missing or mismatched sub-libraries) is a refusal for every shape, said once;
+// the first call with a new (B, T, NH, hs, causal, direction) builds the graph (validate,
+// lower, heuristics, check_support, plan build) and caches it, or caches the refusal
+// (the message goes to stderr once) and the own kernel runs for that shape from then on.
+// An execution failure of a graph cuDNN accepted is an Error, not a silent fallback.
 //
 // The backward: cuDNN writes dQ, dK, dV, but backend.h's backward ops accumulate, so
 // they land in scratch [B,T,3C] and are added to dqkv (one extra pass over B*T*3C bf16,
 // small next to the attention itself). It asks for cuDNN's deterministic algorithm first
 // (the rest of the backend has no atomics in numerical paths); where that variant is
-// refused it takes the default one and says so once.
+// refused it takes the default one and says so once, or, with
+// CURACLIP_CUDA_DETERMINISTIC=1, runs the own kernel for that shape.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -45,6 +48,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_ops.h"
+#include "cuda/sdpa_policy.h"
 
 #ifdef CURACLIP_HAVE_CUDNN_FRONTEND
 #include <cudnn_frontend.h>
@@ -64,7 +68,7 @@ struct SdpaGraph {
     std::shared_ptr<fe::graph::Graph> graph;
     TensorAttr q, k, v, o, stats, dout, dq, dk, dv;
     int64_t workspace = 0;
-    bool deterministic = true;
+    SdpaPath path = SdpaPath::own_kernel;
 };
 
 // (B, T, NH, hs, causal, backward)
@@ -79,20 +83,36 @@ std::string key_str(const SdpaKey& k) {
 }  // namespace
 
 struct SdpaCache {
+    explicit SdpaCache(SdpaOptions o)
+        : policy(o, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }) {}
+    SdpaPolicy policy;
     cudnnHandle_t handle = nullptr;
     std::map<SdpaKey, SdpaGraph> graphs;
-    bool told_nondeterministic = false;
 };
 
 namespace {
 
 SdpaCache& cache_of(Context& c) {
     if (!c.sdpa) {
-        auto cache = std::make_unique<SdpaCache>();
-        CC_CUDNN_CHECK(cudnnCreate(&cache->handle));
-        c.sdpa = cache.release();
+        SdpaOptions o;
+        o.enabled = c.use_cudnn_sdpa;
+        o.deterministic_only = c.deterministic_attention;
+        c.sdpa = new SdpaCache(o);
     }
     return *c.sdpa;
+}
+
+// Whether cuDNN is usable: the handle is created at the first call; a failure (a node
+// whose cuDNN sub-libraries are missing or mismatched) is a refusal, said once.
+bool cudnn_ready(Context& c) {
+    SdpaCache& cache = cache_of(c);
+    return cache.policy.started([&]() -> std::string {
+        const cudnnStatus_t st = cudnnCreate(&cache.handle);
+        if (st == CUDNN_STATUS_SUCCESS) return "";
+        cache.handle = nullptr;
+        return detail::concat("cudnnCreate: ", cudnnGetErrorString(st), ", cuDNN ", cudnnGetVersion(),
+                              " loaded, built against ", CUDNN_VERSION);
+    });
 }
 
 // The q/k/v views of qkv [B,T,3C] and the [B,T,C] layout of out/dout, as cuDNN tensors.
@@ -167,7 +187,6 @@ SdpaGraph build_backward(SdpaCache& cache, const SdpaKey& key, bool deterministi
     (void)bwd;
     const Views w = views_for(B, T, NH, hs);
     SdpaGraph sg;
-    sg.deterministic = deterministic;
     sg.graph = new_graph();
     fe::graph::Graph& g = *sg.graph;
     sg.q = input(g, "q", w.dim, w.qkv_stride, fe::DataType_t::BFLOAT16);
@@ -192,33 +211,26 @@ SdpaGraph build_backward(SdpaCache& cache, const SdpaKey& key, bool deterministi
     return sg;
 }
 
-// The cached graph of `key`, built (or refused) on first use.
+// The cached graph of `key`, built (or refused) on first use; the policy decides.
 const SdpaGraph& graph_for(Context& c, const SdpaKey& key) {
     SdpaCache& cache = cache_of(c);
     auto it = cache.graphs.find(key);
     if (it != cache.graphs.end()) return it->second;
-    std::string why;
     SdpaGraph sg;
     if (!std::get<5>(key)) {
-        sg = build_forward(cache, key, why);
+        const SdpaPath path = cache.policy.forward(key_str(key), [&](std::string& why) {
+            sg = build_forward(cache, key, why);
+            return sg.graph != nullptr;
+        });
+        sg.path = path;
     } else {
-        sg = build_backward(cache, key, /*deterministic=*/true, why);
-        if (!sg.graph) {
-            std::string why2;
-            sg = build_backward(cache, key, /*deterministic=*/false, why2);
-            if (sg.graph && !cache.told_nondeterministic) {
-                std::fprintf(stderr,
-                             "curaclip cuda: cuDNN refused its deterministic SDPA backward (%s: %s); using the "
-                             "default (non-deterministic) one\n",
-                             key_str(key).c_str(), why.c_str());
-                cache.told_nondeterministic = true;
-            }
-            if (!sg.graph) why += "; non-deterministic variant: " + why2;
-        }
+        const SdpaPath path = cache.policy.backward(key_str(key), [&](bool deterministic, std::string& why) {
+            sg = build_backward(cache, key, deterministic, why);
+            return sg.graph != nullptr;
+        });
+        sg.path = path;
     }
-    if (!sg.graph)
-        std::fprintf(stderr, "curaclip cuda: cuDNN SDPA %s refused (%s); the own attention kernel runs for it\n",
-                     key_str(key).c_str(), why.c_str());
+    if (sg.path == SdpaPath::own_kernel) sg.graph.reset();
     return cache.graphs.emplace(key, std::move(sg)).first->second;
 }
 
@@ -249,7 +261,7 @@ void execute(Context& c, const SdpaGraph& sg, std::unordered_map<TensorAttr, voi
 
 bool cudnn_sdpa_forward(Context& c, Tensor out, Tensor stats, Tensor qkv, int B, int T, int NH, int hs,
                         bool causal) {
-    if (!eligible(c, NH, hs, stats, {out.data, stats.data, qkv.data})) return false;
+    if (!eligible(c, NH, hs, stats, {out.data, stats.data, qkv.data}) || !cudnn_ready(c)) return false;
     const SdpaKey key{B, T, NH, hs, causal, false};
     const SdpaGraph& sg = graph_for(c, key);
     if (!sg.graph) return false;
@@ -264,7 +276,8 @@ bool cudnn_sdpa_forward(Context& c, Tensor out, Tensor stats, Tensor qkv, int B,
 
 bool cudnn_sdpa_backward(Context& c, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int B, int T,
                          int NH, int hs, bool causal) {
-    if (!eligible(c, NH, hs, stats, {dqkv.data, dout.data, qkv.data, out.data, stats.data})) return false;
+    if (!eligible(c, NH, hs, stats, {dqkv.data, dout.data, qkv.data, out.data, stats.data}) || !cudnn_ready(c))
+        return false;
     const SdpaKey key{B, T, NH, hs, causal, true};
     const SdpaGraph& sg = graph_for(c, key);
     if (!sg.graph) return false;
@@ -294,11 +307,13 @@ void release_sdpa(Context& c) {
 
 std::string sdpa_report(const Context& c) {
     if (!c.use_cudnn_sdpa) return "cuDNN SDPA off (CURACLIP_CUDA_NO_CUDNN_SDPA=1): own attention kernels";
-    if (!c.sdpa || c.sdpa->graphs.empty()) return "cuDNN SDPA available, not used yet";
-    std::string r;
+    if (!c.sdpa) return "cuDNN SDPA available, not used yet";
+    std::string r = c.sdpa->policy.unavailable_note();
+    if (r.empty() && c.sdpa->graphs.empty()) return "cuDNN SDPA available, not used yet";
+    if (c.deterministic_attention) r += std::string(r.empty() ? "" : "; ") + "deterministic attention only";
     for (const auto& [key, sg] : c.sdpa->graphs) {
         if (!r.empty()) r += "; ";
-        r += key_str(key) + (sg.graph ? (sg.deterministic ? ": cuDNN" : ": cuDNN (non-deterministic)") : ": own kernel");
+        r += key_str(key) + ": " + sdpa_path_name(sg.path);
     }
     return r;
 }

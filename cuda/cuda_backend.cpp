@@ -25,6 +25,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_ops.h"
 #include "cuda/device_info.h"
+#include "cuda/sdpa_policy.h"
 
 namespace curaclip::cuda {
 
@@ -71,8 +72,10 @@ public:
         CC_CUDA_CHECK(cudaMemsetAsync(ctx_.error_flag, 0, sizeof(int), ctx_.stream));
         const char* no_lt = std::getenv("CURACLIP_CUDA_NO_LT");
         ctx_.use_lt = !(no_lt && std::strcmp(no_lt, "1") == 0);
-        const char* no_sdpa = std::getenv("CURACLIP_CUDA_NO_CUDNN_SDPA");
-        ctx_.use_cudnn_sdpa = !(no_sdpa && std::strcmp(no_sdpa, "1") == 0);
+        const SdpaOptions sdpa = sdpa_options_from(std::getenv("CURACLIP_CUDA_NO_CUDNN_SDPA"),
+                                                   std::getenv("CURACLIP_CUDA_DETERMINISTIC"));
+        ctx_.use_cudnn_sdpa = sdpa.enabled;
+        ctx_.deterministic_attention = sdpa.deterministic_only;
         CC_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
     }
 
@@ -204,6 +207,9 @@ public:
     void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
                             bool causal) override {
         cuda::attention_backward(ctx_, dqkv, dout, qkv, out, stats, n_head, causal);
+    }
+    void attention_padded_forward(Tensor out, Tensor qkv, Tensor lengths, int n_head) override {
+        cuda::attention_padded_forward(ctx_, out, qkv, lengths, n_head);
     }
 
     // ---- embeddings and token bookkeeping ----
@@ -366,6 +372,7 @@ private:
         std::string what;
         if (flag & kErrTokenRange) what += " embedding_forward: a token id is outside [0, vocab size);";
         if (flag & kErrGatherRange) what += " gather_rows: an index is outside [0, T);";
+        if (flag & kErrLengthRange) what += " attention_padded_forward: a length is outside [1, T];";
         CC_FAIL("cuda backend: bad input seen on the device (the affected outputs were not written):", what);
     }
 

@@ -5,6 +5,7 @@
 //   norm_act.cu       layernorm, GELU / QuickGELU, row-wise L2 normalization
 //   attention.cu      multi-head self-attention forward/backward (own kernels)
 //   attention_cudnn.cpp  cuDNN fused SDPA forward/backward (frontend graph API), tried first
+//   attention_padded.cu  bidirectional attention with key padding (sentence encoders)
 //   embed.cu          token/position embedding, patchify, ViT embedding, argmax, gathers
 //   loss.cu           softmax cross-entropy and sigmoid pairwise loss row kernels
 //   jest_kmeans.cu    pairwise sigmoid NLL matrix (JEST), k-means assignment
@@ -33,6 +34,7 @@ namespace curaclip::cuda {
 enum ErrorBits : int {
     kErrTokenRange = 1,   // embedding_forward: token id outside [0, V)
     kErrGatherRange = 2,  // gather_rows(_backward): idx outside [0, T)
+    kErrLengthRange = 4,  // attention_padded_forward: a length outside [1, T]
 };
 
 struct SdpaCache;  // attention_cudnn.cpp
@@ -47,6 +49,7 @@ struct Context {
     int* error_flag = nullptr;  // device int, see ErrorBits
     bool use_lt = true;         // CURACLIP_CUDA_NO_LT=1 forces the cublasGemmEx path
     bool use_cudnn_sdpa = true; // CURACLIP_CUDA_NO_CUDNN_SDPA=1 forces the own attention kernels
+    bool deterministic_attention = false;  // CURACLIP_CUDA_DETERMINISTIC=1: never cuDNN's atomic backward
     SdpaCache* sdpa = nullptr;          // attention_cudnn.cpp: cuDNN handle, graphs per shape
 
     // Grow-only device scratch for one op at a time (partial sums, fp32 GEMM output).
@@ -129,6 +132,9 @@ void l2_normalize_backward(Context& c, Tensor dinp, Tensor dout, Tensor out, Ten
 void attention_forward(Context& c, Tensor out, Tensor stats, Tensor qkv, int n_head, bool causal);
 void attention_backward(Context& c, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats,
                         int n_head, bool causal);
+
+// ---- attention_padded.cu -------------------------------------------------------------------
+void attention_padded_forward(Context& c, Tensor out, Tensor qkv, Tensor lengths, int n_head);
 
 // ---- attention_cudnn.cpp -------------------------------------------------------------------
 // The same ops through cuDNN's fused SDPA; false (nothing enqueued) where cuDNN is not

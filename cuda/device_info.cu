@@ -21,12 +21,17 @@ int device_count() {
 std::string device_report() {
     std::ostringstream os;
     const int n = device_count();
-    int runtime = 0;
+    int runtime = 0, driver = 0;
     cudaRuntimeGetVersion(&runtime);
+    if (cudaDriverGetVersion(&driver) != cudaSuccess) (void)cudaGetLastError();  // 0: no driver
     int nccl = 0;
     ncclGetVersion(&nccl);
-    os << "CUDA runtime " << runtime / 1000 << "." << (runtime % 1000) / 10 << ", cuBLASLt " << cublasLtGetVersion()
-       << ", cuDNN " << cudnnGetVersion() << ", NCCL " << nccl << "; " << n << " device(s)\n";
+    // Versions of the libraries this process loaded (not those it was built against: a node's
+    // own cuDNN/NCCL may differ), and the newest CUDA the driver supports.
+    os << "CUDA runtime " << runtime / 1000 << "." << (runtime % 1000) / 10 << " (built with " << CUDART_VERSION / 1000
+       << "." << (CUDART_VERSION % 1000) / 10 << "), driver supports CUDA " << driver / 1000 << "."
+       << (driver % 1000) / 10 << ", cuBLASLt " << cublasLtGetVersion() << ", cuDNN " << cudnnGetVersion()
+       << " (built with " << CUDNN_VERSION << "), NCCL " << nccl << "; " << n << " device(s)\n";
     for (int d = 0; d < n; ++d) {
         cudaDeviceProp p{};
         CC_CUDA_CHECK(cudaGetDeviceProperties(&p, d));

@@ -6,15 +6,22 @@
 // kmeans_assign (backend.h contract): the GEMM x C^T runs through cuBLAS with bf16
 // operands, fp32 output and CUBLAS_COMPUTE_32F_PEDANTIC (IEEE fp32 accumulation, so the
 // CPU f32 backend's error bound holds); each row then (one warp per row) finds the
-// smallest screen value v_k = csq_k - 2 x.c_k, and re-scores every center within
-// 4 (D+4) eps_f32 (2 |x| max|c| + max|csq| + |v|) of it by the float64 distance
-// summed in the contract's fixed order (four interleaved partial sums, no FMA
-// contraction; the same order as the CPU backend), which decides, ties to the lowest k.
+// smallest screen value v_k = n_k - 2 x.c_k and re-scores every center within the
+// margin of it by the float64 distance summed in the contract's fixed order, which
+// decides, ties to the lowest k. The arithmetic (screen, margin, limit, distance, norms)
+// is cuda/kmeans_screen.h, shared with the host tests.
+// n_k is NOT the caller's center_sq_norms: on this backend those are bf16 (2^-9 relative
+// error, ~100x the margin) and may come from the centers before their rounding to bf16;
+// a first kernel computes n_k from the centers as stored (float64, rounded once to fp32),
+// together with max |c_k| and max n_k for the margin (issue 16: the bf16 norms sent 12 of
+// 4000 adversarial rows to a center that was not the nearest).
 // The result of a row depends only on x_i and the centers. The fp32 dot products of
-// B rows live in backend scratch (the caller's bf16 `scratch` only sets B).
+// B rows and the fp32 norms live in backend scratch (the caller's bf16 `scratch` only
+// sets B).
 #include <cfloat>
 
 #include "cuda/cuda_device.cuh"
+#include "cuda/kmeans_screen.h"
 
 namespace curaclip::cuda {
 
@@ -35,18 +42,21 @@ __global__ void nll_kernel(bf16* y, const bf16* x, AnyPtr logit_scale, AnyPtr lo
     }
 }
 
-// stats[0] = max_k |c_k| (float64), stats[1] = max_k |csq_k|.
-__global__ void center_stats_kernel(double* stats, const bf16* centers, const bf16* csq, int64_t K, int64_t D) {
+namespace ks = curaclip::kmeans_screen;
+
+// norms[k] = n_k, the squared norm of center k as stored (float64, fixed order, rounded
+// once to fp32); stats[0] = max_k |c_k|, stats[1] = max_k n_k (float64). One block: K*D
+// is small next to the GEMM.
+__global__ void center_norms_kernel(float* norms, double* stats, const bf16* centers, int64_t K, int64_t D) {
     __shared__ double red_n[kThreads], red_q[kThreads];
     double mn = 0.0, mq = 0.0;
     for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
-        double s2 = 0.0;
-        for (int64_t d = 0; d < D; ++d) {
-            const double v = double(ld(centers, k * D + d));
-            s2 += v * v;
-        }
+        const bf16* ck = centers + k * D;
+        const double s2 = ks::sq_dist_f64([&](int64_t d) { return double(ld(ck, d)); }, ks::Zero{}, D);
+        const float n = float(s2);
+        norms[k] = n;
         mn = fmax(mn, sqrt(s2));
-        mq = fmax(mq, fabs(double(ld(csq, k))));
+        mq = fmax(mq, fabs(double(n)));
     }
     red_n[threadIdx.x] = mn;
     red_q[threadIdx.x] = mq;
@@ -59,31 +69,6 @@ __global__ void center_stats_kernel(double* stats, const bf16* centers, const bf
         stats[0] = mn;
         stats[1] = mq;
     }
-}
-
-__device__ __forceinline__ float screen(const bf16* csq, const float* dots, int64_t k) {
-    return __fsub_rn(ld(csq, k), __fmul_rn(2.0f, dots[k]));  // fixed rounding in both passes
-}
-
-// The float64 squared distance in the backend contract's fixed order: four interleaved
-// partial sums (d mod 4), combined as (s0 + s1) + (s2 + s3), no FMA contraction.
-__device__ __forceinline__ double sq_dist_f64(const bf16* a, const bf16* b, int64_t D) {
-    double s[4] = {0.0, 0.0, 0.0, 0.0};
-    int64_t d = 0;
-    for (; d + 4 <= D; d += 4) {
-#pragma unroll
-        for (int l = 0; l < 4; ++l) {
-            const double t = __dsub_rn(double(ld(a, d + l)), double(ld(b, d + l)));
-            s[l] = __dadd_rn(s[l], __dmul_rn(t, t));
-        }
-    }
-#pragma unroll
-    for (int l = 0; l < 3; ++l)
-        if (d + l < D) {
-            const double t = __dsub_rn(double(ld(a, d + l)), double(ld(b, d + l)));
-            s[l] = __dadd_rn(s[l], __dmul_rn(t, t));
-        }
-    return __dadd_rn(__dadd_rn(s[0], s[1]), __dadd_rn(s[2], s[3]));
 }
 
 // Warp-wide lexicographic minimum of (value, index).
@@ -100,37 +85,38 @@ __device__ __forceinline__ void warp_argmin(V& v, int64_t& k) {
 }
 
 __global__ void assign_rows_kernel(int32_t* assign, bf16* dist, const bf16* x, const bf16* centers,
-                                   const bf16* csq, const float* S, const double* stats, int64_t r0, int64_t m,
-                                   int64_t K, int64_t D, double bound_scale) {
+                                   const float* norms, const float* S, const double* stats, int64_t r0, int64_t m,
+                                   int64_t K, int64_t D) {
     const int64_t local = int64_t(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
     if (local >= m) return;
     const int64_t r = r0 + local;
     const bf16* xr = x + r * D;
     const float* dots = S + local * K;
+    auto get_x = [&](int64_t d) { return double(ld(xr, d)); };
     double xsq = 0.0;
     for (int64_t d = lane; d < D; d += 32) {
-        const double v = double(ld(xr, d));
+        const double v = get_x(d);
         xsq += v * v;
     }
-    xsq = warp_sum(xsq);
+    xsq = warp_sum(xsq);  // only sizes the margin: its order does not matter
     float best = INFINITY;
     int64_t bk = INT64_MAX;
     for (int64_t k = lane; k < K; k += 32) {
-        const float v = screen(csq, dots, k);
+        const float v = ks::screen(norms[k], dots[k]);
         if (v < best) {  // lanes see increasing k: strict keeps the first
             best = v;
             bk = k;
         }
     }
     warp_argmin(best, bk);
-    const double margin = bound_scale * (2.0 * sqrt(xsq) * stats[0] + stats[1] + fabs(double(best)));
-    const float limit = float(double(best) + margin);
+    const float limit = ks::limit(best, ks::margin(D, sqrt(xsq), stats[0], stats[1], best));
     double exact = INFINITY;
     int64_t arg = INT64_MAX;
     for (int64_t k = lane; k < K; k += 32) {
-        if (screen(csq, dots, k) > limit) continue;
-        const double e = sq_dist_f64(xr, centers + k * D, D);
+        if (!ks::is_candidate(ks::screen(norms[k], dots[k]), limit)) continue;
+        const bf16* ck = centers + k * D;
+        const double e = ks::sq_dist_f64(get_x, [&](int64_t d) { return double(ld(ck, d)); }, D);
         if (e < exact) {
             exact = e;
             arg = k;
@@ -187,20 +173,22 @@ void kmeans_assign(Context& c, Tensor assign, Tensor dist, Tensor x, Tensor cent
              " should be [B, ", K, "] with B >= 1");
     if (N == 0) return;
     const int64_t B = std::min(scratch.shape.rows(), N);
+    // center_sq_norms is checked for its shape only: the screen uses n_k computed here from
+    // the stored centers (see the file comment).
     ScratchCarver sc(c.scratch(ScratchCarver::round_up(2 * sizeof(double)) +
+                               ScratchCarver::round_up(size_t(K) * sizeof(float)) +
                                ScratchCarver::round_up(size_t(B * K) * sizeof(float))));
     double* stats = sc.take<double>(2);
+    float* norms = sc.take<float>(size_t(K));
     float* S = sc.take<float>(size_t(B * K));
-    center_stats_kernel<<<1, kThreads, 0, c.stream>>>(stats, centers.as<bf16>(), center_sq_norms.as<bf16>(), K, D);
+    center_norms_kernel<<<1, kThreads, 0, c.stream>>>(norms, stats, centers.as<bf16>(), K, D);
     check_launch(op);
-    const double bound_scale = 4.0 * double(D + 4) * double(FLT_EPSILON);
     for (int64_t r0 = 0; r0 < N; r0 += B) {
         const int64_t m = std::min(B, N - r0);
         gemm_ex(c, false, true, m, K, D, 1.0f, x.as<bf16>() + r0 * D, D, centers.data, D, CUDA_R_16BF, 0.0f, S, K,
                 CUDA_R_32F, /*pedantic=*/true);
         assign_rows_kernel<<<unsigned((m + kRowsPerBlock - 1) / kRowsPerBlock), kThreads, 0, c.stream>>>(
-            assign.as<int32_t>(), dist.as<bf16>(), x.as<bf16>(), centers.as<bf16>(), center_sq_norms.as<bf16>(), S,
-            stats, r0, m, K, D, bound_scale);
+            assign.as<int32_t>(), dist.as<bf16>(), x.as<bf16>(), centers.as<bf16>(), norms, S, stats, r0, m, K, D);
         check_launch(op);
     }
 }

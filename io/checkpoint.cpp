@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "io/durable_file.h"
 #include "io/hdf5_file.h"
+#include "interop/open_clip_weights.h"
 
 namespace fs = std::filesystem;
 
@@ -97,6 +98,28 @@ void remove_stale_temporaries(const std::string& dir) {
 }
 
 // Up to 80 bytes of `s`, printable ASCII as is, the rest as \n, \r, \t, \0, \xHH.
+// The whole checkpoint (parameters, moments, attributes) into an in-memory file.
+void fill_checkpoint(H5File& f, ParameterSet& params, const CheckpointState& state) {
+    Backend& be = params.backend();
+    NonFinite bad;
+    for (auto& p : params.all()) {
+        write_tensor(f, "params/" + p.name, be, p.value, p.shape, bad);
+        write_tensor(f, "optimizer/adam_m/" + p.name, be, p.adam_m, p.shape, bad);
+        write_tensor(f, "optimizer/adam_v/" + p.name, be, p.adam_v, p.shape, bad);
+    }
+    CC_REQUIRE(!bad.any(), "the model holds non-finite values (NaN or Inf) in ", bad.str(),
+               "; such a checkpoint could not be loaded again");
+    f.set_attr("/", "format_version", kFormatVersion);
+    f.set_attr("/", "step", state.step);
+    f.set_attr("/", "loader_epoch", state.loader_epoch);
+    f.set_attr("/", "loader_step", state.loader_step);
+    f.set_attr("/", "seed", int64_t(state.seed));
+    f.set_attr("/", "config", state.config);
+    f.set_attr("/", "model_config", state.model_config);
+    if (!state.tokenizer_id.empty()) f.set_attr("/", "tokenizer_id", state.tokenizer_id);
+    if (state.train_rows >= 0) f.set_attr("/", "train_rows", state.train_rows);
+}
+
 std::string escaped(const std::string& s) {
     std::string out;
     for (size_t i = 0; i < s.size() && i < 80; ++i) {
@@ -193,22 +216,7 @@ void save_checkpoint(const std::string& dir, const std::string& name, ParameterS
     try {
         {
             H5File f(target, H5File::Mode::in_memory);
-            Backend& be = params.backend();
-            NonFinite bad;
-            for (auto& p : params.all()) {
-                write_tensor(f, "params/" + p.name, be, p.value, p.shape, bad);
-                write_tensor(f, "optimizer/adam_m/" + p.name, be, p.adam_m, p.shape, bad);
-                write_tensor(f, "optimizer/adam_v/" + p.name, be, p.adam_v, p.shape, bad);
-            }
-            CC_REQUIRE(!bad.any(), "the model holds non-finite values (NaN or Inf) in ", bad.str(),
-                       "; such a checkpoint could not be loaded again");
-            f.set_attr("/", "format_version", kFormatVersion);
-            f.set_attr("/", "step", state.step);
-            f.set_attr("/", "loader_epoch", state.loader_epoch);
-            f.set_attr("/", "loader_step", state.loader_step);
-            f.set_attr("/", "seed", int64_t(state.seed));
-            f.set_attr("/", "config", state.config);
-            f.set_attr("/", "model_config", state.model_config);
+            fill_checkpoint(f, params, state);
             f.write_image(tmp);
         }
         const std::string line = name + "\n";
@@ -228,7 +236,20 @@ void save_checkpoint(const std::string& dir, const std::string& name, ParameterS
     io::fsync_path(dir, true);  // makes both renames durable
 }
 
+bool is_safetensors_path(const std::string& path) {
+    const std::string ext = ".safetensors";
+    return path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0;
+}
+
 CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, bool with_optimizer) {
+    if (is_safetensors_path(path)) {
+        CC_REQUIRE(!with_optimizer, path, " holds weights only (safetensors), no optimizer state to resume from; "
+                   "start a run from it with train.init_from");
+        interop::load_state_dict(interop::read_open_clip_state_dict(path), params, path);
+        CheckpointState s;
+        s.model_config = model_config_to_ini(interop::safetensors_model_config(path));
+        return s;
+    }
     H5File f(path, H5File::Mode::read);
     const int64_t version = f.attr_i64("/", "format_version");
     CC_REQUIRE(version == kFormatVersion, path, ": checkpoint format version ", version, ", this build reads ",
@@ -253,13 +274,61 @@ CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, b
     s.seed = uint64_t(f.attr_i64("/", "seed"));
     s.config = f.attr_string("/", "config");
     s.model_config = f.attr_string("/", "model_config");
+    if (f.has_attr("/", "tokenizer_id")) s.tokenizer_id = f.attr_string("/", "tokenizer_id");
+    if (f.has_attr("/", "train_rows")) s.train_rows = f.attr_i64("/", "train_rows");
     return s;
 }
 
+CheckpointState checkpoint_provenance(const std::string& path) {
+    CheckpointState s;
+    if (is_safetensors_path(path)) return s;
+    const H5File f(path, H5File::Mode::read);
+    if (f.has_attr("/", "tokenizer_id")) s.tokenizer_id = f.attr_string("/", "tokenizer_id");
+    if (f.has_attr("/", "train_rows")) s.train_rows = f.attr_i64("/", "train_rows");
+    return s;
+}
+
+void require_checkpoint_tokenizer(const std::string& checkpoint, const std::string& what,
+                                  const std::string& data_path, const std::string& data_tokenizer_id) {
+    const std::string mine = checkpoint_provenance(checkpoint).tokenizer_id;
+    CC_REQUIRE(mine.empty() || data_tokenizer_id.empty() || mine == data_tokenizer_id, what, " ", checkpoint,
+               " was trained on token ids of tokenizer ", mine, ", but ", data_path, " was tokenized by tokenizer ",
+               data_tokenizer_id,
+               ": the same ids would be other words to this model. Prepare the data with the model's tokenizer "
+               "(prep --tokenizer <the run's data.tokenizer file>), or use a model trained on this data's tokenizer");
+}
+
 ModelConfig checkpoint_model_config(const std::string& path) {
+    if (is_safetensors_path(path)) return interop::safetensors_model_config(path);
     const H5File f(path, H5File::Mode::read);
     CC_REQUIRE(f.has_attr("/", "model_config"), path, ": no model_config attribute (not a curaclip checkpoint?)");
     return model_config_from_ini(f.attr_string("/", "model_config"), path);
+}
+
+std::vector<float> checkpoint_parameter(const std::string& path, const std::string& name) {
+    if (is_safetensors_path(path)) {
+        const interop::StateDict sd = interop::read_open_clip_state_dict(path);
+        auto it = sd.find(name);
+        return it == sd.end() ? std::vector<float>{} : it->second.values;
+    }
+    const H5File f(path, H5File::Mode::read);
+    if (!f.exists("params/" + name)) return {};
+    return f.read_f32("params/" + name);
+}
+
+void write_checkpoint_file(const std::string& path, ParameterSet& params, const CheckpointState& state) {
+    CC_REQUIRE(!fs::exists(path), path, " exists already; not replacing it (choose another --out or remove it)");
+    const std::string tmp = path + ".tmp";
+    ::unlink(tmp.c_str());
+    try {
+        H5File f(path, H5File::Mode::in_memory);
+        fill_checkpoint(f, params, state);
+        f.write_image(tmp);
+    } catch (...) {
+        ::unlink(tmp.c_str());
+        throw;
+    }
+    io::publish_new_file(tmp, path);
 }
 
 std::string resolve_checkpoint(const std::string& run_dir, const std::string& which) {

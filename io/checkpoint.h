@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/model_config.h"
 #include "model/parameters.h"
@@ -38,12 +39,25 @@ struct CheckpointState {
     uint64_t seed = 0;
     std::string config;        // INI text of every option of the run
     std::string model_config;  // the model's shape as a [model] INI section (model_config_to_ini)
+    // What the weights were trained on, so that a model is never used with token ids of
+    // another vocabulary and a resume never continues on another file at the same path:
+    std::string tokenizer_id;  // BpeTokenizer::id_hex() of data.tokenizer ("" = unknown: not written)
+    int64_t train_rows = -1;   // rows of data.train (-1 = unknown: not written)
 };
 
 // Writes <dir>/<name> and points <dir>/latest at it, as above. `name` is a file
 // name (no '/'). Call on one rank.
 void save_checkpoint(const std::string& dir, const std::string& name, ParameterSet& params,
                      const CheckpointState& state);
+
+// A path ending in ".safetensors" is an open_clip / OpenAI weights file (docs/interop.md):
+// load_checkpoint reads its weights (names and layouts as src/interop/open_clip_weights.h,
+// the positional embedding resized to the model's grid; missing, extra and mis-shaped
+// tensors listed all at once; with_optimizer is an Error: such a file has no optimizer
+// state to resume), checkpoint_model_config describes it (safetensors_model_config), and
+// checkpoint_parameter reads a tensor of it. So train.init_from, jest.reference,
+// eval/embed --checkpoint take it directly.
+bool is_safetensors_path(const std::string& path);
 
 // Reads a checkpoint into params (every parameter must be present with its
 // shape; extra or missing ones are errors that name them). with_optimizer also
@@ -53,8 +67,29 @@ void save_checkpoint(const std::string& dir, const std::string& name, ParameterS
 // overwritten and must not be used.
 CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, bool with_optimizer);
 
+// The tokenizer_id / train_rows attributes (empty / -1 for a checkpoint that has none:
+// written before they were recorded, by a converter, or a safetensors file).
+CheckpointState checkpoint_provenance(const std::string& path);
+
+// The checkpoint's text tower was trained on the ids of one tokenizer: a dataset
+// tokenized by another gives it other words, and every figure would be silently
+// wrong. An Error naming both files and both tokenizer ids, with the fix, when the
+// checkpoint records a tokenizer and it differs; nothing when it records none.
+// `what` names the option ("--checkpoint", "train.init_from").
+void require_checkpoint_tokenizer(const std::string& checkpoint, const std::string& what,
+                                  const std::string& data_path, const std::string& data_tokenizer_id);
+
 // The model shape stored in a checkpoint (its model_config attribute).
 ModelConfig checkpoint_model_config(const std::string& path);
+
+// One parameter's values (row-major, fp32) from a checkpoint or safetensors file; empty
+// if the file has no such parameter.
+std::vector<float> checkpoint_parameter(const std::string& path, const std::string& name);
+
+// Writes ONE checkpoint file at `path` (same layout as save_checkpoint, optimizer moments
+// as the params hold them) without any `latest` pointer, durably, never replacing an
+// existing file (an Error naming it). For converters (curaclip convert).
+void write_checkpoint_file(const std::string& path, ParameterSet& params, const CheckpointState& state);
 
 // "latest" inside a run directory resolves through the pointer file, which must
 // hold one line naming an existing file in run_dir (a NUL byte, control characters,

@@ -423,6 +423,47 @@ bool DatasetReader::token_row_ok(const int32_t* row) const {
     return has_eot;
 }
 
+std::string dataset_fingerprint(const DatasetReader& r) {
+    uint64_t h = 1469598103934665603ull;
+    auto mix = [&](const void* p, size_t n) {
+        const unsigned char* b = static_cast<const unsigned char*>(p);
+        for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+    };
+    const int64_t N = r.size();
+    const int64_t shape[4] = {N, r.image_size(), r.channels(), r.context_length()};
+    mix(shape, sizeof shape);
+    mix(r.tokenizer_id().data(), r.tokenizer_id().size());
+    std::vector<int64_t> rows;
+    for (int64_t k = 0; k < std::min<int64_t>(N, 32); ++k) rows.push_back(k);
+    for (int64_t k = std::max<int64_t>(0, N - 32); k < N; ++k) rows.push_back(k);
+    for (int64_t k = 1; k <= 32 && N > 0; ++k) rows.push_back(k * (N - 1) / 33);
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+    const size_t img = size_t(r.image_size()) * size_t(r.image_size()) * size_t(r.channels());
+    std::vector<uint8_t> pixels(rows.size() * img);
+    std::vector<int32_t> tokens(rows.size() * size_t(r.context_length()));
+    if (!rows.empty())
+        r.read_rows(rows.data(), rows.size(), img ? pixels.data() : nullptr,
+                    r.context_length() > 0 ? tokens.data() : nullptr, nullptr, nullptr);
+    mix(pixels.data(), pixels.size());
+    mix(tokens.data(), tokens.size() * sizeof(int32_t));
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
+}
+
+void check_labels(const DatasetReader& reader) {
+    if (!reader.has_labels() || reader.classnames().empty()) return;
+    const int64_t N = reader.size(), K = int64_t(reader.classnames().size());
+    std::vector<int32_t> labels(static_cast<size_t>(N));
+    reader.read_range(0, N, nullptr, nullptr, labels.data(), nullptr);
+    for (int64_t r = 0; r < N; ++r) {
+        const int32_t y = labels[size_t(r)];
+        CC_REQUIRE(y >= -1 && y < K, reader.path(), ": /labels[", r, "] = ", y, " is not a class of /classnames (",
+                   K, " classes: 0..", K - 1, ", or -1 for an unlabelled row)");
+    }
+}
+
 void DatasetReader::check_token_rows(const int64_t* idx, size_t n, const int32_t* tokens) const {
     for (size_t k = 0; k < n; ++k) {
         const int32_t* row = tokens + k * size_t(context_);

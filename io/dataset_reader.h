@@ -124,6 +124,20 @@ private:
     Impl* impl_ = nullptr;
 };
 
+// A 16-hex-digit fingerprint of the dataset's content: its shape, tokenizer, and
+// the tokens and pixels of up to 96 rows (the first 32, the last 32 and 32 spread
+// between). Side files made from a dataset (embeddings, MoDE assignments) record it,
+// so that one used with another dataset of the same size, or the same data after a
+// re-run of prep, is refused rather than silently misaligned; a copy of the dataset
+// elsewhere (staged to node-local disk) has the same fingerprint. FNV-1a 64.
+std::string dataset_fingerprint(const DatasetReader& reader);
+
+// Checks every row's /labels against /classnames: a label must be -1 (unlabelled:
+// left out of zero-shot) or a class index in [0, K). An Error names the file, the
+// dataset, the first bad row and its value, and K. Nothing to check without /labels
+// or /classnames. Reads N int32 (4 bytes per row).
+void check_labels(const DatasetReader& reader);
+
 // Errors unless the file stores every element the shape of dataset `d` (numeric,
 // named `name` in `path`) claims: the shape's bytes must not exceed the file's size,
 // and the allocated storage must cover them (contiguous or unfiltered chunked

@@ -35,8 +35,30 @@ std::string parent_dir(const std::string& path) {
     return path.substr(0, slash);
 }
 
+namespace {
+// An unnamed file in `path`'s directory (O_TMPFILE, Linux >= 3.11 on ext4, xfs,
+// btrfs, tmpfs): it gets its name only when every byte is written and synced, so a
+// process killed while writing (kill -9, a rank lost under mpirun, OOM) leaves
+// nothing behind, not even a partial temporary. -1 where the file system has no
+// O_TMPFILE (NFS, Lustre, overlayfs on old kernels) or /proc is not mounted (the
+// name is given through /proc/self/fd); the caller then writes under the name.
+int open_unnamed(const std::string& path) {
+#ifdef O_TMPFILE
+    if (::access("/proc/self/fd", X_OK) != 0) return -1;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) return -1;  // the named path reports EEXIST as before
+    return ::open(parent_dir(path).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+#else
+    (void)path;
+    return -1;
+#endif
+}
+}  // namespace
+
 void write_new_file(const std::string& path, const void* data, size_t size) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int fd = open_unnamed(path);
+    const bool unnamed = fd >= 0;
+    if (!unnamed) fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     CC_REQUIRE(fd >= 0, "cannot create ", path, ": ", describe_errno(errno));
     int err = 0;
     const char* step = "";
@@ -65,13 +87,34 @@ void write_new_file(const std::string& path, const void* data, size_t size) {
         err = errno;
         step = "fsync";
     }
+    if (!err && unnamed) {
+        // The complete, synced file gets its name; linkat fails (EEXIST) rather than replace.
+        const std::string self = "/proc/self/fd/" + std::to_string(fd);
+        if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+            err = errno;
+            step = "naming the written file";
+        }
+    }
     if (::close(fd) != 0 && !err) {  // NFS reports a full disk at close
         err = errno;
         step = "close";
     }
     if (err) {
-        ::unlink(path.c_str());
+        if (!unnamed || std::strcmp(step, "close") == 0) ::unlink(path.c_str());
         CC_USER_FAIL("cannot write ", path, " (", size, " bytes; ", step, " failed): ", describe_errno(err));
+    }
+}
+
+void write_text_file(const std::string& path, const std::string& text, bool replace) {
+    const std::string tmp = path + ".tmp";
+    ::unlink(tmp.c_str());  // a leftover of a killed writer (the unnamed write leaves none)
+    write_new_file(tmp, text.data(), text.size());
+    try {
+        if (replace) replace_durably(tmp, path);
+        else publish_new_file(tmp, path);
+    } catch (...) {
+        ::unlink(tmp.c_str());
+        throw;
     }
 }
 

@@ -27,11 +27,20 @@ void fsync_path(const std::string& path, bool directory);
 // The directory that holds `path`: "." for a bare name, "/" for a top-level entry.
 std::string parent_dir(const std::string& path);
 
-// Writes `size` bytes to a NEW file `path` (O_CREAT | O_EXCL, mode 0644 less the
-// umask) and fsyncs it. Space is reserved first with fallocate(2) where the file
+// Writes `size` bytes to a NEW file `path` (mode 0644 less the umask; an existing
+// `path` is an error, as with O_EXCL) and fsyncs it. Where the file system allows
+// (O_TMPFILE), the bytes go to an unnamed file that is given the name `path` only
+// once it is complete and synced: a writer killed midway leaves no file at all. Space is reserved first with fallocate(2) where the file
 // system supports it, so a disk too small fails before any byte is written. On any
 // failure `path` is removed and nothing else is touched.
 void write_new_file(const std::string& path, const void* data, size_t size);
+
+// Writes `text` to `path` through `path`.tmp (write_new_file, then replace_durably
+// when `replace`, else publish_new_file: an existing `path` is an error). A failure
+// (full disk, no permission) is an Error naming the path and the system's reason;
+// `path` is then as it was and no temporary is left. For small results: JSON
+// reports, tokenizer files, pointers, config records.
+void write_text_file(const std::string& path, const std::string& text, bool replace);
 
 // Replaces `target` by `tmp` atomically (rename(2)) and durably: `tmp` is synced
 // before the rename, the directory after it. On failure `tmp` is left where it is

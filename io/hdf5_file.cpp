@@ -205,6 +205,8 @@ H5File::H5File(const std::string& path, Mode mode) : path_(path) {
         return;
     }
     CC_REQUIRE(present, "file not found: ", path);
+    CC_REQUIRE(!S_ISDIR(st.st_mode), path, " is a folder, not an HDF5 file",
+               mode == Mode::read ? " (give the .h5 file inside it)" : "");
     const int readable = ::access(path.c_str(), mode == Mode::read ? R_OK : (R_OK | W_OK));
     CC_REQUIRE(readable == 0, "cannot open ", path, ": ", io::describe_errno(errno));
     CC_REQUIRE(H5Fis_hdf5(path.c_str()) > 0, path, " is not an HDF5 file (truncated or corrupt?)");

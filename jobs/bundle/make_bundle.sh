@@ -4,14 +4,28 @@
 # (MPI, HDF5, Boost, OpenBLAS, gfortran, hwloc, ...), the configs, the test data,
 # the benchmark scripts, and run.sh, which points the dynamic loader at the bundle.
 #
-#   jobs/bundle/make_bundle.sh [--build DIR] [--out DIR] [--tar] [--with-cuda-libs]
+#   jobs/bundle/make_bundle.sh [--build DIR] [--out DIR] [--only NAMES] [--strip] [--tar|--zst|--xz]
+#                              [--with-cuda-libs]
 #
 #   --build DIR        the CMake build directory to pack (default: build)
 #   --out DIR          where to create the bundle (default: curaclip-bundle)
+#   --only NAMES       pack only these binaries (comma-separated; default: curaclip,
+#                      curaclip_tests, curaclip_mpi_tests and every bench_*). For the GPU
+#                      check: --only curaclip,curaclip_tests,bench_train_step
+#   --strip            strip the packed binaries' symbol tables (smaller; no backtraces)
 #   --tar              also write DIR.tar.gz
+#   --zst              also write DIR.tar.zst (zstd -19 --long: about a third of the
+#                      bundle; for the GPU check's 64 MiB transfer limit; minutes to write)
+#   --xz               also write DIR.tar.xz (xz -9e): unpacks where no zstd is installed
+#                      (tar xJf, or Python's tarfile)
 #   --with-cuda-libs   also pack the CUDA runtime, cuBLAS/cuBLASLt, cuDNN (all its
 #                      sub-libraries) and NCCL. Off by default: GPU nodes usually
 #                      provide them (module load cuda/cudnn/nccl), and they are large.
+#
+# Open MPI's plugins (the mca_*.so it dlopens, and PMIx's) are packed under lib/openmpi
+# and lib/pmix, and run.sh points Open MPI at them, so a process that starts MPI alone
+# (a singleton: curaclip_tests, curaclip train without mpirun) runs on a node without
+# Open MPI. jobs/gpu/check.sh (the one-call GPU check) is packed as jobs/gpu/check.sh.
 #
 # Never packed: the GPU driver (libcuda, libnvidia-*) and the C library family
 # (libc, libm, libpthread, libdl, librt, ld-linux, ...), which must come from the node.
@@ -28,14 +42,22 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="build"
 out="curaclip-bundle"
 make_tar=0
+make_zst=0
+make_xz=0
 with_cuda=0
+only=""
+strip_bins=0
 
-usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n "2,37p" "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build="${2:?--build needs a directory}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
     --tar) make_tar=1; shift ;;
+    --zst) make_zst=1; shift ;;
+    --xz) make_xz=1; shift ;;
+    --only) only="${2:?--only needs binary names}"; shift 2 ;;
+    --strip) strip_bins=1; shift ;;
     --with-cuda-libs) with_cuda=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "make_bundle.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -55,13 +77,25 @@ mkdir -p "$out/bin" "$out/lib"
 
 # ---- binaries ------------------------------------------------------------------------
 bins=()
-for name in curaclip curaclip_tests curaclip_mpi_tests; do
-  [[ -x "$build/$name" ]] && bins+=("$build/$name")
-done
-for f in "$build"/bench_*; do
-  [[ -f "$f" && -x "$f" ]] && bins+=("$f")
-done
+if [[ -n "$only" ]]; then
+  IFS=',' read -r -a names <<<"$only"
+  for name in "${names[@]}"; do
+    [[ -x "$build/$name" ]] || { echo "make_bundle.sh: $build/$name is missing (--only)" >&2; exit 1; }
+    bins+=("$build/$name")
+  done
+else
+  for name in curaclip curaclip_tests curaclip_mpi_tests; do
+    [[ -x "$build/$name" ]] && bins+=("$build/$name")
+  done
+  for f in "$build"/bench_*; do
+    [[ -f "$f" && -x "$f" ]] && bins+=("$f")
+  done
+fi
 for b in "${bins[@]}"; do cp -p "$b" "$out/bin/"; done
+if [[ $strip_bins -eq 1 ]]; then
+  command -v strip >/dev/null || { echo "make_bundle.sh: --strip needs strip (binutils)" >&2; exit 1; }
+  strip --strip-unneeded "$out"/bin/*
+fi
 
 # ---- shared libraries ------------------------------------------------------------------
 # Libraries that must come from the node: the C library family and the GPU driver.
@@ -123,6 +157,40 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   printf '  %s\n' "${missing[@]}" >&2
 fi
 
+# ---- Open MPI / PMIx plugins (dlopen'ed: ldd does not list them) ------------------------------
+plugin_dir_of() {  # plugin_dir_of LIBNAME SUBDIR: the plugin folder next to the library the binaries load
+  local lib path
+  lib="$(ldd "$out/bin/curaclip" 2>/dev/null | awk -v n="$1" '$1 ~ n {print $3; exit}')"
+  [[ -n "$lib" ]] || return 0
+  for path in "$(dirname "$(readlink -f "$lib")")/$2" "$(dirname "$lib")/$2"; do
+    [[ -d "$path" ]] && { echo "$path"; return 0; }
+  done
+}
+ompi_plugins="$(plugin_dir_of '^libmpi[.]so' openmpi/lib/openmpi3)"
+pmix_plugins=""
+for d in /usr/lib/x86_64-linux-gnu/pmix2/lib/pmix /usr/lib/x86_64-linux-gnu/pmix/lib/pmix; do
+  [[ -d "$d" ]] && { pmix_plugins="$d"; break; }
+done
+for pair in "openmpi:$ompi_plugins" "pmix:$pmix_plugins"; do
+  dst="${pair%%:*}" src="${pair#*:}"
+  [[ -n "$src" ]] || continue
+  mkdir -p "$out/lib/$dst"
+  cp -pL "$src"/*.so "$out/lib/$dst/" 2>/dev/null || true
+  # ... and the libraries the plugins need that the binaries did not bring.
+  for plug in "$out/lib/$dst"/*.so; do
+    while read -r name _ path _; do
+      [[ -z "$name" || "$path" == "not" || -z "$path" || ! -f "$path" ]] && continue
+      is_system "$name" && continue
+      is_cuda_lib "$name" && continue
+      copy_lib "$name" "$path"
+    done < <(ldd "$plug" 2>/dev/null | grep '=>' || true)
+  done
+done
+# libpmix itself (Open MPI's pmix component links it from PMIx's own folder).
+for f in /usr/lib/x86_64-linux-gnu/pmix2/lib/libpmix.so*; do
+  [[ -f "$f" ]] && cp -pL "$f" "$out/lib/" 2>/dev/null || true
+done
+
 # ---- data, configs, scripts -----------------------------------------------------------------
 cp -rp "$repo/configs" "$out/configs"
 mkdir -p "$out/tests"
@@ -134,6 +202,8 @@ cp -p "$repo/tests/reference/torch_clip.py" "$out/tests/reference/"
 mkdir -p "$out/bench"
 for f in "$repo"/bench/*.py "$repo"/bench/*.sh; do [[ -f "$f" ]] && cp -p "$f" "$out/bench/"; done
 [[ -d "$repo/bench/results" ]] && cp -rp "$repo/bench/results" "$out/bench/results"
+mkdir -p "$out/jobs/gpu"
+[[ -f "$repo/jobs/gpu/check.sh" ]] && cp -p "$repo/jobs/gpu/check.sh" "$out/jobs/gpu/"
 mkdir -p "$out/docs"
 for f in cuda.md training.md backend.md; do
   [[ -f "$repo/docs/$f" ]] && cp -p "$repo/docs/$f" "$out/docs/"
@@ -155,6 +225,13 @@ if [[ -n "${CURACLIP_CUDA_LIBS:-}" ]]; then libs="$CURACLIP_CUDA_LIBS:$libs"; fi
 export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$here/bin:$PATH"
 export CURACLIP_BUNDLE="$here"
+# Open MPI and PMIx plugins from the bundle (same version as the packed libmpi); a
+# singleton (no mpirun) runs without starting Open MPI's daemon.
+if [[ -d "$here/lib/openmpi" ]]; then
+  export OMPI_MCA_mca_base_component_path="${OMPI_MCA_mca_base_component_path:-$here/lib/openmpi}"
+  export OMPI_MCA_ess_singleton_isolated="${OMPI_MCA_ess_singleton_isolated:-1}"
+fi
+[[ -d "$here/lib/pmix" ]] && export PMIX_MCA_mca_base_component_path="${PMIX_MCA_mca_base_component_path:-$here/lib/pmix}"
 if [[ $# -eq 0 || "$1" == "-h" || "$1" == "--help" ]]; then
   sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 0
@@ -166,6 +243,12 @@ if [[ "$1" == "--check" ]]; then
       echo "$(basename "$b"): missing libraries:"
       ldd "$b" | grep "not found" | sed 's/^/  /'
       status=1
+    fi
+  done
+  for p in "$here"/lib/openmpi/*.so "$here"/lib/pmix/*.so; do
+    [[ -f "$p" ]] || continue
+    if ldd "$p" | grep -q "not found"; then
+      echo "plugin $(basename "$p"): missing libraries:"; ldd "$p" | grep "not found" | sed 's/^/  /'; status=1
     fi
   done
   [[ $status -eq 0 ]] && echo "all libraries resolve"
@@ -192,5 +275,15 @@ chmod +x "$out/run.sh"
 if [[ $make_tar -eq 1 ]]; then
   tar -C "$(dirname "$out")" -czf "$out.tar.gz" "$(basename "$out")"
   echo "wrote $out.tar.gz"
+fi
+if [[ $make_zst -eq 1 ]]; then
+  command -v zstd >/dev/null || { echo "make_bundle.sh: --zst needs zstd" >&2; exit 1; }
+  tar -C "$(dirname "$out")" -cf - "$(basename "$out")" | zstd -q -19 --long=27 -T0 -f -o "$out.tar.zst"
+  echo "wrote $out.tar.zst ($(du -h "$out.tar.zst" | cut -f1))"
+fi
+if [[ $make_xz -eq 1 ]]; then
+  command -v xz >/dev/null || { echo "make_bundle.sh: --xz needs xz" >&2; exit 1; }
+  tar -C "$(dirname "$out")" -cf - "$(basename "$out")" | xz -9e -T0 > "$out.tar.xz"
+  echo "wrote $out.tar.xz ($(du -h "$out.tar.xz" | cut -f1))"
 fi
 echo "bundle in $out: ${#bins[@]} binaries, $(ls "$out/lib" | wc -l) libraries (see $out/MANIFEST.txt)"

@@ -108,6 +108,14 @@ public:
                                    bool causal) = 0;
     virtual void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
                                     Tensor stats, int n_head, bool causal) = 0;
+    // Bidirectional self-attention with key padding, forward only (BERT-family sentence
+    // encoders, src/encoder/): qkv, out and the heads as attention_forward (not causal),
+    // but row b attends to its keys j < lengths[b] only, as Hugging Face BERT's
+    // attention_mask of 1 for the first lengths[b] tokens (its additive mask of the
+    // dtype's minimum makes those probabilities exactly 0). lengths i32 [B], each in
+    // [1, T]. Query rows i >= lengths[b] are computed too (they attend to the same valid
+    // keys), so out is defined everywhere; callers ignore them. No stats, no backward.
+    virtual void attention_padded_forward(Tensor out, Tensor qkv, Tensor lengths, int n_head) = 0;
 
     // ---- embeddings and token bookkeeping -------------------------------------------------
     // out[B,T,C] = wte[tokens[b,t]] + wpe[t]; tokens i32 [B,T].
@@ -176,10 +184,14 @@ public:
     // ---- k-means ----------------------------------------------------------------------------
     // Nearest center of each point (MoDE clustering, src/mode/kmeans.h): for x [N,D] and
     // centers [K,D], assign[i] = argmin_k ||x_i - c_k||^2 (i32 [N]; ties -> the lowest k) and
-    // dist[i] = that squared distance (compute dtype [N]). Evaluated as GEMM + argmin: the
-    // GEMM values v_k = center_sq_norms[k] - 2 x_i.c_k (center_sq_norms [K], compute dtype,
-    // given by the caller) screen the centers, and every center within the GEMM's error
-    // bound of the smallest v is re-scored by the float64 distance summed in a fixed order
+    // dist[i] = that squared distance (compute dtype [N]). center_sq_norms [K] (compute dtype,
+    // given by the caller) must be ||c_k||^2 of the centers as stored (after their rounding to
+    // the compute dtype), rounded once. Evaluated as GEMM + argmin: v_k = n_k - 2 x_i.c_k
+    // screen the centers, n_k being those norms at fp32 precision or better (a backend with
+    // a narrower compute dtype, cuda's bf16, computes n_k from the stored centers itself:
+    // bf16 norms err by ~100x the screen's bound, issue 16), and every center within the
+    // error bound of the GEMM and of n_k of the smallest v is re-scored by the float64
+    // distance summed in a fixed order
     // (four interleaved partial sums over d mod 4, combined as (s0 + s1) + (s2 + s3)),
     // which decides (and is dist). So the result of row i depends only on x_i and the
     // centers, not on N, the row's position, the block size or the threads: a point gets

@@ -51,7 +51,9 @@ int cmd_cluster(int argc, char** argv, const Communicator& world) {
         ("coarse-iters", po::value<int>()->default_value(50), "Lloyd iterations of the coarse k-means")
         ("init", po::value<std::string>()->default_value("kmeans++"), "kmeans++ or random")
         ("balanced", po::value<bool>()->default_value(false), "balanced fine clusters (sizes differ by at most one)")
-        ("coarse-balanced", po::value<bool>()->default_value(false), "balanced coarse clusters (equal fine-center counts per expert)")
+        ("coarse-balanced", po::value<bool>()->default_value(false),
+         "balanced coarse clusters (equal fine-center counts per expert); --balanced true --coarse-balanced true is "
+         "the released MoDE code's choice (balanced k-means at both levels)")
         ("normalize", po::value<bool>()->default_value(true), "L2-normalize the embeddings as they are read")
         ("seed", po::value<uint64_t>()->default_value(0), "seed of the sample and the inits")
         ("chunk", po::value<int64_t>()->default_value(65536), "rows per read of the assignment pass")
@@ -91,7 +93,11 @@ int cmd_cluster(int argc, char** argv, const Communicator& world) {
         std::printf("cluster: %s%s [%lld, %lld] on %d rank(s): fine %lld on a sample of %lld, experts %lld, init %s%s\n",
                     emb.c_str(), key.c_str(), (long long)reader.n(), (long long)reader.dim(), world.size(),
                     (long long)opt.fine, (long long)(opt.sample > 0 ? std::min(opt.sample, reader.n()) : reader.n()),
-                    (long long)opt.experts, mode::kmeans_init_name(opt.init), opt.balanced ? ", balanced" : "");
+                    (long long)opt.experts, mode::kmeans_init_name(opt.init),
+                    opt.balanced && opt.coarse_balanced ? ", balanced fine and coarse"
+                    : opt.balanced                      ? ", balanced fine"
+                    : opt.coarse_balanced               ? ", balanced coarse"
+                                                        : "");
     const auto t0 = std::chrono::steady_clock::now();
     if (root && verbose > 0)
         opt.on_iteration = [&](const std::string& stage, const mode::KMeansIteration& s) {
@@ -110,8 +116,15 @@ int cmd_cluster(int argc, char** argv, const Communicator& world) {
     info.dataset_key = key;
     info.source_dataset = reader.file().has_attr("/", "source_dataset") ? reader.file().attr_string("/", "source_dataset")
                                                                          : info.embeddings;
+    if (reader.file().has_attr("/", "source_fingerprint"))
+        info.source_fingerprint = reader.file().attr_string("/", "source_fingerprint");
     // The model whose embedding space the centers live in: MoDE routing embeds class names with it.
     if (reader.file().has_attr("/", "checkpoint")) info.checkpoint = reader.file().attr_string("/", "checkpoint");
+    // ... or the sentence encoder (embed --encoder): routing embeds class names and queries with it.
+    if (reader.file().has_attr("/", "encoder_id")) {
+        info.encoder_id = reader.file().attr_string("/", "encoder_id");
+        if (reader.file().has_attr("/", "encoder")) info.encoder = reader.file().attr_string("/", "encoder");
+    }
     std::string cmd = "curaclip cluster";
     for (int i = 1; i < argc; ++i) cmd += std::string(" ") + argv[i];
     info.creation_command = cmd;
@@ -119,6 +132,7 @@ int cmd_cluster(int argc, char** argv, const Communicator& world) {
     info.seed = opt.seed;
     info.iters = opt.iters;
     info.balanced = opt.balanced;
+    info.coarse_balanced = opt.coarse_balanced;
     mode::save_cluster_result(world, out, r, info);
     if (root) {
         std::printf("fine clusters: %s\n", sizes_summary(r.fine_sizes).c_str());

@@ -1,4 +1,10 @@
 // curaclip embed --checkpoint RUN|FILE --data DS.h5 --out EMB.h5 [--what captions|images]
+// curaclip embed --encoder HF_FOLDER --data DS.h5 --out EMB.h5 [--pooling mean|cls|pooler]
+//
+// With --encoder, the captions (/captions, the raw text) go through a BERT-family
+// sentence encoder (src/encoder/, as MoDE clusters with SimCSE) instead of a CLIP
+// text tower; the side file records the encoder (attributes encoder = the folder,
+// encoder_id = BertEncoder::id()), which `cluster` carries on and MoDE routing checks.
 //
 // L2-normalized embeddings of every example of a dataset by a checkpoint's text
 // tower (captions, from the dataset's /tokens) or image tower (images), for MoDE
@@ -20,6 +26,7 @@
 #include "backend/registry.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "encoder/bert_encoder.h"
 #include "eval/embed.h"
 #include "io/checkpoint.h"
 #include "io/dataset_reader.h"
@@ -65,16 +72,81 @@ void require_finite_embeddings(const std::vector<float>& emb, int64_t begin, int
     std::string list;
     for (int k = 0; k < kShown && all[size_t(k)] != none; ++k) list += (k ? ", " : "") + std::to_string(all[size_t(k)]);
     if (count > kShown) list += " and " + std::to_string(count - kShown) + " more";
-    CC_USER_FAIL("checkpoint ", ckpt, " on ", data, ": the ", what, " embeddings of ", count == 1 ? "row " : "rows ",
+    CC_USER_FAIL(ckpt, " on ", data, ": the ", what, " embeddings of ", count == 1 ? "row " : "rows ",
                  list, " are not finite (NaN or Inf): the model's weights or activations overflowed; nothing was "
                  "written");
+}
+
+// embed --encoder: each rank its block of /captions through the sentence encoder, read
+// and embedded in chunks of 8 batches (so the progress line moves), one side file.
+int embed_with_encoder(const std::string& enc_dir, const std::string& pooling, const std::string& data,
+                       const std::string& out, int64_t batch, const std::string& backend, const std::string& cmd,
+                       const Communicator& world) {
+    const io::DatasetReader reader(data, io::DatasetExpect{});
+    const std::string fingerprint = io::dataset_fingerprint(reader);
+    auto be = make_backend(backend);
+    encoder::BertEncoder enc(*be, enc_dir, batch, pooling);
+    const int64_t N = reader.size(), D = enc.dim();
+    const auto [begin, end] = mode::block_of(N, world.rank(), world.size());
+    if (world.rank() == 0)
+        std::printf("embed captions: %lld rows of %s by sentence encoder %s (%s) on %d rank(s)\n", (long long)N,
+                    data.c_str(), enc.config().dir.c_str(), enc.id().c_str(), world.size());
+    std::vector<float> emb(static_cast<size_t>((end - begin) * D));
+    const int64_t chunk = 8 * batch;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto last = t0;
+    for (int64_t s = begin; s < end; s += chunk) {
+        const int64_t c = std::min(chunk, end - s);
+        const std::vector<float> e = enc.embed(reader.read_captions(s, c));
+        std::copy(e.begin(), e.end(), emb.begin() + (s - begin) * D);
+        const auto now = std::chrono::steady_clock::now();
+        if (world.rank() == 0 && (std::chrono::duration<double>(now - last).count() >= 10 || s + c == end)) {
+            last = now;
+            const double sec = std::chrono::duration<double>(now - t0).count();
+            std::printf("embed captions: rank 0 %lld/%lld rows, %.0f rows/s\n", (long long)(s + c - begin),
+                        (long long)(end - begin), double(s + c - begin) / std::max(sec, 1e-9));
+            std::fflush(stdout);
+        }
+    }
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    require_finite_embeddings(emb, begin, D, "caption", "encoder " + enc.config().dir, data, world);
+    const std::vector<mode::RowBlock> blocks{
+        mode::RowBlock{"/caption_emb", DType::f32, N, D, begin, end - begin, emb.data()}};
+    const std::string src = fs::absolute(data).string();
+    mode::write_side_file(world, out, [&](H5File& f) {
+        f.set_attr("/", "format_version", int64_t(1));
+        f.set_attr("/", "kind", std::string("embeddings"));
+        f.set_attr("/", "what", std::string("captions"));
+        f.set_attr("/", "source_dataset", src);
+        f.set_attr("/", "source_fingerprint", fingerprint);
+        f.set_attr("/", "n", N);
+        f.set_attr("/", "dim", D);
+        f.set_attr("/", "encoder", enc.config().dir);
+        f.set_attr("/", "encoder_id", enc.id());
+        f.set_attr("/", "encoder_pooling", std::string(encoder::pooling_name(enc.pooling())));
+        f.set_attr("/", "normalized", int64_t(1));
+        f.set_attr("/", "creation_command", cmd);
+    }, blocks);
+    // The slowest rank's time is the job's: captions/s of the whole job.
+    double slowest = sec;
+    world.allreduce_max(&slowest, 1);
+    if (world.rank() == 0)
+        std::printf("wrote %s: caption embeddings [%lld, %lld] of %s; %.1f s embedding, %.1f captions/s over %d rank(s)\n",
+                    out.c_str(), (long long)N, (long long)D, data.c_str(), slowest, double(N) / std::max(slowest, 1e-9),
+                    world.size());
+    return 0;
 }
 }  // namespace
 
 int cmd_embed(int argc, char** argv, const Communicator& world) {
     po::options_description desc("Embedding");
     desc.add_options()
-        ("checkpoint", po::value<std::string>()->required(), "checkpoint file, or a run folder (its latest checkpoint)")
+        ("checkpoint", po::value<std::string>()->default_value(""), "checkpoint file, or a run folder (its latest checkpoint)")
+        ("encoder", po::value<std::string>()->default_value(""),
+         "instead of --checkpoint: a Hugging Face BERT-family sentence encoder folder (config.json, model.safetensors, "
+         "vocab.txt; e.g. .cache/models/all-MiniLM-L6-v2) that embeds the captions' text")
+        ("pooling", po::value<std::string>()->default_value(""),
+         "with --encoder: mean, cls or pooler (default: the folder's 1_Pooling/config.json, else mean)")
         ("data", po::value<std::string>()->required(), "dataset (HDF5) whose examples are embedded")
         ("out", po::value<std::string>()->required(), "new HDF5 side file to write (never overwritten)")
         ("what", po::value<std::string>()->default_value("captions"),
@@ -83,9 +155,28 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
         ("backend", po::value<std::string>()->default_value("cpu"), "cpu or cuda");
     const ParsedOptions p = parse_options(argc, argv, desc,
         "usage: [mpirun -n P] curaclip embed --checkpoint runs/seed --data data/train.h5 --out data/train_emb.h5\n"
+        "       [mpirun -n P] curaclip embed --encoder .cache/models/all-MiniLM-L6-v2 --data data/train.h5 --out data/train_emb.h5\n"
         "L2-normalized caption (or image) embeddings of every example, for MoDE clustering.");
     if (p.help) return 0;
     std::string ckpt = p.vm["checkpoint"].as<std::string>();
+    const std::string enc_dir = p.vm["encoder"].as<std::string>();
+    CC_REQUIRE(ckpt.empty() != enc_dir.empty(), "give either --checkpoint (a CLIP model's towers) or --encoder "
+               "(a sentence encoder folder for the captions)");
+    if (!enc_dir.empty()) {
+        const std::string data = p.vm["data"].as<std::string>();
+        const std::string out = p.vm["out"].as<std::string>();
+        const int64_t batch = p.vm["batch"].as<int64_t>();
+        CC_REQUIRE(p.vm["what"].as<std::string>() == "captions", "--encoder embeds captions only, not --what ",
+                   p.vm["what"].as<std::string>());
+        CC_REQUIRE(batch > 0, "--batch must be positive, got ", batch);
+        CC_REQUIRE(fs::exists(data), "--data ", data, " does not exist");
+        CC_REQUIRE(fs::absolute(out) != fs::absolute(data), "--out ", out,
+                   " is the dataset itself; embeddings go to a new side file");
+        mode::check_new_output(out, "--out");
+        return embed_with_encoder(enc_dir, p.vm["pooling"].as<std::string>(), data, out, batch,
+                                  p.vm["backend"].as<std::string>(), command_line("embed", argc, argv), world);
+    }
+    CC_REQUIRE(p.vm["pooling"].as<std::string>().empty(), "--pooling belongs to --encoder");
     CC_REQUIRE(fs::exists(ckpt), "--checkpoint ", ckpt, " does not exist");
     if (fs::is_directory(ckpt)) ckpt = resolve_checkpoint(ckpt, "latest");
     const std::string data = p.vm["data"].as<std::string>();
@@ -115,11 +206,13 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
         expect.channels = cfg.channels;
     }
     io::DatasetReader reader(data, expect);
+    const std::string fingerprint = io::dataset_fingerprint(reader);
     // Every token row, before the first forward pass (each rank its block; the same
     // Error on every rank).
     if (captions) io::check_token_rows(reader, world);
     auto be = make_backend(p.vm["backend"].as<std::string>());
     ClipModel model(*be, cfg, batch);
+    if (captions) require_checkpoint_tokenizer(ckpt, "--checkpoint", data, reader.tokenizer_id());
     load_checkpoint(ckpt, model.params(), /*with_optimizer=*/false);
 
     const int64_t N = reader.size(), D = cfg.embed_dim;
@@ -152,8 +245,8 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
         }
     }
     // Nothing is written unless every embedding of every rank is finite.
-    if (captions) require_finite_embeddings(emb, begin, D, "caption", ckpt, data, world);
-    if (images_too) require_finite_embeddings(img_emb, begin, D, "image", ckpt, data, world);
+    if (captions) require_finite_embeddings(emb, begin, D, "caption", "checkpoint " + ckpt, data, world);
+    if (images_too) require_finite_embeddings(img_emb, begin, D, "image", "checkpoint " + ckpt, data, world);
     std::vector<mode::RowBlock> blocks;
     if (captions) blocks.push_back(mode::RowBlock{"/caption_emb", DType::f32, N, D, begin, end - begin, emb.data()});
     if (images_too) blocks.push_back(mode::RowBlock{"/image_emb", DType::f32, N, D, begin, end - begin, img_emb.data()});
@@ -164,6 +257,7 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
         f.set_attr("/", "kind", std::string("embeddings"));
         f.set_attr("/", "what", what);
         f.set_attr("/", "source_dataset", src);
+        f.set_attr("/", "source_fingerprint", fingerprint);
         f.set_attr("/", "n", N);
         f.set_attr("/", "dim", D);
         f.set_attr("/", "checkpoint", ck);

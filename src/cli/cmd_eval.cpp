@@ -18,6 +18,7 @@
 #include "eval/evaluate.h"
 #include "eval/templates.h"
 #include "io/checkpoint.h"
+#include "io/durable_file.h"
 #include "mode/ensemble.h"
 
 namespace fs = std::filesystem;
@@ -48,6 +49,9 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
         ("routing-temperature", po::value<double>()->default_value(1.0), "divides the routing softmax logits (both schedules)")
         ("routing-checkpoint", po::value<std::string>()->default_value(""),
          "model that embedded the captions for clustering (default: the side file's checkpoint attribute)")
+        ("routing-encoder", po::value<std::string>()->default_value(""),
+         "sentence encoder folder that embedded the captions for clustering (default: the side file's encoder "
+         "attribute, when `embed --encoder` made the embeddings); refused unless it is that encoder")
         ("ensemble-space", po::value<std::string>()->default_value("cosine"),
          "cosine (the experts' cosine similarities, default) or logits (scaled by each expert's logit scale)");
     desc.add(m);
@@ -88,6 +92,13 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
         eo.templates = templates;
         const mode::Assignment a = mode::read_assignment(p.vm["assign"].as<std::string>(), false, "--assign");
         std::string routing_ckpt = p.vm["routing-checkpoint"].as<std::string>();
+        eo.routing_encoder = p.vm["routing-encoder"].as<std::string>();
+        CC_REQUIRE(routing_ckpt.empty() || eo.routing_encoder.empty(),
+                   "give --routing-checkpoint or --routing-encoder, not both");
+        CC_REQUIRE(routing_ckpt.empty() || a.encoder_id.empty(), "--routing-checkpoint ", routing_ckpt, ": the centers of ",
+                   a.path, " were made by the sentence encoder '", a.encoder_id, "' (", a.encoder,
+                   "); routing must embed with it (--routing-encoder, default: that folder)");
+        if (eo.routing_encoder.empty() && !a.encoder_id.empty()) eo.routing_encoder = a.encoder;
         if (routing_ckpt.empty()) routing_ckpt = a.checkpoint;
         const std::vector<std::string> list = mode::resolve_expert_checkpoints(experts);
         const mode::EnsembleReport r = mode::evaluate_ensemble(list, a, routing_ckpt, tok_path, data, world, eo);
@@ -95,11 +106,11 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
             std::printf("MoDE ensemble of %zu experts on %s\n%s", list.size(), data.c_str(),
                         mode::format_ensemble_report(r, eo).c_str());
             if (!json_path.empty()) {
-                std::ofstream out(json_path);
+                std::ostringstream out;
                 out << "{\"data\": \"" << data << "\", \"assign\": \"" << a.path << "\", \"templates\": \""
                     << templates_spec << "\", "
                     << mode::ensemble_report_json(r, eo) << "}\n";
-                CC_REQUIRE(out.good(), "cannot write ", json_path);
+                io::write_text_file(json_path, out.str(), /*replace=*/true);
             }
         }
         return 0;
@@ -108,16 +119,17 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
     const ModelConfig cfg = checkpoint_model_config(ckpt);
     auto be = make_backend(p.vm["backend"].as<std::string>());
     ClipModel model(*be, cfg, batch);
-    load_checkpoint(ckpt, model.params(), /*with_optimizer=*/false);
     const BpeTokenizer tok = BpeTokenizer::load(tok_path);
+    require_checkpoint_tokenizer(ckpt, "--checkpoint", data, tok.id_hex());
+    load_checkpoint(ckpt, model.params(), /*with_optimizer=*/false);
     const EvalReport r = evaluate(model, tok, data, world, templates, "checkpoint " + ckpt);
     if (world.rank() == 0) {
         std::printf("checkpoint %s on %s\n%s", ckpt.c_str(), data.c_str(), format_report(r).c_str());
         if (!json_path.empty()) {
-            std::ofstream out(json_path);
+            std::ostringstream out;
             out << "{\"checkpoint\": \"" << ckpt << "\", \"data\": \"" << data << "\", \"templates\": \""
                 << templates_spec << "\", " << report_json_fields(r) << "}\n";
-            CC_REQUIRE(out.good(), "cannot write ", json_path);
+            io::write_text_file(json_path, out.str(), /*replace=*/true);
         }
     }
     return 0;

@@ -1,5 +1,7 @@
 #include "cli/cmd_prep.h"
 
+#include <unistd.h>
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -199,12 +201,29 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
 
     const auto t_w0 = Clock::now();
     io::make_directories(out, "--out");
-    tok.save(tok_path);
+    // The outputs appear one by one; if one fails (a full disk), the ones this run
+    // already wrote are removed again, so that the same command can simply be run
+    // again once there is space (they were new files: nothing of the user's is lost).
+    std::vector<std::string> written;
+    try {
+    {
+        const std::string tmp = tok_path + ".tmp";
+        ::unlink(tmp.c_str());
+        try {
+            tok.save(tmp);
+            io::publish_new_file(tmp, tok_path);
+        } catch (...) {
+            ::unlink(tmp.c_str());
+            throw;
+        }
+        written.push_back(tok_path);
+    }
     {
         io::DatasetContents c = contents(train, noisy);
         c.corrupted = corrupted;
         count_truncated(c);
         io::write_dataset(train_path, c, attrs("train (" + train.raw.images_path + ")"));
+        written.push_back(train_path);
     }
     {
         io::DatasetContents c = contents(test, test.captions);
@@ -212,6 +231,7 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
         auto a = attrs("test (" + test.raw.images_path + ")");
         a.extra[1].second = "0";
         io::write_dataset(test_path, c, a);
+        written.push_back(test_path);
     }
     if (curated > 0) {
         const std::vector<int64_t> pick = sample_without_replacement(n_train, curated, seed, kCurated);
@@ -229,6 +249,11 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
         auto a = attrs("train, clean curated subset of " + std::to_string(curated) + " (" + train.raw.images_path + ")");
         a.extra[1].second = "0";
         io::write_dataset(curated_path, c, a);
+        written.push_back(curated_path);
+    }
+    } catch (...) {
+        for (const std::string& f : written) ::unlink(f.c_str());
+        throw;
     }
     const double t_write = seconds_since(t_w0);
 

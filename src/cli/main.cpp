@@ -27,6 +27,8 @@ void usage() {
         "  embed     caption (or image) embeddings of a dataset by a checkpoint (MoDE, JEST)\n"
         "  cluster   MoDE two-stage k-means of caption embeddings into experts\n"
         "  train-experts  MoDE: every expert from the seed checkpoint, one node group each\n"
+        "  convert   import open_clip / OpenAI CLIP weights (safetensors) as a checkpoint\n"
+        "  export    write a checkpoint as open_clip weights (safetensors) + open_clip_config.json\n"
         "  info      compiled backends and model presets; or what a dataset or checkpoint holds\n"
         "run `curaclip <command> --help` for the options of a command\n");
 }
@@ -66,7 +68,7 @@ int main(int argc, char** argv) {
     }
     const std::string cmd = argv[1];
     if (cmd != "prep" && cmd != "train" && cmd != "eval" && cmd != "info" && cmd != "embed" &&
-        cmd != "cluster" && cmd != "train-experts") {
+        cmd != "cluster" && cmd != "train-experts" && cmd != "convert" && cmd != "export") {
         std::fprintf(stderr, "curaclip: unknown command '%s'\n", cmd.c_str());
         usage();
         return 2;
@@ -100,6 +102,8 @@ int main(int argc, char** argv) {
             rc = curaclip::cmd_eval(argc - 1, argv + 1, world);
         } else if (cmd == "embed") rc = curaclip::cmd_embed(argc - 1, argv + 1, world);
         else if (cmd == "cluster") rc = curaclip::cmd_cluster(argc - 1, argv + 1, world);
+        else if (cmd == "convert") rc = curaclip::cmd_convert(argc - 1, argv + 1);
+        else if (cmd == "export") rc = curaclip::cmd_export(argc - 1, argv + 1);
         else rc = curaclip::cmd_info(argc - 1, argv + 1);
     } catch (const std::exception& e) {
         // This rank's own failure: the node's other ranks report it as the lost rank,

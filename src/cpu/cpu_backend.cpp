@@ -129,6 +129,9 @@ public:
                             int n_head, bool causal) override {
         cpu::attention_backward<T>(dqkv, dout, qkv, out, stats, n_head, causal);
     }
+    void attention_padded_forward(Tensor out, Tensor qkv, Tensor lengths, int n_head) override {
+        cpu::attention_padded_forward<T>(out, qkv, lengths, n_head);
+    }
 
     // ---- embeddings and token bookkeeping ----
     void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe) override {

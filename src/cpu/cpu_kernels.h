@@ -108,6 +108,9 @@ void attention_forward(Tensor out, Tensor stats, Tensor qkv, int n_head, bool ca
 template <typename T>
 void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
                         bool causal);
+// cpu_attention_padded.cpp
+template <typename T>
+void attention_padded_forward(Tensor out, Tensor qkv, Tensor lengths, int n_head);
 
 // cpu_embed.cpp
 template <typename T>

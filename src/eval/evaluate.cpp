@@ -203,6 +203,13 @@ EvalEmbeddings embed_eval_set(ClipModel& model, const BpeTokenizer& tok, const s
     }
     e.classnames = reader.classnames();
     e.has_labels = reader.has_labels() && !e.classnames.empty();
+    if (e.has_labels) {
+        const int64_t K = int64_t(e.classnames.size());
+        for (int64_t r = 0; r < N; ++r)
+            CC_REQUIRE(row_labels[size_t(r)] >= -1 && row_labels[size_t(r)] < K, eval_path, ": /labels[", r, "] = ",
+                       row_labels[size_t(r)], " is not a class of /classnames (", K, " classes: 0..", K - 1,
+                       ", or -1 for an unlabelled row)");
+    }
     if (e.has_labels) e.dup.classes = first_occurrences(e.classnames);
     // Zero-shot classifies images: each takes its first row's label, which every
     // other row of the image must repeat (else the image has no one true class).

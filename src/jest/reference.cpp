@@ -35,10 +35,10 @@ ReferenceSource::ReferenceSource(Backend& be, const std::string& checkpoint, con
                cfg.vocab_size, " ids, the training tokenizer has ", tokenizer_vocab,
                " (train the reference with the same tokenizer)");
     // Scale and bias come from the checkpoint in every mode.
-    H5File ck(checkpoint, H5File::Mode::read);
-    const std::vector<float> scale = ck.read_f32("params/logit_scale");
-    std::vector<float> bias;
-    if (ck.exists("params/logit_bias")) bias = ck.read_f32("params/logit_bias");
+    // (an HDF5 checkpoint or an open_clip .safetensors file: io/checkpoint.h)
+    const std::vector<float> scale = checkpoint_parameter(checkpoint, "logit_scale");
+    CC_REQUIRE(!scale.empty(), "jest.reference ", checkpoint, " has no logit_scale");
+    const std::vector<float> bias = checkpoint_parameter(checkpoint, "logit_bias");
     require_finite(scale, checkpoint, "params/logit_scale", 1);
     require_finite(bias, checkpoint, "params/logit_bias", 1);
     if (cache.empty()) {

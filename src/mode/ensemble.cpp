@@ -10,7 +10,10 @@
 #include <sstream>
 
 #include "backend/registry.h"
+#include "encoder/bert_encoder.h"
 #include "io/checkpoint.h"
+#include "io/dataset_reader.h"
+#include "mode/encoder_routing.h"
 #include "model/clip_model.h"
 #include "tokenizer/bpe_tokenizer.h"
 
@@ -136,23 +139,53 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
     const int64_t n = int64_t(expert_checkpoints.size());
     CC_REQUIRE(n == assign.n_experts, "--experts: ", n, " expert checkpoints but ", assign.path, " has ",
                assign.n_experts, " experts");
-    CC_REQUIRE(!routing_checkpoint.empty(), "routing needs the model that embedded the captions for clustering: ",
-               assign.path, " does not name it (no 'checkpoint' attribute); pass --routing-checkpoint");
-    CC_REQUIRE(fs::exists(routing_checkpoint), "routing checkpoint ", routing_checkpoint,
-               " (the clustering embedding model) does not exist");
+    const bool by_encoder = !opt.routing_encoder.empty();
+    if (!by_encoder) {
+        CC_REQUIRE(assign.encoder_id.empty(), "the centers of ", assign.path, " were made by the sentence encoder '",
+                   assign.encoder_id, "' (", assign.encoder, "): route with it (--routing-encoder), not with a CLIP "
+                   "checkpoint");
+        CC_REQUIRE(!routing_checkpoint.empty(), "routing needs the model that embedded the captions for clustering: ",
+                   assign.path, " does not name it (no 'checkpoint' attribute); pass --routing-checkpoint");
+        CC_REQUIRE(fs::exists(routing_checkpoint), "routing checkpoint ", routing_checkpoint,
+                   " (the clustering embedding model) does not exist");
+    }
     CC_REQUIRE(fs::exists(eval_path), "--data ", eval_path, " does not exist");
     const BpeTokenizer tok = BpeTokenizer::load(tokenizer_path);
     const int64_t T = int64_t(opt.templates.size());
     auto be = make_backend(opt.backend);
     EnsembleReport rep;
     rep.experts = expert_checkpoints;
-    rep.routing_checkpoint = routing_checkpoint;
+    rep.routing_checkpoint = by_encoder ? "encoder " + opt.routing_encoder : routing_checkpoint;
     const RoutingCenters centers{assign.m, assign.dim, assign.n_experts, assign.fine_centers.data(),
                                  assign.fine_to_expert.data()};
 
     // Routing: the task's texts in the clustering embedding space.
     std::vector<double> w_t2i;
-    {
+    if (by_encoder) {
+        // The pooling the centers were made with is part of the encoder's id ("bert NAME POOLING HASH").
+        const std::string& id = assign.encoder_id;
+        const size_t h = id.rfind(' '), p = h == std::string::npos ? h : id.rfind(' ', h - 1);
+        const std::string pooling = p == std::string::npos ? std::string() : id.substr(p + 1, h - p - 1);
+        encoder::BertEncoder enc(*be, opt.routing_encoder, opt.batch, pooling);
+        check_routing_encoder(assign, enc);
+        const io::DatasetReader reader(eval_path, io::DatasetExpect{});
+        const int64_t N = reader.size();
+        const std::vector<float> texts = encoder_caption_embeddings(enc, eval_path, comm);
+        if (reader.has_labels() && !reader.classnames().empty()) {
+            const std::vector<float> cls = encoder_class_embeddings(enc, reader.classnames(), opt.templates);
+            const int64_t K = int64_t(reader.classnames().size());
+            rep.weights_zeroshot = routing_weights(cls.data(), K, centers, opt.routing);
+            rep.classnames = reader.classnames();
+            rep.class_routes = route_texts(cls.data(), K, centers);
+        } else {
+            rep.weights_zeroshot.assign(size_t(n), 1.0 / double(n));
+        }
+        rep.weights_i2t = routing_weights(texts.data(), N, centers, opt.routing);
+        w_t2i = routing_weights_per_query(texts.data(), N, centers, opt.routing);
+        rep.weights_t2i_mean.assign(size_t(n), 0.0);
+        for (int64_t q = 0; q < N; ++q)
+            for (int64_t c = 0; c < n; ++c) rep.weights_t2i_mean[size_t(c)] += w_t2i[size_t(q * n + c)] / double(N);
+    } else {
         const ModelConfig cfg = checkpoint_model_config(routing_checkpoint);
         CC_REQUIRE(cfg.embed_dim == assign.dim, "routing checkpoint ", routing_checkpoint, " embeds in ", cfg.embed_dim,
                    " dimensions but the fine centers of ", assign.path, " have ", assign.dim);

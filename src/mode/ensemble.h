@@ -14,8 +14,9 @@
 //   image->text: scores = sum_c p(c|C) * S_c, C = the whole caption corpus as the task
 //
 // The routing embeddings come from the model that embedded the captions for
-// clustering (the side file's checkpoint attribute), as the fine centers live in
-// that model's embedding space.
+// clustering (the side file's checkpoint attribute, or its sentence encoder:
+// EnsembleOptions::routing_encoder), as the fine centers live in that model's
+// embedding space.
 #pragma once
 
 #include <string>
@@ -34,6 +35,10 @@ struct EnsembleOptions {
     int64_t batch = 256;
     std::string backend = "cpu";
     std::vector<std::string> templates = default_templates();  // eval --templates (eval/templates.h)
+    // A sentence encoder folder (encoder/bert_encoder.h) that made the fine centers: when
+    // set, it embeds the class names and the queries for routing instead of the routing
+    // checkpoint, after check_routing_encoder (mode/encoder_routing.h).
+    std::string routing_encoder;
 };
 
 struct EnsembleReport {

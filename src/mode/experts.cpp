@@ -94,6 +94,11 @@ Assignment read_assignment(const std::string& path, bool with_rows, const std::s
                    "] like /assign/expert");
     }
     if (f.has_attr("/", "source_dataset")) a.source_dataset = f.attr_string("/", "source_dataset");
+    if (f.has_attr("/", "source_fingerprint")) a.source_fingerprint = f.attr_string("/", "source_fingerprint");
+    if (f.has_attr("/", "encoder_id")) {  // embeddings by a sentence encoder (embed --encoder)
+        a.encoder_id = f.attr_string("/", "encoder_id");
+        if (f.has_attr("/", "encoder")) a.encoder = f.attr_string("/", "encoder");
+    }
     if (f.has_attr("/", "checkpoint")) {
         a.checkpoint = f.attr_string("/", "checkpoint");
     } else if (f.has_attr("/", "embeddings")) {  // older side files: ask the embeddings file

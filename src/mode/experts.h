@@ -35,7 +35,9 @@ struct Assignment {
     std::vector<float> fine_centers;      // [m, dim]
     std::vector<int32_t> fine_to_expert;  // [m]
     std::string source_dataset;           // the dataset that was clustered
+    std::string source_fingerprint;       // its io::dataset_fingerprint ("" if the file has none)
     std::string checkpoint;               // the model whose text tower made the embeddings ("" if unknown)
+    std::string encoder, encoder_id;      // or the sentence encoder that did (folder, BertEncoder::id()); "" if none
 };
 // Reads and checks a side file; errors name `option` (e.g. "mode.assign"), the
 // file, the dataset and the center or row. Refused: non-finite fine centers (a NaN

@@ -241,13 +241,18 @@ NearestCenter::~NearestCenter() {
 }
 
 void NearestCenter::set_centers(const float* centers) {
-    std::vector<double> csq(static_cast<size_t>(k_));
+    // The squared norms of the centers as the backend stores them (backend.h, kmeans_assign):
+    // on a bf16 backend the uploaded centers are rounded, and norms of the float values
+    // would differ from theirs by more than the screen's margin (issue 16).
+    be_.upload(centers_, centers);
+    std::vector<double> stored(static_cast<size_t>(k_ * dim_)), csq(static_cast<size_t>(k_));
+    be_.download(stored.data(), centers_);
+    be_.synchronize();
     for (int64_t c = 0; c < k_; ++c) {
         double s = 0.0;
-        for (int64_t d = 0; d < dim_; ++d) s += double(centers[c * dim_ + d]) * double(centers[c * dim_ + d]);
+        for (int64_t d = 0; d < dim_; ++d) s += stored[size_t(c * dim_ + d)] * stored[size_t(c * dim_ + d)];
         csq[size_t(c)] = s;
     }
-    be_.upload(centers_, centers);
     be_.upload(csq_, csq.data());
 }
 

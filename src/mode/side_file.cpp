@@ -175,10 +175,16 @@ void save_cluster_result(const Communicator& comm, const std::string& out, const
         f.set_attr("/", "iters", int64_t(info.iters));
         f.set_attr("/", "init", info.init);
         f.set_attr("/", "balanced", int64_t(info.balanced ? 1 : 0));
+        f.set_attr("/", "coarse_balanced", int64_t(info.coarse_balanced ? 1 : 0));
         f.set_attr("/", "source_dataset", info.source_dataset);
+        if (!info.source_fingerprint.empty()) f.set_attr("/", "source_fingerprint", info.source_fingerprint);
         f.set_attr("/", "embeddings", info.embeddings);
         f.set_attr("/", "dataset_key", info.dataset_key);
         if (!info.checkpoint.empty()) f.set_attr("/", "checkpoint", info.checkpoint);
+        if (!info.encoder_id.empty()) {
+            f.set_attr("/", "encoder", info.encoder);
+            f.set_attr("/", "encoder_id", info.encoder_id);
+        }
         f.set_attr("/", "creation_command", info.creation_command);
         f.set_attr("/", "fine_inertia", r.fine_inertia);
         f.set_attr("/", "assign_inertia", r.assign_inertia);

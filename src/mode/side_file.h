@@ -69,10 +69,13 @@ void write_side_file(const Communicator& comm, const std::string& out,
 // The ClusterResult as a side file (/assign/fine, /assign/expert, /centers/...).
 struct ClusterFileInfo {
     std::string source_dataset, embeddings, dataset_key, creation_command, init;
+    std::string source_fingerprint;  // io::dataset_fingerprint of the source dataset ("" if unknown)
     std::string checkpoint;  // the model that made the embeddings (MoDE routing embeds in its space); "" if unknown
+    std::string encoder, encoder_id;  // or the sentence encoder that did (folder, BertEncoder::id()); "" if none
     uint64_t seed = 0;
     int iters = 0;
-    bool balanced = false;
+    bool balanced = false;         // balanced fine clusters
+    bool coarse_balanced = false;  // balanced coarse clusters
 };
 void save_cluster_result(const Communicator& comm, const std::string& out, const ClusterResult& r,
                          const ClusterFileInfo& info);

@@ -5,6 +5,8 @@
 #include <climits>
 #include <cstdio>
 #include <fstream>
+#include <cstring>
+#include <cerrno>
 #include <iterator>
 #include <mutex>
 #include <sstream>
@@ -241,6 +243,10 @@ BpeTokenizer BpeTokenizer::from_file(const std::string& path, bool clip_file) {
     if (lines[0].find("#version") == std::string_view::npos)
         CC_USER_FAIL(path, ":1: expected a '#version: ...' header line, found ", quoted_line(lines[0]));
 
+    // OpenAI's bpe_simple_vocab_16e6.txt (its header line names it) holds 262,144 merge
+    // lines of which CLIP reads the first 48,894: read it so wherever a merges file is
+    // taken (data.tokenizer, eval --tokenizer, ...), not only through load_clip_merges.
+    if (lines[0].rfind("\"bpe_simple_vocab_16e6.txt#version", 0) == 0) clip_file = true;
     size_t n = lines.size() - 1;
     if (clip_file) {
         if (n < static_cast<size_t>(kClipNumMerges))
@@ -277,18 +283,26 @@ BpeTokenizer BpeTokenizer::load_clip_merges(const std::string& path) {
 }
 
 void BpeTokenizer::save(const std::string& path) const {
+    errno = 0;
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    if (!f) CC_USER_FAIL("cannot write tokenizer merges file '", path, "'");
-    std::string out = "#version: 0.2\n";
+    if (!f) CC_USER_FAIL("cannot write tokenizer merges file '", path, "': ", std::strerror(errno));
+    // No newline after the last line: open_clip's SimpleTokenizer (and OpenAI's) reads
+    // text.split('\n')[1:48895], and a final newline would give it one empty merge more
+    // than we have, shifting start/end of text by one id (docs/interop.md). Our reader
+    // takes both forms.
+    std::string out = "#version: 0.2";
     for (const auto& [a, b] : merges_) {
+        out += '\n';
         out += a;
         out += ' ';
         out += b;
-        out += '\n';
     }
     f.write(out.data(), static_cast<std::streamsize>(out.size()));
+    f.flush();
+    const int err = errno;
     f.close();
-    CC_REQUIRE(!f.fail(), "error writing tokenizer merges file '", path, "'");
+    CC_REQUIRE(!f.fail(), "error writing tokenizer merges file '", path, "': ",
+               err ? std::strerror(err) : std::strerror(errno ? errno : EIO));
 }
 
 std::string BpeTokenizer::id_hex() const {

@@ -14,7 +14,9 @@
 // bpe(), with a per-tokenizer cache of the pieces already seen.
 //
 // Files: CLIP's merges format, a "#version: ..." header line and one "a b" merge
-// per line, the symbols written in bytes_to_unicode() form. The tokenizer id is
+// per line, the symbols written in bytes_to_unicode() form; save() writes no newline
+// after the last merge, so that open_clip's SimpleTokenizer (once the file is gzipped)
+// builds the very same ids (a final newline gives it one empty merge more). The tokenizer id is
 // FNV-1a 64 of the merges text (each merge as "a b\n", header excluded), so it
 // does not depend on how the file was written; datasets store it and refuse a
 // tokenizer whose id differs.
@@ -50,7 +52,8 @@ public:
     // the result of an earlier merge; `source` names where they came from in errors.
     explicit BpeTokenizer(std::vector<Merge> merges, const std::string& source = "merges");
 
-    // Our merges file (save()'s format; any "#version" header line; all merges).
+    // Our merges file (save()'s format; any "#version" header line; all merges), or
+    // OpenAI's (plain or gzipped, recognised by its header line: as load_clip_merges).
     static BpeTokenizer load(const std::string& path);
     // OpenAI's bpe_simple_vocab_16e6.txt (plain text): its first 48894 merges,
     // as CLIP takes lines[1:49152-256-2+1]. Gives the 49408-id CLIP vocabulary.

@@ -17,6 +17,10 @@
 #include <filesystem>
 #include <fstream>
 #include <vector>
+#include <mutex>
+#include <condition_variable>
+#include <thread>
+#include <algorithm>
 
 #include "mpi/communicator.h"
 #include "mpi/launcher_env.h"
@@ -436,6 +440,90 @@ void disarm_failure_report() {
 void report_own_failure() {
     g_armed.store(false);
     set_my_slot(kSlotFailed);
+}
+
+// ---- progress watchdog ---------------------------------------------------------------
+namespace {
+struct Watchdog {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::thread thread;
+    bool running = false, paused = false;
+    double timeout_s = 0;          // <= 0: auto
+    double slowest_step_s = 0;
+    int64_t last_step = 0;
+    std::chrono::steady_clock::time_point last;
+};
+Watchdog g_watchdog;
+
+double watchdog_limit(const Watchdog& w) {
+    if (w.timeout_s > 0) return w.timeout_s;
+    if (w.last_step <= 0) return 1800.0;
+    return std::max(300.0, 20.0 * w.slowest_step_s);
+}
+
+void watchdog_loop() {
+    Watchdog& w = g_watchdog;
+    std::unique_lock<std::mutex> lk(w.mu);
+    while (w.running) {
+        w.cv.wait_for(lk, std::chrono::milliseconds(500));
+        if (!w.running || w.paused) continue;
+        const double idle = std::chrono::duration<double>(std::chrono::steady_clock::now() - w.last).count();
+        const double limit = watchdog_limit(w);
+        if (idle < limit) continue;
+        bool expected = false;
+        if (!g_reporting.compare_exchange_strong(expected, true)) ::_exit(1);
+        SafeOut& o = g_out;
+        o.s(g_report.prefix.empty() ? "curaclip: " : g_report.prefix.c_str());
+        o.s("rank "); o.i(g_report.my_world_rank); o.s(": no progress for "); o.i(long(idle));
+        o.s(" s after step "); o.i(long(w.last_step));
+        o.s(" (limit "); o.i(long(limit));
+        o.s(" s, train.step_timeout): a rank has stopped or hangs (a stopped process, a hung file system, device or "
+            "network); ending this rank so that the launcher ends the job\n");
+        append_checkpoint_lines(o);
+        o.flush();
+        ::_exit(1);
+    }
+}
+}  // namespace
+
+void start_progress_watchdog(double timeout_s) {
+    Watchdog& w = g_watchdog;
+    std::lock_guard<std::mutex> lk(w.mu);
+    if (w.running) return;
+    w.running = true;
+    w.paused = false;
+    w.timeout_s = timeout_s;
+    w.slowest_step_s = 0;
+    w.last_step = 0;
+    w.last = std::chrono::steady_clock::now();
+    w.thread = std::thread(watchdog_loop);
+}
+
+void note_progress(int64_t step, double step_seconds) {
+    Watchdog& w = g_watchdog;
+    std::lock_guard<std::mutex> lk(w.mu);
+    w.last_step = step;
+    w.slowest_step_s = std::max(w.slowest_step_s, step_seconds);
+    w.last = std::chrono::steady_clock::now();
+}
+
+void pause_progress_watchdog(bool paused) {
+    Watchdog& w = g_watchdog;
+    std::lock_guard<std::mutex> lk(w.mu);
+    w.paused = paused;
+    w.last = std::chrono::steady_clock::now();
+}
+
+void stop_progress_watchdog() {
+    Watchdog& w = g_watchdog;
+    {
+        std::lock_guard<std::mutex> lk(w.mu);
+        if (!w.running) return;
+        w.running = false;
+    }
+    w.cv.notify_all();
+    w.thread.join();
 }
 
 }  // namespace curaclip

@@ -33,6 +33,7 @@
 // finish the step before the launcher's SIGKILL.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace curaclip {
@@ -83,5 +84,21 @@ void disarm_failure_report();
 // This rank is failing on its own (its error printed, MPI_Abort next): the node's
 // other ranks report it as the lost rank (it lives until the launcher kills it).
 void report_own_failure();
+
+// ---- a stalled job ------------------------------------------------------------------
+// A rank that stops without dying (SIGSTOP, a hung file system or device, a node
+// that swaps) leaves the others waiting in a collective that never returns: the
+// launcher sees no exit, so nothing above fires. The progress watchdog is a thread
+// that ends this process (status 1) with the same report as a lost rank (which
+// step, the last checkpoint, the resume command) when no progress has been noted
+// for `timeout_s` seconds; the launcher then ends the job, the stopped rank too.
+// timeout_s <= 0: auto = 1800 s until the first step is done (setup, first
+// compilation), then max(300 s, 20 x the slowest step so far). The trainer notes
+// progress after each step and pauses the watchdog during checkpoints and
+// evaluations, which have no step to note. Safe to call without a report prepared.
+void start_progress_watchdog(double timeout_s);
+void note_progress(int64_t step, double step_seconds);
+void pause_progress_watchdog(bool paused);
+void stop_progress_watchdog();
 
 }  // namespace curaclip

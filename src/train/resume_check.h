@@ -4,7 +4,8 @@
 // a difference that would make the continuation another run than the one stopped
 // (model shape, data, batch, seed, optimizer and schedule, JEST and MoDE
 // selection) is refused, naming each option with both values. Allowed, and
-// reported: train.steps (a longer or shorter cosine schedule from the next step on),
+// reported: train.steps when it grows (a longer cosine schedule from the next step on;
+// a shorter one is refused: train.stop_at ends a segment early),
 // where and how often to log, evaluate and checkpoint, threads, stop_at, the
 // backend and gradient buckets (the same math), the evaluation set, the path of the
 // run folder (a moved run), the reference-embedding cache (the same reference), the

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <cblas.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -18,6 +19,7 @@
 #include "eval/evaluate.h"
 #include "io/checkpoint.h"
 #include "io/dataset_reader.h"
+#include "io/durable_file.h"
 #include "io/hdf5_file.h"
 #include "io/loader.h"
 #include "loss/contrastive_loss.h"
@@ -68,6 +70,10 @@ po::options_description train_options() {
         ("train.log_every", po::value<int64_t>()->default_value(10), "progress line / metrics every N steps")
         ("train.eval_every", po::value<int64_t>()->default_value(0), "evaluate every N steps (0: only at the end)")
         ("train.checkpoint_every", po::value<int64_t>()->default_value(0), "checkpoint every N steps (0: only at the end)")
+        ("train.step_timeout", po::value<double>()->default_value(0.0),
+         "seconds without a finished step after which a rank ends the job with a report (a stopped or hung rank "
+         "would otherwise keep the others waiting for ever); 0 = auto: 1800 until the first step, then "
+         "max(300, 20 x the slowest step)")
         ("train.stop_at", po::value<int64_t>()->default_value(0),
          "checkpoint and exit after this step, to continue later with --train.resume latest (0: run to the end)")
         ("train.threads", po::value<int>()->default_value(0), "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all)")
@@ -137,6 +143,7 @@ TrainOptions train_options_from(const po::variables_map& vm) {
     o.threads = vm["train.threads"].as<int>();
     o.grad_bucket_mb = vm["train.grad_bucket_mb"].as<double>();
     o.stop_at = vm["train.stop_at"].as<int64_t>();
+    o.step_timeout = vm["train.step_timeout"].as<double>();
     o.max_skipped_steps = vm["train.max_skipped_steps"].as<int64_t>();
     o.jest_enabled = vm["jest.enable"].as<bool>();
     o.jest.filter_ratio = vm["jest.filter_ratio"].as<double>();
@@ -166,6 +173,8 @@ void validate_train_options(const TrainOptions& o) {
     CC_REQUIRE(o.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: only at the end), got ",
                o.checkpoint_every);
     CC_REQUIRE(o.stop_at >= 0, "train.stop_at must be >= 0, got ", o.stop_at);
+    CC_REQUIRE(std::isfinite(o.step_timeout) && o.step_timeout >= 0,
+               "train.step_timeout must be a number of seconds >= 0 (0 = auto), got ", o.step_timeout);
     CC_REQUIRE(o.threads >= 0 && o.threads <= 4096, "train.threads must be in [0, 4096] (0: OMP_NUM_THREADS or all), got ",
                o.threads);
     CC_REQUIRE(std::isfinite(o.grad_bucket_mb) && o.grad_bucket_mb >= 0 && o.grad_bucket_mb <= 1e6,
@@ -213,6 +222,32 @@ bool holds_run(const std::string& dir) {
            fs::exists(fs::path(dir) / "metrics.jsonl");
 }
 
+// The marker of a finished run, <train.out>/finished ("step N" and the final
+// checkpoint's name), written by rank 0 after the final checkpoint and the final
+// evaluation's metrics line. A resume of a finished run does nothing (a scheduler may
+// start a job again: a requeue, a signal during the final evaluation), so the run is
+// never trained on and metrics.jsonl never gets a second final evaluation line.
+constexpr const char* kFinishedMarker = "finished";
+
+// The step recorded in dir's marker; -1 when there is no marker (or no step in it).
+int64_t finished_step(const std::string& dir) {
+    std::ifstream f(fs::path(dir) / kFinishedMarker);
+    std::string word;
+    long long step = -1;
+    if (f && f >> word >> step && word == "step" && step >= 0) return step;
+    return f.is_open() ? 0 : -1;  // a marker without a readable step still marks the run finished
+}
+
+// Whether dir/metrics.jsonl already holds the evaluation line of `step` (the form
+// run_eval writes: {"step": N, "eval": true, ...}).
+bool metrics_has_eval(const std::string& dir, int64_t step) {
+    std::ifstream f(fs::path(dir) / "metrics.jsonl");
+    const std::string head = "{\"step\": " + std::to_string(step) + ", \"eval\": true";
+    for (std::string line; std::getline(f, line);)
+        if (line.rfind(head, 0) == 0) return true;
+    return false;
+}
+
 std::string format_eta(double seconds) {
     char buf[32];
     const long s = long(seconds + 0.5);
@@ -258,12 +293,7 @@ std::string probe_run_folder(const std::string& dir) {
 
 // Writes text to path (replacing it), checking every step; throws naming the path.
 void write_text_file(const std::string& path, const std::string& text) {
-    errno = 0;
-    std::ofstream f(path, std::ios::trunc);
-    CC_REQUIRE(f.is_open(), "cannot write ", path, " (", std::strerror(errno), ")");
-    f << text;
-    f.close();
-    CC_REQUIRE(!f.fail(), "writing ", path, " failed (", errno ? std::strerror(errno) : "stream error", ")");
+    io::write_text_file(path, text, /*replace=*/true);
 }
 
 // A name in dir that does not exist yet: base + ext, else base_2 + ext, ...
@@ -277,6 +307,38 @@ std::string fresh_name(const std::string& dir, const std::string& base, const st
         name += ext;
         if (!fs::exists(fs::path(dir) / name)) return (fs::path(dir) / name).string();
     }
+}
+
+// Whether two paths name one file (a relative path and its absolute form, a link).
+bool same_file(const std::string& a, const std::string& b) {
+    std::error_code ec;
+    if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
+    std::error_code e1, e2;
+    return fs::weakly_canonical(a, e1) == fs::weakly_canonical(b, e2);
+}
+
+// A side file (embeddings, MoDE assignment) records the dataset it was made from
+// (its path and io::dataset_fingerprint) and the model that made it: used with
+// another dataset or model of the same size, its rows would silently belong to other
+// examples. The fingerprint decides (a copy staged elsewhere is the same data); a
+// side file without one is compared by path, and only a note is printed. `option`
+// names the option.
+void require_side_file_source(const std::string& option, const std::string& side_file, const std::string& dataset,
+                              const std::string& dataset_fp, const std::string& stored_dataset,
+                              const std::string& stored_fp, const std::string& model, const std::string& stored_model,
+                              bool root) {
+    if (!stored_fp.empty()) {
+        CC_REQUIRE(stored_fp == dataset_fp, option, ": ", side_file, " was made from the dataset ", stored_dataset,
+                   " (fingerprint ", stored_fp, "), but data.train ", dataset, " holds other data (fingerprint ",
+                   dataset_fp, "): its rows would belong to other examples; make it again from data.train");
+    } else if (root && !stored_dataset.empty() && !same_file(stored_dataset, dataset)) {
+        std::printf("note: %s: %s was made from %s, data.train is %s (the file records no fingerprint to compare; "
+                    "make sure it is the same data)\n",
+                    option.c_str(), side_file.c_str(), stored_dataset.c_str(), dataset.c_str());
+    }
+    CC_REQUIRE(stored_model.empty() || model.empty() || same_file(stored_model, model), option, ": ", side_file,
+               " was made by the model ", stored_model, ", but jest.reference is ", model,
+               " (embed data.train with the reference: curaclip embed --checkpoint <jest.reference> --what both)");
 }
 
 // The checkpoint's stored option record and model shape (its config and
@@ -341,10 +403,13 @@ std::string load_initial_parameters(const std::string& path, ClipModel& model) {
 }
 }  // namespace
 
-std::vector<int64_t> training_rows(const TrainOptions& opt, int64_t n_dataset) {
+std::vector<int64_t> training_rows(const TrainOptions& opt, int64_t n_dataset, const std::string& fingerprint, bool root) {
     if (opt.mode_expert < 0) return opt.rows;
     CC_CHECK(opt.rows.empty(), "train: give either explicit rows or mode.expert, not both");
     const mode::Assignment a = mode::read_assignment(opt.mode_assign, /*with_rows=*/true, "mode.assign");
+    if (!fingerprint.empty())
+        require_side_file_source("mode.assign", opt.mode_assign, opt.train_path, fingerprint, a.source_dataset,
+                                 a.source_fingerprint, "", "", root);
     CC_REQUIRE(a.n_examples == n_dataset, "mode.assign: ", opt.mode_assign, " assigns ", a.n_examples,
              " examples but data.train ", opt.train_path, " has ", n_dataset,
              ": the side file belongs to another dataset");
@@ -365,6 +430,21 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         openblas_set_num_threads(opt.threads);
     }
     const bool resuming = !opt.resume.empty();
+    // A finished run is not resumed (its marker; decided on rank 0): status 0, nothing
+    // written, so a scheduler's requeue of a finished job does nothing. Only a resume to
+    // more steps goes on; a new run there is refused below, as for any run folder in use.
+    int64_t finished_at = root && resuming && !opt.overwrite ? finished_step(opt.out_dir) : -1;
+    comm.allreduce_max(&finished_at, 1);
+    if (finished_at >= 0 && opt.steps <= finished_at) {
+        if (root) {
+            std::printf("run folder %s holds a finished run (step %lld, %s): nothing to do; to train further "
+                        "--train.resume latest --train.steps N (N > %lld)\n",
+                        opt.out_dir.c_str(), (long long)finished_at,
+                        (fs::path(opt.out_dir) / kFinishedMarker).string().c_str(), (long long)finished_at);
+            std::fflush(stdout);
+        }
+        return 0;
+    }
     // Refuse to clobber a finished or running experiment; decided on rank 0, agreed by all.
     int64_t refuse = 0;
     if (root && !resuming && !opt.overwrite && holds_run(opt.out_dir)) refuse = 1;
@@ -384,11 +464,38 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
             const H5File f(resume_path, H5File::Mode::read);
             resume_step = f.attr_i64("/", "step");
         }
+        // Resuming from an earlier checkpoint of this run folder would write over the
+        // later ones (same names, another trajectory): refused, naming them.
+        if (fs::is_directory(opt.out_dir)) {
+            std::vector<std::string> later;
+            for (const auto& e : fs::directory_iterator(opt.out_dir)) {
+                const std::string n = e.path().filename().string();
+                long long k = -1;
+                char tail[4] = {0};
+                if (std::sscanf(n.c_str(), "step_%lld.h%2s", &k, tail) == 2 && std::string(tail) == "5" &&
+                    n == checkpoint_name(k) && k > resume_step && !fs::equivalent(e.path(), resume_path))
+                    later.push_back(n);
+            }
+            std::sort(later.begin(), later.end());
+            std::string names;
+            for (const std::string& n : later) names += (names.empty() ? "" : ", ") + n;
+            CC_REQUIRE(later.empty(), "--train.resume: ", resume_path, " is at step ", resume_step, " but ",
+                       opt.out_dir, " holds later checkpoints of the run (", names,
+                       "): resuming from it would write over them. Resume from latest, or, to go back to step ",
+                       resume_step, " on purpose, move those checkpoints out of the folder first");
+        }
         const std::string stored_model =
             run_model.empty() ? std::string() : model_config_to_ini(model_config_from_ini(run_model, resume_path));
         std::string refused;
         for (const OptionChange& c : resume_changes(run_config, stored_model, opt.config_text, model_config_to_ini(model_cfg))) {
             if (c.key == "train.resume" || c.key == "train.overwrite") continue;  // what every resume says
+            if (c.key == "train.steps" && std::strtoll(c.new_value.c_str(), nullptr, 10) <
+                                              std::strtoll(c.run_value.c_str(), nullptr, 10)) {
+                refused += "\n  train.steps: the run has " + c.run_value + ", this command " + c.new_value +
+                           " (a resume may lengthen the schedule, not shorten it: to stop earlier give "
+                           "--train.stop_at " + c.new_value + ")";
+                continue;
+            }
             if (c.allowed) resume_report.push_back(c);
             else refused += "\n  " + c.key + ": the run has " + c.run_value + ", this command " + c.new_value;
         }
@@ -400,11 +507,25 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         CC_REQUIRE(resume_step <= opt.steps, "--train.resume: ", resume_path, " is at step ", resume_step,
                    ", past train.steps = ", opt.steps, " (give train.steps >= ", resume_step, ")");
         if (resume_step == opt.steps) {
+            // Trained to the end, not marked finished: stopped at the last step or during
+            // the final evaluation. Done if that evaluation's line is already in
+            // metrics.jsonl (or there is none to make); else it is made below (no steps).
+            int64_t logged = root && (opt.eval_path.empty() || metrics_has_eval(opt.out_dir, opt.steps)) ? 1 : 0;
+            comm.allreduce_max(&logged, 1);
+            if (logged) {
+                if (root) {
+                    write_text_file((fs::path(opt.out_dir) / kFinishedMarker).string(),
+                                    "step " + std::to_string(resume_step) + "\ncheckpoint " +
+                                        fs::path(resume_path).filename().string() + "\n");
+                    std::printf("resume: %s is at step %lld = train.steps: the run has finished, nothing to do (give a "
+                                "larger --train.steps to train further)\n",
+                                resume_path.c_str(), (long long)resume_step);
+                }
+                return 0;
+            }
             if (root)
-                std::printf("resume: %s is at step %lld = train.steps: the run has finished, nothing to do (give a "
-                            "larger --train.steps to train further)\n",
+                std::printf("resume: %s is at step %lld = train.steps; the final evaluation is missing: evaluating\n",
                             resume_path.c_str(), (long long)resume_step);
-            return 0;
         }
     }
 
@@ -425,6 +546,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
             io::DatasetExpect e = lo.expect;
             const io::DatasetReader eval_set(opt.eval_path, e);
             CC_REQUIRE(eval_set.size() > 0, opt.eval_path, " has no rows");
+            io::check_labels(eval_set);
         } catch (const Error& e) {
             CC_USER_FAIL("data.eval: ", e.what());
         }
@@ -453,8 +575,9 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
                    "is a whole number");
     }
     if (opt.mode_expert >= 0 || !opt.rows.empty()) {
-        const int64_t n_dataset = io::DatasetReader(opt.train_path, lo.expect).size();
-        lo.rows = training_rows(opt, n_dataset);
+        const io::DatasetReader train_set(opt.train_path, lo.expect);
+        lo.rows = training_rows(opt, train_set.size(),
+                                opt.mode_expert >= 0 ? io::dataset_fingerprint(train_set) : std::string(), root);
         if (opt.mode_expert >= 0)
             CC_REQUIRE(int64_t(lo.rows.size()) >= super_batch, "mode.expert = ", opt.mode_expert, " has ", lo.rows.size(),
                        " examples (cluster + out-of-cluster share), fewer than one global batch of ", super_batch);
@@ -466,6 +589,43 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         if (fs::is_directory(init_path)) init_path = resolve_checkpoint(init_path, "latest");
     }
     io::Loader loader(opt.train_path, super_batch, comm, opt.seed, lo);
+    if (!init_path.empty()) require_checkpoint_tokenizer(init_path, "train.init_from", opt.train_path, tok.id_hex());
+    // JEST's reference and its cached embeddings: the reference must read this data's
+    // token ids, and the cache must be of this dataset, made by this reference.
+    std::string jest_reference = opt.jest_reference;
+    if (opt.jest_enabled && opt.jest.score != jest::ScoreKind::hard_learner && !jest_reference.empty()) {
+        CC_REQUIRE(fs::exists(jest_reference), "jest.reference: ", jest_reference, " does not exist");
+        if (fs::is_directory(jest_reference)) jest_reference = resolve_checkpoint(jest_reference, "latest");
+        require_checkpoint_tokenizer(jest_reference, "jest.reference", opt.train_path, tok.id_hex());
+        if (!opt.jest_reference_cache.empty()) {
+            CC_REQUIRE(fs::exists(opt.jest_reference_cache), "jest.reference_cache: ", opt.jest_reference_cache,
+                       " does not exist");
+            const H5File f(opt.jest_reference_cache, H5File::Mode::read);
+            auto attr = [&](const char* k) { return f.has_attr("/", k) ? f.attr_string("/", k) : std::string(); };
+            require_side_file_source("jest.reference_cache", opt.jest_reference_cache, opt.train_path,
+                                     io::dataset_fingerprint(io::DatasetReader(opt.train_path, lo.expect)),
+                                     attr("source_dataset"), attr("source_fingerprint"), jest_reference,
+                                     attr("checkpoint"), root);
+            const std::string tid = attr("tokenizer_id");
+            CC_REQUIRE(tid.empty() || tid == tok.id_hex(), "jest.reference_cache: ", opt.jest_reference_cache,
+                       " holds caption embeddings of token ids of tokenizer ", tid, ", data.tokenizer is ",
+                       tok.id_hex());
+        }
+    }
+    if (resuming) {
+        // The same path may hold another file now (a re-run of prep, a copy): the run
+        // continues only on the data it was trained on (as far as the checkpoint
+        // recorded it: its tokenizer and row count).
+        const CheckpointState was = checkpoint_provenance(resume_path);
+        CC_REQUIRE(was.tokenizer_id.empty() || was.tokenizer_id == tok.id_hex(), "--train.resume: ", resume_path,
+                   " was trained with tokenizer ", was.tokenizer_id, ", but data.tokenizer ", opt.tokenizer_path,
+                   " is tokenizer ", tok.id_hex(), ": the file at that path has changed since; a resume continues on "
+                   "the run's own data");
+        CC_REQUIRE(was.train_rows < 0 || was.train_rows == loader.dataset_size(), "--train.resume: ", resume_path,
+                   " was trained on ", was.train_rows, " rows of data.train ", opt.train_path, ", which now has ",
+                   loader.dataset_size(), ": the file at that path has changed since; a resume continues on the "
+                   "run's own data (restore it, or start a new run with --train.init_from ", resume_path, ")");
+    }
 
     // The run folder must take files before any step runs.
     agree_on_error(comm, root ? probe_run_folder(opt.out_dir) : std::string());
@@ -495,7 +655,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         selector = std::make_unique<jest::JestSelector>(*be, *coll, P > 1 ? &comm : nullptr, jcfg, super_batch,
                                                         model_cfg.embed_dim);
         if (opt.jest.score != jest::ScoreKind::hard_learner)
-            reference = std::make_unique<jest::ReferenceSource>(*be, opt.jest_reference, opt.jest_reference_cache,
+            reference = std::make_unique<jest::ReferenceSource>(*be, jest_reference, opt.jest_reference_cache,
                                                                 super_batch / P, loader.dataset_size(), model_cfg,
                                                                 tok.vocab_size());
         jest_step = std::make_unique<JestTrainStep>(model, step, *selector, reference.get(), comm, opt.jest_score_low_res);
@@ -574,11 +734,29 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     if (root) metrics.open((fs::path(opt.out_dir) / "metrics.jsonl").string());
 
     install_preemption_handlers();
+    // A rank that stops without dying would leave the others waiting for ever in a
+    // collective: the watchdog ends the job with a report (preemption.h).
+    start_progress_watchdog(opt.step_timeout);
+    struct WatchdogStop {
+        ~WatchdogStop() { stop_progress_watchdog(); }
+    } watchdog_stop;
+    // Checkpoints and evaluations have no step to note: the watchdog waits them out.
+    struct WatchdogPause {
+        WatchdogPause() { pause_progress_watchdog(true); }
+        ~WatchdogPause() { pause_progress_watchdog(false); }
+    };
+    // Training again (train.overwrite, or a resume to more steps): not finished until the end.
+    if (root) {
+        std::error_code ec;
+        fs::remove(fs::path(opt.out_dir) / kFinishedMarker, ec);
+        CC_REQUIRE(!ec, "cannot remove ", (fs::path(opt.out_dir) / kFinishedMarker).string(), " (", ec.message(), ")");
+    }
     double total_flops = 0;  // model FLOPs of this run segment (scoring included), all ranks
     int64_t skip_streak = 0;  // steps skipped in a row (non-finite loss or gradients)
     // Returns whether a checkpoint was written. After skipped steps the parameters are
     // checked first: a non-finite state never becomes `latest`.
     auto checkpoint = [&](int64_t done) {
+        const WatchdogPause pause;
         int64_t bad = 0;
         if (skip_streak > 0 && !parameters_finite(model.params())) bad = 1;
         comm.allreduce_max(&bad, 1);
@@ -590,9 +768,16 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         }
         if (root) {
             const io::LoaderPosition pos = loader.position();
-            save_checkpoint(opt.out_dir, checkpoint_name(done), model.params(),
-                            CheckpointState{done, pos.epoch, pos.step, opt.seed, opt.config_text,
-                                            model_config_to_ini(model_cfg)});
+            CheckpointState state;
+            state.step = done;
+            state.loader_epoch = pos.epoch;
+            state.loader_step = pos.step;
+            state.seed = opt.seed;
+            state.config = opt.config_text;
+            state.model_config = model_config_to_ini(model_cfg);
+            state.tokenizer_id = tok.id_hex();
+            state.train_rows = loader.dataset_size();
+            save_checkpoint(opt.out_dir, checkpoint_name(done), model.params(), state);
         }
         comm.barrier();
         last_checkpoint = (fs::path(opt.out_dir) / checkpoint_name(done)).string();
@@ -600,6 +785,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     };
     auto run_eval = [&](int64_t done) {
         if (opt.eval_path.empty()) return;
+        const WatchdogPause pause;
         const EvalReport r = evaluate(model, tok, opt.eval_path, comm);
         model.set_batch(local_batch);
         if (root) {
@@ -617,6 +803,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     int64_t window_all_steps = 0;
     int64_t window_steps = 0;
     for (int64_t s = start_step; s < opt.steps; ++s) {
+        const auto t_step = Clock::now();
         const io::Batch batch = loader.next();
         if (opt.on_batch_rows) opt.on_batch_rows(s, batch.indices);
         StepResult r;
@@ -693,6 +880,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
                          ". Look for the cause in the inputs and options (a too large train.lr, bad "
                          "model.image_mean / image_std, a damaged init_from or data file); train.max_skipped_steps 0 "
                          "never stops");
+        note_progress(done, std::chrono::duration<double>(Clock::now() - t_step).count());
         if (opt.checkpoint_every > 0 && done % opt.checkpoint_every == 0 && done != opt.steps) {
             // Not while steps are being skipped: `latest` stays the last checkpoint
             // written before them (the state has not changed since, the data position has).
@@ -714,8 +902,12 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
             return 0;
         }
     }
-    const bool saved = checkpoint(opt.steps);
+    // (A resume at the last step has that checkpoint already: only the evaluation is missing.)
+    const bool saved = start_step == opt.steps ? true : checkpoint(opt.steps);
     run_eval(opt.steps);
+    if (root && saved)
+        write_text_file((fs::path(opt.out_dir) / kFinishedMarker).string(),
+                        "step " + std::to_string(opt.steps) + "\ncheckpoint " + checkpoint_name(opt.steps) + "\n");
     if (root) {
         const double total = std::chrono::duration<double>(Clock::now() - t_start).count();
         std::printf("done: %lld steps in %.1f s, checkpoint %s\n", (long long)(opt.steps - start_step), total,

@@ -63,6 +63,7 @@ struct TrainOptions {
     // logit_bias at the SigLIP recipe's -10 (weight_init.cpp), sigmoid -> softmax
     // drops it; both are printed.
     std::string init_from;
+    double step_timeout = 0;      // seconds without a finished step before the job is ended (0 = auto)
     // MoDE expert (DESIGN §7): train only on expert mode_expert's rows of the
     // cluster side file mode_assign plus round(mode_ood_share * |cluster|)
     // out-of-cluster rows (mode/experts.h). mode_expert < 0: all data.
@@ -83,8 +84,12 @@ TrainOptions train_options_from(const boost::program_options::variables_map& vm)
 void validate_train_options(const TrainOptions& o);
 
 // The rows a run trains on (opt.rows, or mode_expert's rows of mode_assign;
-// empty: all). n_dataset is the size of data.train, checked against the side file.
-std::vector<int64_t> training_rows(const TrainOptions& opt, int64_t n_dataset);
+// empty: all). n_dataset is the size of data.train, checked against the side file;
+// `fingerprint` its io::dataset_fingerprint, checked against the one the side file
+// records ("" or a side file without one: not compared; root prints a note when the
+// recorded path differs).
+std::vector<int64_t> training_rows(const TrainOptions& opt, int64_t n_dataset, const std::string& fingerprint = "",
+                                   bool root = false);
 
 // Runs the whole training; returns the process exit code (0 also after a clean
 // preemption stop, and when a resumed run had already finished). Throws an Error

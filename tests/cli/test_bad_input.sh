@@ -168,6 +168,45 @@ out=$("$BIN" train --config configs/tiny.ini --train.out "$W/rr" --train.resume 
 check "resume: more steps are accepted and reported" grep -q "resume: train.steps 4 -> 6 (the cosine schedule now ends at step 6" <<<"$out"
 check "resume: more steps exit 0 with step 6" test $rc -eq 0 -a -f "$W/rr/step_00000006.h5"
 
+# A resume never writes over later checkpoints, never shortens the schedule, and
+# continues only on the data it was trained on (a file replaced at the same path).
+mkdir -p "$W/dr"; cp "$W/d/train.h5" "$W/dr/train.h5"
+RS=(train --config configs/tiny.ini --data.train "$W/dr/train.h5" --data.tokenizer "$W/d/tokenizer.bpe" --data.eval ""
+    --train.batch_size 32 --train.warmup 0 --train.log_every 1 --train.out "$W/rs")
+"$BIN" "${RS[@]}" --train.steps 6 --train.stop_at 4 --train.checkpoint_every 2 >/dev/null 2>&1
+sum_before=$(md5sum "$W/rs"/*)
+expect_error "resume: from an earlier checkpoint while later ones exist is refused naming them" \
+  "rs/step_00000002\.h5 is at step 2 but .*rs holds later checkpoints of the run \(step_00000004\.h5\)" \
+  "$BIN" "${RS[@]}" --train.resume "$W/rs/step_00000002.h5"
+expect_error "resume: fewer train.steps is refused, pointing at train.stop_at" \
+  "train\.steps: the run has 6, this command 5 .*--train\.stop_at 5" "$BIN" "${RS[@]}" --train.resume latest --train.steps 5
+"$BIN" prep fashion-mnist --out "$W/d3" --limit 200 --tokenizer "$W/d/tokenizer.bpe" >/dev/null 2>&1
+cp "$W/d3/train.h5" "$W/dr/train.h5"
+expect_error "resume: data.train replaced at the same path is refused" \
+  "was trained on [0-9]+ rows of data\.train .*dr/train\.h5, which now has [0-9]+: the file at that path has changed" \
+  "$BIN" "${RS[@]}" --train.resume latest
+check "resume: refused resumes changed no file of the run" test "$sum_before" = "$(md5sum "$W/rs"/*)"
+
+# A model is never used with token ids of another tokenizer (a silently wrong score).
+expect_error "eval: data of another tokenizer than the checkpoint's is refused naming both" \
+  "--checkpoint .*run/step_[0-9]+\.h5 was trained on token ids of tokenizer [0-9a-f]+, but .*d2/test\.h5 was tokenized by tokenizer [0-9a-f]+" \
+  "$BIN" eval --checkpoint "$W/run" --data "$W/d2/test.h5"
+expect_error "embed: data of another tokenizer than the checkpoint's is refused" "was trained on token ids of tokenizer" \
+  "$BIN" embed --checkpoint "$W/run" --data "$W/d2/test.h5" --out "$W/x_tok_emb.h5"
+expect_refused "train: init_from a model of another tokenizer is refused" "train\.init_from .* was trained on token ids of tokenizer" "$W/t_tok" \
+  "$BIN" train --config configs/tiny.ini --data.train "$W/d2/train.h5" --data.tokenizer "$W/d2/tokenizer.bpe" --data.eval "" \
+  --train.batch_size 32 --train.steps 2 --train.warmup 0 --train.init_from "$W/run" --train.out "$W/t_tok"
+check "tokenizer refusals wrote nothing" test ! -e "$W/x_tok_emb.h5"
+
+# Labels of the evaluation set outside /classnames: refused before step 1, naming the row.
+mkdir -p "$W/dl"; cp "$W/d/test.h5" "$W/dl/test.h5"; cp "$W/d/tokenizer.bpe" "$W/dl/"
+/usr/bin/python3 -c "import h5py; f = h5py.File('$W/dl/test.h5', 'r+'); f['labels'][9] = 10"
+expect_refused "train: data.eval label outside the classes is refused before step 1" \
+  "data\.eval: .*dl/test\.h5: /labels\[9\] = 10 is not a class of /classnames \(10 classes" "$W/t_lab" \
+  "$BIN" "${ROB_EVAL[@]}" --data.eval "$W/dl/test.h5" --train.out "$W/t_lab"
+expect_error "eval: a label outside the classes names the row" "dl/test\.h5: /labels\[9\] = 10 is not a class" \
+  "$BIN" eval --checkpoint "$W/run" --data "$W/dl/test.h5"
+
 # Non-finite values: a checkpoint whose patch embedding overflows every forward stops the
 # run after train.max_skipped_steps with an error; metrics.jsonl stays JSON (null).
 /usr/bin/python3 - "$W/rr/step_00000006.h5" "$W/overflow.h5" "$W/scale100.h5" <<'PY'
@@ -325,6 +364,17 @@ PYEOF
     "$BIN" eval --experts "$W/run,$W/run" --assign "$E/map_assign.h5" --data "$W/d/test.h5"
   expect_error "train --mode.assign: NaN centers refused before the first step" "mode.assign: $E/nan_assign.h5: /centers/fine: fine center 1" \
     "$BIN" "${TRAIN[@]}" --mode.assign "$E/nan_assign.h5" --mode.expert 0 --train.init_from "$W/run" --train.out "$E/x_run"
+  # An assignment used with another dataset of the same size: refused by its fingerprint;
+  # the same data staged at another path is accepted.
+  "$BIN" prep fashion-mnist --out "$E/dn" --limit 300 --noise 0.5 --tokenizer "$W/d/tokenizer.bpe" >/dev/null 2>&1
+  expect_error "train --mode.assign: an assignment of other data of the same size is refused" \
+    "mode\.assign: $E/assign\.h5 was made from the dataset .*d/train\.h5 \(fingerprint [0-9a-f]+\), but data\.train $E/dn/train\.h5 holds other data" \
+    "$BIN" train --config configs/tiny.ini --data.train "$E/dn/train.h5" --data.eval "" --train.steps 1 --train.warmup 0 \
+    --train.batch_size 32 --mode.assign "$E/assign.h5" --mode.expert 0 --train.init_from "$W/run" --train.out "$E/x_run"
+  mkdir -p "$E/staged"; cp "$W/d/train.h5" "$W/d/tokenizer.bpe" "$E/staged/"
+  "$BIN" train --config configs/tiny.ini --data.train "$E/staged/train.h5" --data.eval "" --train.steps 1 --train.warmup 0 \
+    --train.batch_size 32 --mode.assign "$E/assign.h5" --mode.expert 0 --train.init_from "$W/run" --train.out "$E/staged_run" >/dev/null 2>&1
+  check "train --mode.assign: the same data staged at another path is accepted" test -f "$E/staged_run/step_00000001.h5"
   expect_error "train-experts: NaN centers refused" "nan_assign.h5: /centers/fine: fine center 1" \
     "$BIN" train-experts --config configs/tiny.ini --data.train "$W/d/train.h5" --data.eval "" --train.steps 2 --train.warmup 0 \
     --train.batch_size 32 --mode.assign "$E/nan_assign.h5" --train.init_from "$W/run" --train.out "$E/x_run"

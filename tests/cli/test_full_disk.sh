@@ -56,6 +56,7 @@ u0=$(used)
 timeout 300 "$BIN" "${TRAIN[@]}" --train.resume latest >"$W/rehearsal.log" 2>&1
 rc=$?
 check "rehearsal: resume with room finishes" test $rc -eq 0 -a "$(cat "$RUN/latest" 2>/dev/null)" = step_00000004.h5
+rm -f "$RUN/finished"  # written after the final checkpoint: not part of what the checkpoint needs
 NEED=$(( $(used) - u0 ))
 echo "checkpoint $CKPT bytes; the resumed segment needs $NEED bytes"
 
@@ -131,6 +132,26 @@ check "prep rerun with space: the finished shard was kept, not rewritten" \
   test -n "$inode" -a "$inode" = "$(stat -c %i "$M/prep/data-shards/part-00000.h5")"
 check "prep rerun with space: the same bytes as a run that never hit the wall" bash -c \
   'cd "$1" && for f in $(find . -type f); do cmp -s "$f" "$2/$f" || exit 1; done' _ "$W/r/prep" "$M/prep"
+
+# ---- small results on a full disk: an eval report and a Fashion-MNIST prep exit 1
+# naming the file and the reason, leave nothing half-written, and the same command
+# works once there is space again.
+rm -rf "$M/prep" "$M/run"
+resize $(( $(used) + 4096 ))
+dd if=/dev/zero of="$M/fill" bs=4096 count=4 2>/dev/null   # the rest of the space
+out=$(timeout 300 "$BIN" eval --checkpoint "$W/snapshot" --data "$W/d/test.h5" --json "$M/ev.json" 2>&1); rc=$?
+check "eval --json on a full disk: exits 1 (exit $rc)" test $rc -eq 1
+check "eval --json on a full disk: names the file and the reason" grep -qE "$M/ev\.json.*No space left on device" <<<"$out"
+check "eval --json on a full disk: no file left" test -z "$(ls "$M" | grep ev.json)"
+out=$(timeout 300 "$BIN" prep fashion-mnist --out "$M/fm" --limit 200 2>&1); rc=$?
+check "prep fashion-mnist on a full disk: exits 1 (exit $rc)" test $rc -eq 1
+check "prep fashion-mnist on a full disk: names the file and the reason" grep -qE "$M/fm/.*No space left on device" <<<"$out"
+check "prep fashion-mnist on a full disk: no file left in --out" test -z "$(ls -A "$M/fm" 2>/dev/null)"
+rm -f "$M/fill"; resize 64m
+out=$(timeout 300 "$BIN" prep fashion-mnist --out "$M/fm" --limit 200 2>&1); rc=$?
+check "prep fashion-mnist with space again: the same command succeeds" test $rc -eq 0 -a -f "$M/fm/train.h5" -a -f "$M/fm/tokenizer.bpe"
+out=$(timeout 300 "$BIN" eval --checkpoint "$W/snapshot" --data "$W/d/test.h5" --json "$M/ev.json" 2>&1); rc=$?
+check "eval --json with space again: a JSON report" /usr/bin/python3 -c "import json; json.load(open('$M/ev.json'))"
 
 echo "full disk: $pass passed, $fail failed"
 [ $fail -eq 0 ]

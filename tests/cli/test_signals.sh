@@ -174,5 +174,29 @@ check "kill -9 before any checkpoint: exit status non-zero" test $rc -ne 0
 check "kill -9 before any checkpoint: says none was written and how to start again" \
   grep -qE "no checkpoint written yet \(no $run/latest\); start again with: cd .* --train.overwrite true" "$run.log"
 
+# A rank that stops without dying (SIGSTOP): the others would wait in a collective
+# for ever; the progress watchdog (train.step_timeout) ends the job with the report.
+run=$W/stopped
+"${TRAIN[@]}" --train.steps $STEPS --train.checkpoint_every 10 --train.step_timeout 5 --train.out "$run" > "$run.log" 2>&1 &
+launcher=$!
+wait_for "$run.log" "step +25/"
+ranks=($(ranks_of $launcher))
+t0=$(date +%s%N)
+kill -STOP "${ranks[1]}"
+ended=0
+for _ in $(seq 1 300); do kill -0 $launcher 2>/dev/null || { ended=1; break; }; sleep 0.1; done
+secs=$(( ($(date +%s%N) - t0) / 1000000000 ))
+if [ $ended = 0 ]; then kill -CONT "${ranks[1]}"; kill -TERM $launcher; fi  # (a failure: do not leave it running)
+wait $launcher; rc=$?
+echo "     (rank 1 stopped: job ended after ${secs} s, exit status $rc)"
+check "SIGSTOP of a rank: the job ended within 30 s" test $ended -eq 1
+check "SIGSTOP of a rank: exit status non-zero" test $rc -ne 0
+others=(); for p in "${ranks[@]}"; do running $p && others+=($p); done
+check "SIGSTOP of a rank: no rank left behind" test ${#others[@]} -eq 0
+check "SIGSTOP of a rank: the stall is reported with its limit" grep -qE "curaclip train: rank 0: no progress for [0-9]+ s after step [0-9]+ \(limit 5 s, train.step_timeout\)" "$run.log"
+ckpt=$(latest_file "$run")
+check "SIGSTOP of a rank: the last checkpoint is named, as latest names it" grep -qF "curaclip train: last checkpoint: $ckpt (named by latest)" "$run.log"
+check "SIGSTOP of a rank: that checkpoint is intact" h5_readable "$ckpt"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -69,7 +69,7 @@ struct Model {
     }
 };
 
-CheckpointState state(int64_t step) { return CheckpointState{step, 0, step, 7, "[train]\n", "[model]\n"}; }
+CheckpointState state(int64_t step) { return CheckpointState{step, 0, step, 7, "[train]\n", "[model]\n", "", -1}; }
 
 // Names of the files in dir, sorted.
 std::vector<std::string> listing(const std::string& dir) {
@@ -389,6 +389,34 @@ TEST(CheckpointFaults, WriteNewFileReportsTheSystemReasonAndRemovesThePartialFil
     expect_error([&] { io::write_new_file(d / "f", "y", 1); }, {"cannot create " + d / "f", "File exists"});
     EXPECT_EQ(read_file_bytes(d / "f"), data);
     EXPECT_EQ(io::describe_errno(ENOSPC), "No space left on device (disk full)");
+}
+
+// A writer killed midway (kill -9, a rank lost under mpirun) leaves no partial file
+// under any name: the bytes go to an unnamed file (O_TMPFILE) that is named only when
+// complete. A child writes 4 MiB files one after another and is killed after 150 ms,
+// almost surely inside a write; every file present must then be whole.
+TEST(CheckpointFaults, AWriterKilledMidwayLeavesOnlyWholeFiles) {
+    TempDir d;
+    constexpr size_t kBytes = size_t(4) << 20;
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        std::string data(kBytes, 'z');
+        try {
+            for (int i = 0;; ++i) io::write_new_file(d / ("f" + std::to_string(i)), data.data(), data.size());
+        } catch (...) {
+            ::_exit(1);
+        }
+    }
+    ::usleep(150000);
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    // (fallocate gives a half-written file its full size: compare the bytes.)
+    const std::string whole(kBytes, 'z');
+    for (const auto& e : fs::directory_iterator(d.path))
+        EXPECT_TRUE(read_file_bytes(e.path().string()) == whole) << e.path() << " is a partial file";
 }
 
 }  // namespace
