@@ -17,7 +17,8 @@
 // (~2e-3 for unit-norm centers) is about 100x the GEMM's bound that margin() covers
 // (4 (D+4) 2^-23 (...), ~3e-5 at D = 64), so the true nearest center could be screened
 // out: on points between normalised centers (D = 64, K = 256, x = c + 3 N(0,1)/sqrt(D),
-// N = 4000) 12 rows went to a center that was not the argmin (issue 16). With fp32 norms
+// N = 4000) 12 rows went to a center that was not the argmin (issue 16; 8 with the seed
+// of tests/unit/test_kmeans_screen.cpp). With fp32 norms
 // of the stored centers the only errors left are the GEMM's and one fp32 rounding of
 // each norm, both inside the margin.
 #pragma once

@@ -45,6 +45,10 @@ check "probe: the job's output file is in the submit folder" test -f "$S/slurm-p
 check "probe: --cpus-per-task=2 gives the rank 2 CPUs and 2 threads" grep -q "probe rank=0 cpus=2 omp=2 pmix=0" "$S/slurm-probe-$j.out"
 check "probe: train --config, run folder and overrides passed on" \
   grep -q "args=train --config cfg.ini --train.out runs/probe-$j --x 1" "$S/slurm-probe-$j.out"
+j=$(CURACLIP_BIN=$W/probe submit --job-name=probe "${SBATCH[@]}" cfg.ini --train.out mine --y 2)
+wait_job "$j" 60
+check "probe: --train.out among the overrides is the run folder (given once)" \
+  bash -c "grep -q 'args=train --config cfg.ini --train.out mine --y 2\$' '$S/slurm-probe-$j.out' && test -d '$S/mine'"
 j=$(CURACLIP_BIN=$W/probe CURACLIP_SRUN_MPI=none submit --job-name=probe --ntasks=2 "${SBATCH[@]}" cfg.ini)
 wait_job "$j" 60
 check "probe: CURACLIP_SRUN_MPI=none: no PMIx, 2 ranks x 1 thread" \
