@@ -89,10 +89,13 @@ int train_experts(const TrainOptions& base, const ModelConfig& model_cfg, const 
         o.mode_expert = c;
         o.out_dir = expert_dir(base.out_dir, c);
         o.config_text = ini_set(ini_set(base.config_text, "mode", "expert", std::to_string(c)), "train", "out", o.out_dir);
-        const std::string final_ckpt = (fs::path(o.out_dir) / checkpoint_name(o.steps)).string();
+        // Done = the trainer's `finished` marker (written after the final checkpoint AND
+        // the final evaluation): an expert stopped at its last step, or during that
+        // evaluation, is resumed so that it gets its evaluation line.
+        const std::string finished = (fs::path(o.out_dir) / "finished").string();
         if (!base.resume.empty()) {
-            if (fs::exists(final_ckpt)) {
-                if (group.rank() == 0) std::printf("expert %d: already trained (%s), skipped\n", c, final_ckpt.c_str());
+            if (fs::exists(finished)) {
+                if (group.rank() == 0) std::printf("expert %d: already trained (%s), skipped\n", c, finished.c_str());
                 continue;
             }
             if (!fs::exists(fs::path(o.out_dir) / "latest")) o.resume.clear();  // not begun yet
@@ -103,7 +106,7 @@ int train_experts(const TrainOptions& base, const ModelConfig& model_cfg, const 
         }
         const int rc = run_training(o, model_cfg, group);
         if (rc != 0) return rc;
-        if (!fs::exists(final_ckpt)) {  // stopped early (preemption, train.stop_at): resume later
+        if (!fs::exists(finished)) {  // stopped early (preemption, train.stop_at): resume later
             if (group.rank() == 0)
                 std::printf("[group %d] stopped before expert %d finished; rerun with --train.resume latest\n", g, c);
             break;

@@ -179,6 +179,81 @@ TEST(ModeExperts, TrainExpertsGivesTheSameCheckpointsAsTrainingEachExpertAlone) 
     world.barrier();
 }
 
+// A train-experts job stopped part way (train.stop_at here; a preemption alike) and
+// resumed ends with the same experts as one uninterrupted job; an expert counts as
+// done by the trainer's `finished` marker, so one stopped at its last step (no
+// marker: its final evaluation may be missing) is resumed, and finished ones are
+// skipped untouched.
+TEST(ModeExperts, TrainExpertsResumesAStoppedJobToTheSameExperts) {
+    const Communicator world = Communicator::world();
+    omp_set_num_threads(1);
+    const Fixture f = make_fixture(world, "experts_resume");
+    TrainOptions seed = options(f, f.dir + "/seed", 4);
+    auto base_for = [&](const std::string& out) {
+        TrainOptions b = options(f, out, 6);
+        b.init_from = f.dir + "/seed";
+        b.mode_assign = f.dir + "/assign.h5";
+        b.config_text = "[mode]\nexpert = -1\n[train]\nout = " + b.out_dir + "\n";
+        return b;
+    };
+    const TrainOptions whole = base_for(f.dir + "/whole");
+    TrainOptions part = base_for(f.dir + "/part");
+    {
+        Quiet q;
+        EXPECT_EQ(run_training(seed, f.cfg, world), 0);
+        EXPECT_EQ(mode::train_experts(whole, f.cfg, world), 0);
+        part.stop_at = 3;
+        EXPECT_EQ(mode::train_experts(part, f.cfg, world), 0);
+    }
+    world.barrier();
+    EXPECT_FALSE(fs::exists(mode::expert_dir(part.out_dir, 0) + "/finished"));
+    EXPECT_TRUE(fs::exists(mode::expert_dir(part.out_dir, 0) + "/" + checkpoint_name(3)));
+    part.stop_at = 0;
+    part.resume = "latest";
+    {
+        Quiet q;
+        EXPECT_EQ(mode::train_experts(part, f.cfg, world), 0);
+    }
+    world.barrier();
+    for (int c = 0; c < 2; ++c) {
+        const std::string dir = mode::expert_dir(part.out_dir, c);
+        EXPECT_TRUE(fs::exists(dir + "/finished")) << dir;
+        if (world.rank() == 0) {
+            H5File a(dir + "/" + checkpoint_name(6), H5File::Mode::read);
+            H5File b(mode::expert_dir(whole.out_dir, c) + "/" + checkpoint_name(6), H5File::Mode::read);
+            for (const char* name : {"visual.conv1.weight", "token_embedding.weight", "text_projection"}) {
+                const std::string key = std::string("params/") + name;
+                EXPECT_EQ(a.read_f32(key), b.read_f32(key)) << "expert " << c << " " << name;
+            }
+        }
+    }
+    // Expert 0 stopped at its last step (its marker gone): resumed, not skipped; expert 1
+    // finished: skipped, its files untouched.
+    world.barrier();
+    const std::string e1_final = mode::expert_dir(part.out_dir, 1) + "/" + checkpoint_name(6);
+    const auto e1_time = fs::last_write_time(e1_final);
+    if (world.rank() == 0) fs::remove(mode::expert_dir(part.out_dir, 0) + "/finished");
+    world.barrier();
+    std::string out;
+    {
+        testing::CaptureStdout cap;
+        EXPECT_EQ(mode::train_experts(part, f.cfg, world), 0);
+        out = cap.text();
+    }
+    world.barrier();
+    EXPECT_TRUE(fs::exists(mode::expert_dir(part.out_dir, 0) + "/finished"));
+    EXPECT_EQ(fs::last_write_time(e1_final), e1_time);
+    // (each expert's messages come from its group's first rank)
+    int64_t said[2] = {out.find("expert 0: already trained") != std::string::npos ? 1 : 0,
+                       out.find("expert 1: already trained") != std::string::npos ? 1 : 0};
+    world.allreduce_max(said, 2);
+    EXPECT_EQ(said[0], 0) << "expert 0 (stopped at its last step) was skipped";
+    EXPECT_EQ(said[1], 1) << "expert 1 (finished) was not skipped";
+    world.barrier();
+    if (world.rank() == 0) fs::remove_all(f.dir);
+    world.barrier();
+}
+
 TEST(ModeExperts, BadExpertIdsAndSideFilesAreRefused) {
     const Communicator world = Communicator::world();
     const Fixture f = make_fixture(world, "bad");

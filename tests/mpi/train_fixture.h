@@ -98,6 +98,43 @@ private:
     int saved_;
 };
 
+// Captures stdout while alive (into an unlinked temporary file); text() reads it back.
+class CaptureStdout {
+public:
+    CaptureStdout() {
+        std::fflush(stdout);
+        saved_ = dup(1);
+        file_ = std::tmpfile();
+        dup2(fileno(file_), 1);
+    }
+    ~CaptureStdout() {
+        restore();
+        std::fclose(file_);
+    }
+    std::string text() {
+        restore();
+        std::string out;
+        std::rewind(file_);
+        char buf[4096];
+        size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, file_)) > 0) out.append(buf, n);
+        return out;
+    }
+    CaptureStdout(const CaptureStdout&) = delete;
+    CaptureStdout& operator=(const CaptureStdout&) = delete;
+
+private:
+    void restore() {
+        if (saved_ < 0) return;
+        std::fflush(stdout);
+        dup2(saved_, 1);
+        close(saved_);
+        saved_ = -1;
+    }
+    int saved_ = -1;
+    FILE* file_ = nullptr;
+};
+
 // Options of a short run on the fixture: batch 8, seed 5, lr 2e-3, clip 1, a log line
 // per step.
 inline TrainOptions fixture_train_options(const TrainFixture& f, const std::string& out, int64_t steps,
