@@ -45,6 +45,8 @@ std::vector<uint8_t> read_range(const std::string& path, uint64_t offset, uint64
 }  // namespace
 
 int64_t SafetensorsTensor::numel() const {
+    for (int64_t d : shape)
+        if (d == 0) return 0;  // before multiplying: [huge, huge, 0] must not overflow
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     return n;
@@ -89,10 +91,22 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     CC_REQUIRE(std::filesystem::is_regular_file(path, ec), "safetensors file '", path, "' does not exist or is not a file");
     const uint64_t size = std::filesystem::file_size(path, ec);
     CC_REQUIRE(!ec, "safetensors file '", path, "': cannot read its size: ", ec.message());
+    // A PyTorch checkpoint (.pt/.bin) given where safetensors is expected: torch.save's zip
+    // archive ("PK\3\4") or a bare pickle (protocol 2-5 opens with 0x80 0x02..0x05). Both can
+    // also be the first bytes of a header length, so only when the file is not a plausible
+    // safetensors file (header in range and opening with '{').
+    const auto head = read_range(path, 0, std::min<uint64_t>(size, 9), "its first bytes");
+    const bool zip = head.size() >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4;
+    const bool pickle = head.size() >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5;
+    const bool plausible = head.size() == 9 && head[8] == '{' && read_u64_le(head.data()) <= size - 9;
+    CC_REQUIRE(!(zip || pickle) || plausible, "'", path, "' is a PyTorch checkpoint (",
+               zip ? "a torch.save zip archive" : "a pickle", "), not a safetensors file; convert it with\n"
+               "    python -c \"import torch; from safetensors.torch import save_file; save_file(torch.load('", path,
+               "', weights_only=True), 'model.safetensors')\"\n(docs/interop.md: a full training checkpoint keeps "
+               "the weights under 'state_dict')");
     CC_REQUIRE(size >= 8, "safetensors file '", path, "' is ", size,
                " bytes: too short for the 8-byte header length (truncated or not a safetensors file?)");
-    const auto len_bytes = read_range(path, 0, 8, "the header length");
-    const uint64_t n = read_u64_le(len_bytes.data());
+    const uint64_t n = read_u64_le(head.data());
     CC_REQUIRE(n <= kMaxHeader && n <= size - 8, "safetensors file '", path, "': header length ", n,
                " is past the end of the ", size, "-byte file (truncated or not a safetensors file?)");
     const auto header_bytes = read_range(path, 8, n, "the header");
@@ -107,6 +121,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     }
     CC_REQUIRE(header.is_object(), "safetensors file '", path, "': the header is not a JSON object");
 
+    std::vector<const SafetensorsTensor*> past_end;  // tensors whose bytes the file does not hold
     for (auto it = header.begin(); it != header.end(); ++it) {
         const std::string& key = it.key();
         const auto& v = it.value();
@@ -139,18 +154,37 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
                    where, ": data_offsets ", off.dump(), " is not [begin, end]");
         t.begin = off[0].get<uint64_t>();
         t.end = off[1].get<uint64_t>();
-        CC_REQUIRE(t.begin <= t.end && t.end <= data_size, where, ": data_offsets [", t.begin, ", ", t.end,
-                   "] are out of range of the ", data_size, "-byte data section (truncated file?)");
-        // prod(shape) * size without overflow: every factor is bounded by the data size.
+        CC_REQUIRE(t.begin <= t.end, where, ": data_offsets [", t.begin, ", ", t.end, "] end before they begin");
+        // prod(shape) * size without overflow: stop once past 2^64 (a factor is < 2^63).
         unsigned __int128 bytes = esize;
         for (int64_t d : t.shape) {
             bytes *= static_cast<uint64_t>(d);
             if (bytes > (static_cast<unsigned __int128>(1) << 64)) break;
         }
+        CC_REQUIRE(bytes <= std::numeric_limits<uint64_t>::max(), where, ": shape ", v["shape"].dump(), " of ",
+                   t.dtype, " is too large (its byte count does not fit in 64 bits)");
         CC_REQUIRE(bytes == t.end - t.begin, where, ": ", t.end - t.begin, " bytes, but shape ", v["shape"].dump(),
-                   " of ", t.dtype, " needs ", static_cast<uint64_t>(std::min<unsigned __int128>(
-                                                   bytes, std::numeric_limits<uint64_t>::max())));
-        tensors_.emplace(key, std::move(t));
+                   " of ", t.dtype, " needs ", static_cast<uint64_t>(bytes));
+        const auto [pos, inserted] = tensors_.emplace(key, std::move(t));
+        if (inserted && pos->second.end > data_size) past_end.push_back(&pos->second);
+    }
+
+    // A truncated file: every tensor the cut leaves short, in file order (the first 10 named).
+    if (!past_end.empty()) {
+        std::sort(past_end.begin(), past_end.end(), [](const SafetensorsTensor* a, const SafetensorsTensor* b) {
+            return a->begin != b->begin ? a->begin < b->begin : a->name < b->name;
+        });
+        uint64_t need = 0;
+        for (const auto* t : past_end) need = std::max(need, t->end);
+        std::string names;
+        for (size_t i = 0; i < past_end.size() && i < 10; ++i)
+            names += (i ? ", '" : "'") + past_end[i]->name + "'";
+        if (past_end.size() > 10) names += " and " + std::to_string(past_end.size() - 10) + " more";
+        CC_USER_FAIL("safetensors file '", path, "' is truncated: it is ", size, " bytes, but its header needs ",
+                     data_start_ + need, " (", data_start_, " of header and ", need, " of data); ", past_end.size(),
+                     past_end.size() == 1 ? " tensor lies" : " tensors lie", " past the end of the file: ", names,
+                     " (first: '", past_end[0]->name, "' data_offsets [", past_end[0]->begin, ", ", past_end[0]->end,
+                     "] out of range of the ", data_size, "-byte data section)");
     }
 
     // No two tensors may share bytes.

@@ -13,8 +13,11 @@
 // names the file (and the tensor, where one is concerned): a missing or shorter-than-8-byte
 // file, a header length past the end of the file, a header that is not a JSON object, an
 // entry without dtype/shape/data_offsets, an unknown dtype, a negative dimension, offsets
-// with end < begin, past the data section or overlapping another tensor's, a byte size that
-// is not prod(shape) * sizeof(dtype).
+// with end < begin or overlapping another tensor's, a byte size that is not
+// prod(shape) * sizeof(dtype) (or does not fit in 64 bits: "too large"). A truncated file
+// names every tensor whose bytes lie past its end (the first 10, then "and N more"), its size
+// and the size its header needs; a PyTorch .pt/.bin (zip archive or pickle) is named as such,
+// with the one-line conversion of docs/interop.md.
 #pragma once
 
 #include <cstdint>

@@ -68,7 +68,11 @@ int cmd_convert(int argc, char** argv) {
     if (p.vm.count("model")) {
         cfg = recipe_model(p.vm["model"].as<std::string>());
         const ModelConfig file = interop::model_config_from_state_dict(sd, cfg, in);
-        const std::vector<std::string> bad = interop::shape_mismatches(file, cfg);
+        std::vector<std::string> bad = interop::shape_mismatches(file, cfg);
+        if (interop::safetensors_describes_model(in))
+            for (const std::string& d : hidden_shape_differences(interop::safetensors_model_config(in),
+                                                                 "the file's description", cfg, "the recipe"))
+                bad.push_back(d);
         std::string list;
         for (const auto& b : bad) list += "\n  " + b;
         CC_REQUIRE(bad.empty(), in, ": the weights do not fit --model ", p.vm["model"].as<std::string>(), " (",

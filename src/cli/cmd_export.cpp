@@ -32,7 +32,9 @@ int cmd_export(int argc, char** argv) {
         ("format", po::value<std::string>()->required(), "open_clip")
         ("out", po::value<std::string>()->required(), "safetensors file to write")
         ("config-out", po::value<std::string>(),
-         "open_clip model config to write (default: open_clip_config.json beside --out)");
+         "open_clip model config to write (default: open_clip_config.json beside --out)")
+        ("overwrite", po::bool_switch()->default_value(false),
+         "replace --out and --config-out if they exist (never the checkpoint itself)");
     po::positional_options_description pos;
     pos.add("checkpoint", 1);
     const ParsedOptions p = parse_options(argc, argv, desc,
@@ -49,6 +51,19 @@ int cmd_export(int argc, char** argv) {
                                        ? p.vm["config-out"].as<std::string>()
                                        : (fs::path(out).parent_path() / "open_clip_config.json").string();
 
+    // Nothing of the user's is replaced unasked, and the model being exported never.
+    const bool overwrite = p.vm["overwrite"].as<bool>();
+    auto same = [](const std::string& a, const std::string& b) {
+        std::error_code ec;
+        return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);
+    };
+    CC_REQUIRE(fs::weakly_canonical(out) != fs::weakly_canonical(config_out), "--out and --config-out are both ", out);
+    for (const auto& [what, path] : {std::pair<const char*, std::string>{"--out", out}, {"--config-out", config_out}}) {
+        CC_REQUIRE(!same(path, ckpt), what, " ", path, " is the checkpoint being exported: choose another file");
+        CC_REQUIRE(!fs::is_directory(path), what, " ", path, " is a folder: give the file to write");
+        CC_REQUIRE(overwrite || !fs::exists(path), "refusing to overwrite existing file ", path, " (", what,
+                   "); give --overwrite to replace it");
+    }
     io::make_directories(fs::path(out).parent_path().empty() ? "." : fs::path(out).parent_path().string(), "--out");
     io::make_directories(fs::path(config_out).parent_path().empty() ? "." : fs::path(config_out).parent_path().string(),
                          "--config-out");

@@ -30,6 +30,9 @@ int cmd_train(int argc, char** argv, const Communicator& world) {
         const std::optional<std::string> out = peek_option(argc, argv, desc, "train.out");
         CC_REQUIRE(out && !out->empty(), "--train.resume ", *resume, " needs --train.out (the run folder to resume)");
         run.origin = resolve_checkpoint(*out, *resume);
+        CC_REQUIRE(!is_safetensors_path(run.origin), "--train.resume: ", run.origin,
+                   " holds open_clip weights only (safetensors): no optimizer state or data position to resume; "
+                   "start a run from them with --train.init_from ", run.origin);
         const H5File f(run.origin, H5File::Mode::read);
         if (f.has_attr("/", "config")) run.ini = f.attr_string("/", "config");
     }

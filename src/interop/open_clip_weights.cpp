@@ -269,6 +269,13 @@ std::vector<double> shortest(const std::vector<float>& v) {
 
 }  // namespace
 
+bool safetensors_describes_model(const std::string& path) {
+    const io::SafetensorsFile f(path);
+    std::error_code ec;
+    return f.metadata().count("curaclip.model_config") > 0 ||
+           fs::is_regular_file(fs::path(path).parent_path() / "open_clip_config.json", ec);
+}
+
 ModelConfig safetensors_model_config(const std::string& path) {
     const io::SafetensorsFile f(path);
     const StateDict sd = read_open_clip_state_dict(path);

@@ -50,6 +50,11 @@ using StateDict = std::map<std::string, HostTensor>;
 // with a projection missing).
 StateDict read_open_clip_state_dict(const std::string& path);
 
+// Whether the file describes its model beyond the tensors (curaclip.model_config in its
+// __metadata__, or open_clip_config.json beside it): then safetensors_model_config's
+// heads and activation are the file's own, not open_clip's defaults.
+bool safetensors_describes_model(const std::string& path);
+
 // The model shape the tensors imply. Heads, activation, mean/std, flexi settings come
 // from `base` (heads where the width agrees with base's, else width/64 as open_clip's
 // head_width default and OpenAI's build_model); mean/std become OpenAI's when the

@@ -271,4 +271,19 @@ ModelConfig model_config_from_ini(const std::string& ini, const std::string& whe
     return model_config_from(vm);
 }
 
+std::vector<std::string> hidden_shape_differences(const ModelConfig& a, const std::string& what_a,
+                                                  const ModelConfig& b, const std::string& what_b) {
+    std::vector<std::string> out;
+    if (a.activation != b.activation)
+        out.push_back(std::string("model.activation: ") + what_a + " has " + activation_name(a.activation) + ", " +
+                      what_b + " " + activation_name(b.activation));
+    if (a.vision.heads != b.vision.heads)
+        out.push_back("model.vision_heads: " + what_a + " has " + std::to_string(a.vision.heads) + ", " + what_b + " " +
+                      std::to_string(b.vision.heads));
+    if (a.text.heads != b.text.heads)
+        out.push_back("model.text_heads: " + what_a + " has " + std::to_string(a.text.heads) + ", " + what_b + " " +
+                      std::to_string(b.text.heads));
+    return out;
+}
+
 }  // namespace curaclip

@@ -79,6 +79,14 @@ ModelConfig model_config_from(const boost::program_options::variables_map& vm);
 std::string model_config_to_ini(const ModelConfig& c);
 ModelConfig model_config_from_ini(const std::string& ini, const std::string& where);
 
+// What the parameter shapes do not show but the computation depends on: the MLP
+// activation and the attention heads of each tower. One line per difference,
+// "model.activation: <what_a> has quick_gelu, <what_b> gelu" ("" = none). A model
+// loaded into a recipe that differs in these computes other embeddings from the same
+// weights, silently (init_from, convert --model).
+std::vector<std::string> hidden_shape_differences(const ModelConfig& a, const std::string& what_a,
+                                                  const ModelConfig& b, const std::string& what_b);
+
 Activation parse_activation(const std::string& s);
 const char* activation_name(Activation a);
 

@@ -17,6 +17,7 @@
 
 #include "backend/registry.h"
 #include "eval/evaluate.h"
+#include "interop/open_clip_weights.h"
 #include "io/checkpoint.h"
 #include "io/dataset_reader.h"
 #include "io/durable_file.h"
@@ -357,6 +358,19 @@ bool parameters_finite(ParameterSet& ps) {
     return true;
 }
 
+// Heads and activation are not in the parameter shapes: a recipe that differs from
+// init_from's would silently compute another model from the same weights. (A
+// safetensors file without a description of its own says nothing about them: the
+// recipe decides.)
+void require_init_architecture(const std::string& path, const ModelConfig& cfg) {
+    if (is_safetensors_path(path) && !interop::safetensors_describes_model(path)) return;
+    std::string list;
+    for (const std::string& d : hidden_shape_differences(checkpoint_model_config(path), path, cfg, "the recipe"))
+        list += "\n  " + d;
+    CC_REQUIRE(list.empty(), "train.init_from ", path, " is another architecture than the recipe:", list,
+               "\nGive the recipe the checkpoint's values (e.g. --model.activation, --model.vision_heads)");
+}
+
 // Loads init_from's parameters into `model`. A checkpoint of the other contrastive
 // loss (a CLIP softmax run into a SigLIP model, as open_clip users do, or back) is
 // read into a host model of its own shape and copied over by name: logit_bias keeps
@@ -459,6 +473,9 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     int64_t resume_step = 0;
     if (resuming) {
         resume_path = resolve_checkpoint(opt.out_dir, opt.resume);
+        CC_REQUIRE(!is_safetensors_path(resume_path), "--train.resume: ", resume_path,
+                   " holds open_clip weights only (safetensors): no optimizer state or data position to resume; "
+                   "start a run from them with --train.init_from ", resume_path);
         const auto [run_config, run_model] = checkpoint_options(resume_path);
         {
             const H5File f(resume_path, H5File::Mode::read);
@@ -589,7 +606,10 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         if (fs::is_directory(init_path)) init_path = resolve_checkpoint(init_path, "latest");
     }
     io::Loader loader(opt.train_path, super_batch, comm, opt.seed, lo);
-    if (!init_path.empty()) require_checkpoint_tokenizer(init_path, "train.init_from", opt.train_path, tok.id_hex());
+    if (!init_path.empty()) {
+        require_checkpoint_tokenizer(init_path, "train.init_from", opt.train_path, tok.id_hex());
+        require_init_architecture(init_path, model_cfg);
+    }
     // JEST's reference and its cached embeddings: the reference must read this data's
     // token ids, and the cache must be of this dataset, made by this reference.
     std::string jest_reference = opt.jest_reference;

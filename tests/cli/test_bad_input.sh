@@ -198,6 +198,30 @@ expect_refused "train: init_from a model of another tokenizer is refused" "train
   --train.batch_size 32 --train.steps 2 --train.warmup 0 --train.init_from "$W/run" --train.out "$W/t_tok"
 check "tokenizer refusals wrote nothing" test ! -e "$W/x_tok_emb.h5"
 
+# open_clip interop: export never replaces a file unasked (never its own input); open_clip
+# weights cannot be resumed; a recipe whose heads or activation differ from what the
+# weights were made with is refused (same shapes, other embeddings).
+mkdir -p "$W/oc"; cp tests/data/open_clip/tiny_model.safetensors "$W/oc/m.safetensors"
+cp tests/data/open_clip/tiny_model_config.json "$W/oc/open_clip_config.json"
+cp "$W/run/$(cat "$W/run/latest")" "$W/oc/ck.h5"
+printf '[model]\nimage_size = 32\npatch_size = 8\nchannels = 3\nvision_width = 32\nvision_layers = 2\nvision_heads = 1\ntext_width = 32\ntext_layers = 2\ntext_heads = 1\ncontext_length = 16\nvocab_size = 1024\nembed_dim = 32\nloss = sigmoid\nactivation = gelu\nimage_mean = 0.5,0.5,0.5\nimage_std = 0.5,0.5,0.5\n' > "$W/oc/recipe.ini"
+oc_sum=$(md5sum "$W/oc"/*)
+expect_error "export: --out is the checkpoint itself" "--out $W/oc/ck\.h5 is the checkpoint being exported" \
+  "$BIN" export "$W/oc/ck.h5" --format open_clip --out "$W/oc/ck.h5"
+expect_error "export: an existing --out is not replaced unasked" "refusing to overwrite existing file $W/oc/m\.safetensors \(--out\); give --overwrite" \
+  "$BIN" export "$W/oc/ck.h5" --format open_clip --out "$W/oc/m.safetensors"
+expect_error "train: --train.resume of open_clip weights says to use init_from" \
+  "--train\.resume: .*m\.safetensors holds open_clip weights only .*--train\.init_from" \
+  "$BIN" "${TRAIN[@]}" --train.resume "$W/oc/m.safetensors" --train.out "$W/oc_run"
+expect_error "convert: a recipe whose heads and activation differ from the file's description is refused, listing them" \
+  "model\.activation: the file's description has quick_gelu, the recipe gelu.*model\.vision_heads: the file's description has 2, the recipe 1" \
+  bash -c '"$1" convert --from open_clip "$2/m.safetensors" --model "$2/recipe.ini" --out "$2/x.h5" 2>&1 | tr "\n" " "; exit ${PIPESTATUS[0]}' _ "$BIN" "$W/oc"
+expect_refused "train: init_from a checkpoint of another activation is refused" \
+  "model\.activation: .* has gelu, the recipe quick_gelu" "$W/oc_act" \
+  "$BIN" "${TRAIN[@]}" --train.init_from "$W/run" --model.activation quick_gelu --train.out "$W/oc_act"
+check "interop refusals changed no file" test "$oc_sum" = "$(md5sum "$W/oc"/*)"
+check "interop refusals wrote nothing" test ! -e "$W/oc/x.h5" -a ! -e "$W/oc_run"
+
 # Labels of the evaluation set outside /classnames: refused before step 1, naming the row.
 mkdir -p "$W/dl"; cp "$W/d/test.h5" "$W/dl/test.h5"; cp "$W/d/tokenizer.bpe" "$W/dl/"
 /usr/bin/python3 -c "import h5py; f = h5py.File('$W/dl/test.h5', 'r+'); f['labels'][9] = 10"

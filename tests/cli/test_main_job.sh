@@ -48,10 +48,11 @@ check "preempted run exited 75 (stopped to be resumed)" test $rc -eq 75
 check "preemption checkpointed" grep -q "preemption signal: checkpointed step" "$W/pre.log"
 check "preemption left a latest pointer" test -f "$W/pre/latest"
 step=$(sed -E 's/step_0*([0-9]+)\.h5/\1/' "$W/pre/latest")
-RESUME=1 timeout 300 bash jobs/local/train.sh 2 configs/tiny.ini "${COMMON[@]}" --train.steps $((step + 10)) \
-  --train.eval_every 0 --train.out "$W/pre" > "$W/resume.log" 2>&1
+# (the run keeps its 100000 steps: a resume never shortens the schedule; stop_at ends this segment)
+RESUME=1 timeout 300 bash jobs/local/train.sh 2 configs/tiny.ini "${COMMON[@]}" --train.steps 100000 \
+  --train.stop_at $((step + 10)) --train.eval_every 0 --train.out "$W/pre" > "$W/resume.log" 2>&1
 check "resume continued from the preemption checkpoint" grep -q "resumed from .*step_0*${step}.h5 at step ${step}" "$W/resume.log"
-check "resumed run finished" test -f "$W/pre/$(printf 'step_%08d.h5' $((step + 10)))"
+check "resumed run reached its stop_at with a checkpoint" test -f "$W/pre/$(printf 'step_%08d.h5' $((step + 10)))"
 
 # Evaluation and plots.
 timeout 300 bash jobs/local/mpirun.sh 2 "$BIN" eval --checkpoint "$W/run" --data "$W/d/test.h5" --json "$W/eval.json" > "$W/eval.log" 2>&1

@@ -4,7 +4,7 @@
 Run by hand at development time (not a build dependency) with open-clip-torch from
 PyPI, e.g. in the benchmark venv (bench/.venv: torch + open-clip-torch + safetensors):
 
-    bench/.venv/bin/python tests/reference/make_open_clip_reference.py
+    bench/.venv/bin/python tests/reference/make_open_clip_reference.py [--tokenizer-only]
 
 It writes, under tests/data/open_clip/:
   tiny_model.safetensors      a tiny open_clip CLIP (ViT 32 px / patch 8, width 32, 2+2 layers,
@@ -136,11 +136,38 @@ def captions():
             s = "  " + s + " \n"
         caps.append(s)
     caps += ["", " ", "\n\t", "&amp;", "<start_of_text>", "<end_of_text>", "a " * 200, "x" * 300, "😀" * 50]
+    # str.lower()'s final sigma (Σ -> ς after a cased letter and not before one, case-ignorable
+    # ' . : and combining marks skipped) and ftfy's fix_character_width (U+FF01..U+FFEF -> NFKC,
+    # before its NFC step: ｶﾞ -> ガ).
+    caps += ["ΟΔΟΣ", "ΑΣ.", "ΌΣΟΣ-ΠΟΛΥΣ", "Σ", "ΣΑ", "ΑΣ'Α", "ΑΣ'", "ΑΣ.Β", "ΑΣ:Β", "ΑΣ1", "ΑΣ\u0301",
+             "Α\u0301Σ", "αΣ", "ΑΣΣ", "Σ.Σ", "ΑΣ·Α", "ΑΣ’Α", "ªΣ", "ʰΣ", "ⓐΣ", "ⅰΣ", "ΑΣⓐ", "\u0345Σ",
+             "Οδός ΟΔΟΣ ΣΟΦΙΑ ΜΑΣ! ΣΊΣΥΦΟΣ", "THE ODYSSEUS ΟΔΥΣΣΕΥΣ", "&Sigma;&Alpha;&Sigma;",
+             "ｶﾀｶﾅ", "ﾞ", "ﾟ", "ｶﾞ", "ﾞｶ", "ﾊﾟﾝ", "ｳﾞ", "ｶﾞﾞ", "\u304b\uff9e", "Ｕﾀｰﾝ", "｢ｶ｣､･", "｡",
+             "ﾠ", "ﾡﾢﾣ ￂￃￄ ￚￛￜ", "￥ ￠￡￢￣￤￦", "￨￩￪￫￬￭￮", "ＡＢＣ　ｄｅｆ １２３",
+             "".join(chr(c) for c in range(0xFF01, 0xFF40)), "".join(chr(c) for c in range(0xFF40, 0xFF80)),
+             "".join(chr(c) for c in range(0xFF80, 0xFFC0)), "".join(chr(c) for c in range(0xFFC0, 0xFFF0))]
     return caps
+
+
+def write_tokenizer_ids():
+    tok = SimpleTokenizer()
+    assert tok.vocab_size == 49408 and tok.sot_token_id == 49406 and tok.eot_token_id == 49407
+    caps = captions()
+    rows = tok(caps, context_length=77).tolist()
+    with open(os.path.join(OUT, "tokenizer_ids.tsv"), "w", encoding="utf-8", newline="\n") as f:
+        f.write("# open_clip %s SimpleTokenizer() ids (bpe_simple_vocab_16e6.txt.gz, context 77), written by "
+                "tests/reference/make_open_clip_reference.py\n" % open_clip.__version__)
+        f.write("# <escaped caption>\\t<ids from sot to eot inclusive; the zero padding to 77 is left out>\n")
+        for c, r in zip(caps, rows):
+            end = r.index(tok.eot_token_id) + 1
+            f.write(escape(c) + "\t" + " ".join(str(i) for i in r[:end]) + "\n")
+    print("wrote tokenizer_ids.tsv, captions:", len(caps))
 
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if "--tokenizer-only" in sys.argv[1:]:  # tokenizer_ids.tsv alone (the model fixtures left as they are)
+        return write_tokenizer_ids()
     model = build_model()
     sd = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(sd, os.path.join(OUT, "tiny_model.safetensors"))
@@ -166,17 +193,7 @@ def main():
         expected[key] = d["visual.positional_embedding"].contiguous()
     save_file(expected, os.path.join(OUT, "tiny_expected.safetensors"))
 
-    tok = SimpleTokenizer()
-    assert tok.vocab_size == 49408 and tok.sot_token_id == 49406 and tok.eot_token_id == 49407
-    caps = captions()
-    rows = tok(caps, context_length=77).tolist()
-    with open(os.path.join(OUT, "tokenizer_ids.tsv"), "w", encoding="utf-8", newline="\n") as f:
-        f.write("# open_clip %s SimpleTokenizer() ids (bpe_simple_vocab_16e6.txt.gz, context 77), written by "
-                "tests/reference/make_open_clip_reference.py\n" % open_clip.__version__)
-        f.write("# <escaped caption>\\t<ids from sot to eot inclusive; the zero padding to 77 is left out>\n")
-        for c, r in zip(caps, rows):
-            end = r.index(tok.eot_token_id) + 1
-            f.write(escape(c) + "\t" + " ".join(str(i) for i in r[:end]) + "\n")
+    write_tokenizer_ids()
 
     # A merges file as curaclip's BpeTokenizer::save writes it (header line, one merge per line, a final
     # newline), gzipped (SimpleTokenizer opens bpe_path with gzip.open): the vocabulary open_clip builds.

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/registry.h"
@@ -353,6 +354,45 @@ TEST(OpenClipInterop, TokenizerIdsIdenticalToSimpleTokenizer) {
     EXPECT_GE(rows, 3000);
     EXPECT_EQ(bad, 0) << "of " << rows << " captions";
     EXPECT_EQ(specials, 7);  // and no other caption is left out
+}
+
+TEST(OpenClipInterop, FinalSigmaAndWidthFormsAsSimpleTokenizer) {
+    // open_clip 3.3.0's SimpleTokenizer()(caption) (ftfy 6.3.1, CPython 3.11), sot..eot, written
+    // here once by bench/.venv/bin/python. Greek: str.lower() turns U+03A3 into final ς (ids
+    // ..139 480) after a cased letter and not before one, skipping case-ignorable ' . : and
+    // combining marks; σ (139 481) otherwise. Width: ftfy's fix_character_width maps U+FF01..
+    // U+FFEF to their NFKC forms (half-width katakana, Hangul, signs) before its NFC step.
+    const BpeTokenizer tok = BpeTokenizer::load_clip_merges(std::string(CURACLIP_SOURCE_DIR) +
+                                                           "/tests/data/tokenizer/clip_merges.txt");
+    const std::vector<std::pair<std::string, std::vector<int32_t>>> cases = {
+        {"\u039f\u0394\u039f\u03a3", {49406, 138, 123, 138, 112, 138, 123, 139, 480, 49407}},    // ΟΔΟΣ
+        {"\u0391\u03a3.", {49406, 138, 109, 139, 480, 269, 49407}},                               // ΑΣ.
+        {"\u038c\u03a3\u039f\u03a3-\u03a0\u039f\u039b\u03a5\u03a3",                              // ΌΣΟΣ-ΠΟΛΥΣ
+         {49406, 139, 234, 139, 225, 138, 123, 139, 480, 268, 139, 222, 138, 123, 138, 119, 139, 227, 139, 480, 49407}},
+        {"\u03a3", {49406, 139, 481, 49407}},                                                    // Σ alone
+        {"\u03a3\u0391", {49406, 139, 225, 138, 365, 49407}},                                    // ΣΑ
+        {"\u0391\u03a3'\u0391", {49406, 138, 109, 139, 481, 262, 138, 365, 49407}},              // ΑΣ'Α
+        {"\u039f\u03b4\u03cc\u03c2 \u039f\u0394\u039f\u03a3",                                    // Οδός ΟΔΟΣ
+         {49406, 138, 123, 138, 112, 139, 234, 139, 480, 138, 123, 138, 112, 138, 123, 139, 480, 49407}},
+        {"\u0391\u03a3.\u0392", {49406, 138, 109, 139, 481, 269, 138, 366, 49407}},              // ΑΣ.Β
+        {"\u0391\u03a31", {49406, 138, 109, 139, 480, 272, 49407}},                               // ΑΣ1
+        {"\u0391\u03a3\u0301", {49406, 138, 109, 139, 480, 136, 479, 49407}},                    // ΑΣ + acute
+        {"\uff76\uff80\uff76\uff85", {49406, 37367, 34941, 37367, 2429, 488, 49407}},            // ｶﾀｶﾅ
+        {"\uff9e", {49406, 3909, 503, 49407}},                                                   // ﾞ alone
+        {"\uff76\uff9e", {49406, 3909, 361, 49407}},                                             // ｶﾞ -> ガ (NFC)
+        {"\uff9e\uff76", {49406, 3909, 503, 3909, 360, 49407}},                                  // ﾞｶ
+        {"\uffa1\uffa2\uffa3", {49406, 157, 226, 222, 157, 226, 223, 157, 228, 359, 49407}},      // ﾡﾢﾣ
+        {"\uffa0", {49406, 157, 227, 510, 49407}},                                               // ﾠ
+        {"\uffe5", {49406, 20199, 49407}},                                                       // ￥
+        {"\uff61", {49406, 38000, 49407}},                                                       // ｡
+        {"\uff35\uff80\uff70\uff9d", {49406, 84, 34941, 18584, 367, 49407}},                     // Ｕﾀｰﾝ
+        {"\uff21\uff22\uff23\u3000\uff44\uff45\uff46", {49406, 5334, 11649, 49407}},             // full width kept
+    };
+    for (const auto& [caption, ids] : cases) {
+        std::vector<int32_t> want = ids;
+        want.resize(77, 0);
+        EXPECT_EQ(tok.encode(caption, 77), want) << caption;
+    }
 }
 
 TEST(OpenClipInterop, ReadsOpenAiMergesAsTheOpenClipWheelShipsThem) {

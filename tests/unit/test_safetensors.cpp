@@ -140,7 +140,11 @@ TEST(Safetensors, RefusesDamagedFiles) {
     expect_error([&] { io::SafetensorsFile f(p); }, {p, "not a JSON object"});
     // Truncated: the data section ends before the tensor's bytes.
     write_raw(p, ok, {0, 0, 0, 0});
-    expect_error([&] { io::SafetensorsFile f(p); }, {p, "tensor 't'", "[0, 8]", "out of range", "4-byte data section"});
+    const std::string ok_len = std::to_string(8 + ok.size());
+    expect_error([&] { io::SafetensorsFile f(p); },
+                 {p, "is truncated", "it is " + std::to_string(8 + ok.size() + 4) + " bytes",
+                  "header needs " + std::to_string(8 + ok.size() + 8), "1 tensor lies past the end of the file: 't'",
+                  "[0, 8] out of range", "4-byte data section"});
     write_raw(p, R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight);
     expect_error([&] { io::SafetensorsFile f(p); }, {p, "tensor 't'", "8 bytes", "shape [3]", "needs 12"});
     write_raw(p, R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"u":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})",
@@ -153,12 +157,68 @@ TEST(Safetensors, RefusesDamagedFiles) {
     write_raw(p, R"({"t":{"dtype":"F32","data_offsets":[0,8]}})", eight);
     expect_error([&] { io::SafetensorsFile f(p); }, {p, "tensor 't'", "dtype, shape and data_offsets"});
 
+    // A byte count past 2^64 is "too large", not a wrapped or saturated number.
+    write_raw(p, R"({"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", eight);
+    expect_error([&] { io::SafetensorsFile f(p); }, {p, "tensor 't'", "[4294967296,4294967296] of F32 is too large"});
+    try {
+        io::SafetensorsFile f(p);
+    } catch (const std::exception& e) {
+        EXPECT_EQ(std::string(e.what()).find("18446744073709551615"), std::string::npos) << e.what();
+    }
+    // An empty tensor with huge other dimensions: 0 elements, no overflow.
+    write_raw(p, R"({"t":{"dtype":"F32","shape":[4611686018427387904,4611686018427387904,0],"data_offsets":[0,0]}})", {});
+    EXPECT_EQ(io::SafetensorsFile(p).tensor("t").numel(), 0);
+
+    // A PyTorch checkpoint: torch.save's zip archive or a bare pickle, with the conversion.
+    for (const std::string& start : {std::string("PK\x03\x04\x14\x00\x00\x00\x08\x00", 10),
+                                     std::string("\x80\x02\x7dq\x00(X\x06\x00\x00", 10), std::string("\x80\x05", 2)}) {
+        write_file_bytes(dir / "model.bin", start + std::string(64, 'x'));
+        expect_error([&] { io::SafetensorsFile f(dir / "model.bin"); },
+                     {dir / "model.bin", "is a PyTorch checkpoint", "not a safetensors file",
+                      "save_file(torch.load('" + std::string(dir / "model.bin") + "', weights_only=True), 'model.safetensors')"});
+    }
+    // ... but a real safetensors header whose length happens to begin 0x80 0x02 is read.
+    {
+        std::string h = R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+        h.append(0x280 - h.size(), ' ');
+        write_raw(p, h, eight);
+        EXPECT_EQ(read_file_bytes(p).substr(0, 2), std::string("\x80\x02", 2));
+        EXPECT_EQ(io::SafetensorsFile(p).names(), std::vector<std::string>{"t"});
+    }
+
     // A well-formed file: the wrong dtype and a missing tensor name themselves.
     write_raw(p, R"({"__metadata__":{"format":"pt"},"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", eight);
     const io::SafetensorsFile f(p);
     expect_error([&] { f.read_f32("ids"); }, {p, "tensor 'ids'", "dtype I64", "expected F32, F16 or BF16"});
     expect_error([&] { f.tensor("visual.proj"); }, {p, "no tensor 'visual.proj'"});
     EXPECT_EQ(f.read_bytes("ids"), eight);
+}
+
+TEST(Safetensors, TruncatedFileNamesEveryTensorPastTheEnd) {
+    // 60 tensors of 4 bytes each, in name order; the cut keeps the data of the first 3 only:
+    // all 57 others are named (the first 10 of them, in file order) with the sizes.
+    TempDir dir;
+    const std::string p = dir / "cut.safetensors";
+    std::vector<float> v(1, 1.0f);
+    std::vector<std::string> names;
+    std::vector<io::SafetensorsOut> ts;
+    for (int i = 0; i < 60; ++i) names.push_back("blocks." + std::string(i < 10 ? "0" : "") + std::to_string(i) + ".w");
+    for (const auto& n : names) ts.push_back({n, {1}, v.data()});
+    io::write_safetensors(p, ts, {});
+    const std::string whole = read_file_bytes(p);
+    const size_t data_start = whole.size() - 240;
+    write_file_bytes(p, whole.substr(0, data_start + 14));  // 3 whole tensors and 2 bytes of the 4th
+    std::vector<std::string> want = {p, "is truncated", "it is " + std::to_string(data_start + 14) + " bytes",
+                                     "header needs " + std::to_string(whole.size()),
+                                     "57 tensors lie past the end of the file: 'blocks.03.w', 'blocks.04.w'",
+                                     "'blocks.12.w' and 47 more"};
+    expect_error([&] { io::SafetensorsFile f(p); }, want);
+    try {
+        io::SafetensorsFile f(p);
+    } catch (const std::exception& e) {
+        EXPECT_EQ(std::string(e.what()).find("blocks.13.w"), std::string::npos) << e.what();
+        EXPECT_EQ(std::string(e.what()).find("blocks.02.w"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace
