@@ -102,8 +102,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     CC_REQUIRE(!(zip || pickle) || plausible, "'", path, "' is a PyTorch checkpoint (",
                zip ? "a torch.save zip archive" : "a pickle", "), not a safetensors file; convert it with\n"
                "    python -c \"import torch; from safetensors.torch import save_file; save_file(torch.load('", path,
-               "', weights_only=True), 'model.safetensors')\"\n(docs/interop.md: a full training checkpoint keeps "
-               "the weights under 'state_dict')");
+               "', weights_only=True), 'model.safetensors')\"\n(docs/interop.md; an open_clip training checkpoint "
+               "holds its weights under 'state_dict': torch.load(...)['state_dict'])");
     CC_REQUIRE(size >= 8, "safetensors file '", path, "' is ", size,
                " bytes: too short for the 8-byte header length (truncated or not a safetensors file?)");
     const uint64_t n = read_u64_le(head.data());
@@ -155,9 +155,12 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         t.begin = off[0].get<uint64_t>();
         t.end = off[1].get<uint64_t>();
         CC_REQUIRE(t.begin <= t.end, where, ": data_offsets [", t.begin, ", ", t.end, "] end before they begin");
-        // prod(shape) * size without overflow: stop once past 2^64 (a factor is < 2^63).
+        // prod(shape) * size without overflow: stop once past 2^64 (a factor is < 2^63); a zero
+        // dimension makes it 0 whatever the others are.
         unsigned __int128 bytes = esize;
+        if (std::find(t.shape.begin(), t.shape.end(), 0) != t.shape.end()) bytes = 0;
         for (int64_t d : t.shape) {
+            if (bytes == 0) break;
             bytes *= static_cast<uint64_t>(d);
             if (bytes > (static_cast<unsigned __int128>(1) << 64)) break;
         }

@@ -4,12 +4,14 @@
 // checkpoint (or a run folder: its latest) the model shape, step and options.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "backend/registry.h"
 #include "cli/commands.h"
+#include "cpu/blas_kernels.h"
 #include "core/check.h"
 #include "io/checkpoint.h"
 #include "io/dataset_reader.h"
@@ -29,6 +31,11 @@ void print_build() {
     for (const auto& f : registered_backends()) {
         const std::string why = f.unavailable_reason();
         std::printf("  %-8s %s\n", f.name.c_str(), why.empty() ? "available" : why.c_str());
+    }
+    {
+        const char* set = std::getenv("OPENBLAS_CORETYPE");
+        std::printf("OpenBLAS kernels: %s%s\n", cpu::blas_core_name().c_str(),
+                    set ? (std::string(" (OPENBLAS_CORETYPE=") + set + ")").c_str() : "");
     }
 #ifdef CURACLIP_HAVE_CUDA
     std::printf("CUDA: %s", cuda::device_report().c_str());

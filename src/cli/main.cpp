@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cpu/blas_kernels.h"
 #include "io/hdf5_file.h"
 #include "model/model_config.h"
 #include "mpi/communicator.h"
@@ -62,6 +63,9 @@ void end_without_hdf5_shutdown_if_needed(int rc) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Before anything else (signal handlers, MPI): OpenBLAS's kernels must match the
+    // CPU, which may mean starting again with OPENBLAS_CORETYPE set (cpu/blas_kernels.h).
+    curaclip::cpu::use_blas_kernels_of_this_cpu(argv);
     if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
         usage();
         return argc < 2 ? 2 : 0;

@@ -6,11 +6,12 @@
 //     <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
 // (IGNORECASE). Everything here is written by hand, without a regex library.
 //
-// Checked against open_clip 3.3.0's SimpleTokenizer (ftfy 6.3, regex 2026.11) on 3,400
-// captions mixing ASCII, accents, CJK, Hangul, Greek, Cyrillic, Hebrew, Arabic,
-// Devanagari, Thai, emoji, HTML entities, odd whitespace and over-long text
-// (tests/data/open_clip/tokenizer_ids.tsv): identical ids, the special-token literals
-// aside (docs/interop.md).
+// Checked against open_clip 3.3.0's SimpleTokenizer (ftfy 6.3.1, regex 2026.11, CPython
+// 3.11) on 3,476 captions mixing ASCII, accents, CJK, Hangul, Greek (final sigma),
+// Cyrillic, Hebrew, Arabic, Devanagari, Thai, emoji, HTML entities, width forms, odd
+// whitespace and over-long text (tests/data/open_clip/tokenizer_ids.tsv): identical ids,
+// the special-token literals aside (docs/interop.md); the pre-tokenizer's class of every
+// code point equals the regex's.
 //
 // What is implemented, and where it stops:
 //  * ftfy.fix_text, line by line and repeated until nothing changes, as ftfy
@@ -29,7 +30,9 @@
 //    CPython's final-sigma rule (Σ -> ς after a cased letter and not before one,
 //    case-ignorable code points such as ' . : and combining marks skipped; CPython
 //    3.11's Cased / Case_Ignorable sets).
-//  * \p{L} / \p{N}: Unicode general categories from utf8proc (Debian 12: Unicode 15);
+//  * \p{L} / \p{N}: Unicode general categories from utf8proc (Debian 12: Unicode 15),
+//    plus a table of the Unicode 16/17 letters and numbers that regex 2026.11 knows
+//    (every code point checked against it);
 //    \s: Unicode White_Space. Combining marks are neither letters nor numbers, as in
 //    Python's regex module.
 //  * Invalid UTF-8 becomes U+FFFD (as a Python bytes.decode(errors="replace")).
