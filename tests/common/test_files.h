@@ -66,4 +66,25 @@ inline void write_file_bytes(const std::string& path, const std::string& bytes) 
     f.write(bytes.data(), std::streamsize(bytes.size()));
 }
 
+// A fixture's escaped text (\t, \n, \r, \xHH, \\) as the bytes it stands for
+// (tests/reference/*.py write captions this way, one per line).
+inline std::string unescape(const std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] != '\\' || i + 1 == s.size()) {
+            out.push_back(s[i]);
+            continue;
+        }
+        const char c = s[++i];
+        if (c == 't') out.push_back('\t');
+        else if (c == 'n') out.push_back('\n');
+        else if (c == 'r') out.push_back('\r');
+        else if (c == 'x' && i + 2 < s.size()) {
+            out.push_back(static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16)));
+            i += 2;
+        } else out.push_back(c);
+    }
+    return out;
+}
+
 }  // namespace curaclip::testing

@@ -34,6 +34,7 @@ using testing::error_of;
 using testing::expect_error;
 using testing::read_file_bytes;
 using testing::TempDir;
+using testing::unescape;
 using testing::write_file_bytes;
 
 const std::string kDir = std::string(CURACLIP_SOURCE_DIR) + "/tests/data/open_clip/";
@@ -295,24 +296,6 @@ TEST(OpenClipInterop, OtherLayoutsAndNames) {
 
 // ------------------------------------------------------------- tokenizer ----
 
-std::string unescape(const std::string& s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] != '\\' || i + 1 == s.size()) {
-            out.push_back(s[i]);
-            continue;
-        }
-        const char c = s[++i];
-        if (c == 't') out.push_back('\t');
-        else if (c == 'n') out.push_back('\n');
-        else if (c == 'r') out.push_back('\r');
-        else if (c == 'x' && i + 2 < s.size()) {
-            out.push_back(static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16)));
-            i += 2;
-        } else out.push_back(c);
-    }
-    return out;
-}
 
 TEST(OpenClipInterop, TokenizerIdsIdenticalToSimpleTokenizer) {
     // OpenAI's merges (MIT, tests/data/tokenizer/README.md): the 49,408-id vocabulary.

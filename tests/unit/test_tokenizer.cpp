@@ -35,24 +35,7 @@ struct RefCase {
     std::vector<int32_t> ids;
 };
 
-std::string unescape(const std::string& s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] != '\\' || i + 1 == s.size()) {
-            out.push_back(s[i]);
-            continue;
-        }
-        const char c = s[++i];
-        if (c == 't') out.push_back('\t');
-        else if (c == 'n') out.push_back('\n');
-        else if (c == 'r') out.push_back('\r');
-        else if (c == 'x' && i + 2 < s.size()) {
-            out.push_back(static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16)));
-            i += 2;
-        } else out.push_back(c);
-    }
-    return out;
-}
+using testing::unescape;
 
 std::vector<RefCase> read_reference(const std::string& name) {
     std::ifstream f(kDataDir + name);
