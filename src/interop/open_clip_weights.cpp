@@ -269,11 +269,21 @@ std::vector<double> shortest(const std::vector<float>& v) {
 
 }  // namespace
 
+namespace {
+// OpenAI's released state dicts (clip.load's JIT archives, converted) carry the
+// bookkeeping entries input_resolution / context_length / vocab_size that open_clip's
+// never do: such a file is one of OpenAI's models, and those all use QuickGELU
+// (openai/CLIP model.py) and 64-wide heads.
+bool is_openai_release(const io::SafetensorsFile& f) {
+    return f.has("input_resolution") || (f.has("context_length") && f.has("vocab_size"));
+}
+}  // namespace
+
 bool safetensors_describes_model(const std::string& path) {
     const io::SafetensorsFile f(path);
     std::error_code ec;
     return f.metadata().count("curaclip.model_config") > 0 ||
-           fs::is_regular_file(fs::path(path).parent_path() / "open_clip_config.json", ec);
+           fs::is_regular_file(fs::path(path).parent_path() / "open_clip_config.json", ec) || is_openai_release(f);
 }
 
 ModelConfig safetensors_model_config(const std::string& path) {
@@ -300,7 +310,8 @@ ModelConfig safetensors_model_config(const std::string& path) {
         source = sibling.string();
     } else {
         c = model_config_from_state_dict(sd, c, path);
-        c.activation = Activation::gelu;
+        // OpenAI's own weights are QuickGELU; anything else: open_clip's default, GELU.
+        c.activation = is_openai_release(f) ? Activation::quick_gelu : Activation::gelu;
         return c;  // nothing to check against: the tensors are the description
     }
     ModelConfig from_tensors = model_config_from_state_dict(sd, c, path);

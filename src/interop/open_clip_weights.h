@@ -51,8 +51,10 @@ using StateDict = std::map<std::string, HostTensor>;
 StateDict read_open_clip_state_dict(const std::string& path);
 
 // Whether the file describes its model beyond the tensors (curaclip.model_config in its
-// __metadata__, or open_clip_config.json beside it): then safetensors_model_config's
-// heads and activation are the file's own, not open_clip's defaults.
+// __metadata__, or open_clip_config.json beside it), or is one of OpenAI's releases
+// (its bookkeeping entries input_resolution / context_length / vocab_size: QuickGELU,
+// 64-wide heads): then safetensors_model_config's heads and activation are the file's
+// own, not open_clip's defaults.
 bool safetensors_describes_model(const std::string& path);
 
 // The model shape the tensors imply. Heads, activation, mean/std, flexi settings come

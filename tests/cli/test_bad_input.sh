@@ -216,6 +216,25 @@ expect_error "train: --train.resume of open_clip weights says to use init_from" 
 expect_error "convert: a recipe whose heads and activation differ from the file's description is refused, listing them" \
   "model\.activation: the file's description has quick_gelu, the recipe gelu.*model\.vision_heads: the file's description has 2, the recipe 1" \
   bash -c '"$1" convert --from open_clip "$2/m.safetensors" --model "$2/recipe.ini" --out "$2/x.h5" 2>&1 | tr "\n" " "; exit ${PIPESTATUS[0]}' _ "$BIN" "$W/oc"
+# OpenAI's released weights (they carry input_resolution / context_length / vocab_size)
+# are QuickGELU: a GELU recipe is refused even without a config file beside them.
+/usr/bin/python3 - "$W/oc/m.safetensors" "$W/oc_openai.safetensors" <<'PY'
+import json, struct, sys
+src, dst = sys.argv[1:]
+raw = open(src, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+end = len(data)
+for k, v in (("input_resolution", 32), ("context_length", 16), ("vocab_size", 1024)):
+    head[k] = {"dtype": "I64", "shape": [], "data_offsets": [end, end + 8]}
+    data += struct.pack("<q", v); end += 8
+h = json.dumps(head, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+open(dst, "wb").write(struct.pack("<Q", len(h)) + h + data)
+PY
+expect_error "convert: OpenAI's weights with a GELU recipe are refused (they are QuickGELU)" \
+  "model\.activation: the file's description has quick_gelu, the recipe gelu" \
+  "$BIN" convert --from open_clip "$W/oc_openai.safetensors" --model "$W/oc/recipe.ini" --out "$W/oc_x.h5"
 expect_refused "train: init_from a checkpoint of another activation is refused" \
   "model\.activation: .* has gelu, the recipe quick_gelu" "$W/oc_act" \
   "$BIN" "${TRAIN[@]}" --train.init_from "$W/run" --model.activation quick_gelu --train.out "$W/oc_act"
