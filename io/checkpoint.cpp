@@ -118,6 +118,7 @@ void fill_checkpoint(H5File& f, ParameterSet& params, const CheckpointState& sta
     f.set_attr("/", "model_config", state.model_config);
     if (!state.tokenizer_id.empty()) f.set_attr("/", "tokenizer_id", state.tokenizer_id);
     if (state.train_rows >= 0) f.set_attr("/", "train_rows", state.train_rows);
+    if (!state.train_fingerprint.empty()) f.set_attr("/", "train_fingerprint", state.train_fingerprint);
 }
 
 std::string escaped(const std::string& s) {
@@ -276,6 +277,7 @@ CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, b
     s.model_config = f.attr_string("/", "model_config");
     if (f.has_attr("/", "tokenizer_id")) s.tokenizer_id = f.attr_string("/", "tokenizer_id");
     if (f.has_attr("/", "train_rows")) s.train_rows = f.attr_i64("/", "train_rows");
+    if (f.has_attr("/", "train_fingerprint")) s.train_fingerprint = f.attr_string("/", "train_fingerprint");
     return s;
 }
 
@@ -285,6 +287,7 @@ CheckpointState checkpoint_provenance(const std::string& path) {
     const H5File f(path, H5File::Mode::read);
     if (f.has_attr("/", "tokenizer_id")) s.tokenizer_id = f.attr_string("/", "tokenizer_id");
     if (f.has_attr("/", "train_rows")) s.train_rows = f.attr_i64("/", "train_rows");
+    if (f.has_attr("/", "train_fingerprint")) s.train_fingerprint = f.attr_string("/", "train_fingerprint");
     return s;
 }
 

@@ -43,6 +43,7 @@ struct CheckpointState {
     // another vocabulary and a resume never continues on another file at the same path:
     std::string tokenizer_id;  // BpeTokenizer::id_hex() of data.tokenizer ("" = unknown: not written)
     int64_t train_rows = -1;   // rows of data.train (-1 = unknown: not written)
+    std::string train_fingerprint;  // io::dataset_fingerprint of data.train ("" = unknown: not written)
 };
 
 // Writes <dir>/<name> and points <dir>/latest at it, as above. `name` is a file

@@ -632,6 +632,9 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
                        tok.id_hex());
         }
     }
+    // What the checkpoints record of data.train (rank 0 writes them).
+    const std::string train_fingerprint =
+        root ? io::dataset_fingerprint(io::DatasetReader(opt.train_path, lo.expect)) : std::string();
     if (resuming) {
         // The same path may hold another file now (a re-run of prep, a copy): the run
         // continues only on the data it was trained on (as far as the checkpoint
@@ -645,6 +648,12 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
                    " was trained on ", was.train_rows, " rows of data.train ", opt.train_path, ", which now has ",
                    loader.dataset_size(), ": the file at that path has changed since; a resume continues on the "
                    "run's own data (restore it, or start a new run with --train.init_from ", resume_path, ")");
+        int64_t changed = root && !was.train_fingerprint.empty() && was.train_fingerprint != train_fingerprint ? 1 : 0;
+        comm.allreduce_max(&changed, 1);
+        CC_REQUIRE(!changed, "--train.resume: ", resume_path, " was trained on data.train ", opt.train_path,
+                   " with fingerprint ", was.train_fingerprint, ", but that file now holds other data (fingerprint ",
+                   train_fingerprint.empty() ? std::string("see rank 0") : train_fingerprint,
+                   "): the file at that path has changed since; a resume continues on the run's own data");
     }
 
     // The run folder must take files before any step runs.
@@ -797,6 +806,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
             state.model_config = model_config_to_ini(model_cfg);
             state.tokenizer_id = tok.id_hex();
             state.train_rows = loader.dataset_size();
+            state.train_fingerprint = train_fingerprint;
             save_checkpoint(opt.out_dir, checkpoint_name(done), model.params(), state);
         }
         comm.barrier();

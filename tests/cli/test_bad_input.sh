@@ -185,6 +185,13 @@ cp "$W/d3/train.h5" "$W/dr/train.h5"
 expect_error "resume: data.train replaced at the same path is refused" \
   "was trained on [0-9]+ rows of data\.train .*dr/train\.h5, which now has [0-9]+: the file at that path has changed" \
   "$BIN" "${RS[@]}" --train.resume latest
+# ... also when the new file has the same size and tokenizer (its fingerprint differs)
+"$BIN" prep fashion-mnist --out "$W/dq" --limit 300 --noise 0.5 --tokenizer "$W/d/tokenizer.bpe" >/dev/null 2>&1
+cp "$W/dq/train.h5" "$W/dr/train.h5"
+expect_error "resume: data.train replaced by other data of the same size is refused by its fingerprint" \
+  "was trained on data\.train .*dr/train\.h5 with fingerprint [0-9a-f]+, but that file now holds other data" \
+  "$BIN" "${RS[@]}" --train.resume latest
+cp "$W/d/train.h5" "$W/dr/train.h5"
 check "resume: refused resumes changed no file of the run" test "$sum_before" = "$(md5sum "$W/rs"/*)"
 
 # A model is never used with token ids of another tokenizer (a silently wrong score).

@@ -77,7 +77,7 @@ void write_edited_checkpoint(const ModelConfig& cfg, const std::string& from, co
         be->upload(model.params()[i].value, v.data());
     }
     fs::create_directories(dir);
-    save_checkpoint(dir, name, model.params(), CheckpointState{step, 0, step, 5, "", model_config_to_ini(cfg), "", -1});
+    save_checkpoint(dir, name, model.params(), CheckpointState{step, 0, step, 5, "", model_config_to_ini(cfg), "", -1, ""});
 }
 
 TEST(TrainRobustness, JestSuperBatchIsTheSameOnOneAndTwoRanksAndRefusedWhereRanksDoNotDivideIt) {

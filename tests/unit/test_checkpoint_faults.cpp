@@ -69,7 +69,7 @@ struct Model {
     }
 };
 
-CheckpointState state(int64_t step) { return CheckpointState{step, 0, step, 7, "[train]\n", "[model]\n", "", -1}; }
+CheckpointState state(int64_t step) { return CheckpointState{step, 0, step, 7, "[train]\n", "[model]\n", "", -1, ""}; }
 
 // Names of the files in dir, sorted.
 std::vector<std::string> listing(const std::string& dir) {
