@@ -31,6 +31,7 @@
 
 #include <cblas.h>
 
+#include "cpu/blas_kernels.h"
 #include "backend/registry.h"
 #include "bench/random_batch.h"
 #include "core/philox.h"
@@ -133,6 +134,7 @@ StepCost step_cost(const std::string& preset, LossKind kind, int64_t B, int64_t 
 }  // namespace
 
 int main(int argc, char** argv) {
+    curaclip::cpu::use_blas_kernels_of_this_cpu(argv);  // as the curaclip binary does (cpu/blas_kernels.h)
     MpiEnvironment env(&argc, &argv);
     const Communicator world = Communicator::world();
     int64_t B = 16384, b = 3280, D = 0;

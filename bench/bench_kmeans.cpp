@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/blas_kernels.h"
 #include "backend/registry.h"
 #include "mode/clustering.h"
 #include "mode/kmeans.h"
@@ -33,6 +34,7 @@ std::vector<float> read_rows(const std::string& path, int64_t begin, int64_t cou
 }  // namespace
 
 int main(int argc, char** argv) {
+    curaclip::cpu::use_blas_kernels_of_this_cpu(argv);  // as the curaclip binary does (cpu/blas_kernels.h)
     MpiEnvironment env(&argc, &argv);
     const Communicator world = Communicator::world();
     try {

@@ -25,6 +25,7 @@
 #include <boost/program_options.hpp>
 #include <cblas.h>
 
+#include "cpu/blas_kernels.h"
 #include "backend/registry.h"
 #include "bench/random_batch.h"
 #include "core/philox.h"
@@ -92,6 +93,7 @@ std::string json_escape(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    curaclip::cpu::use_blas_kernels_of_this_cpu(argv);  // as the curaclip binary does (cpu/blas_kernels.h)
     po::options_description opts("bench_train_step");
     opts.add_options()("help", "this text")
         ("preset", po::value<std::string>()->default_value("tiny"), "model preset")
