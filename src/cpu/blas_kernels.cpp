@@ -42,9 +42,15 @@ void use_blas_kernels_of_this_cpu(char** argv) {
                                                   __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"),
                                                   avx512);
     if (want.empty()) return;
+    // The binary's real path, not /proc/self/exe: the process name (comm, what ps, top,
+    // pgrep and Slurm show) is taken from the path executed, and must stay "curaclip".
+    char self[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return;  // no /proc: go on with the loaded kernels
+    self[n] = '\0';
     ::setenv("OPENBLAS_CORETYPE", want.c_str(), 1);
-    ::execv("/proc/self/exe", argv);
-    // execv failed (no /proc): go on with the loaded kernels; later children get the variable.
+    ::execv(self, argv);
+    // execv failed: go on with the loaded kernels (children started later get the variable).
 #else
     (void)argv;
 #endif

@@ -10,8 +10,8 @@
 // that: main() calls use_blas_kernels_of_this_cpu() first, which, when the loaded
 // kernels lack instructions the CPU has and the user has not set OPENBLAS_CORETYPE,
 // sets it (SkylakeX for AVX-512, Haswell for AVX2+FMA, Sandybridge for AVX) and
-// executes the same program again (execv of /proc/self/exe, same pid and arguments,
-// before MPI starts). A user's OPENBLAS_CORETYPE is always left as it is.
+// executes the same program again (execv of the binary's own path, so that the
+// process name stays; same pid and arguments; before MPI starts). A user's OPENBLAS_CORETYPE is always left as it is.
 #pragma once
 
 #include <string>
