@@ -22,7 +22,7 @@ S=$W/submit; mkdir -p "$S"; cd "$S" || exit 1   # outside the repository
 export CURACLIP_BIN=$BIN
 unset CURACLIP_RUN CURACLIP_SRUN_MPI CURACLIP_SBATCH_CLUSTER CURACLIP_SBATCH_EXPERTS CURACLIP_SBATCH_EVAL
 PIPE=(bash "$REPO/jobs/slurm/mode_pipeline.sh")
-STEPS=60
+STEPS=150
 final=$(printf 'step_%08d.h5' $STEPS)
 BASE=(--data.train "$W/d/train.h5" --train.batch_size 16 --train.warmup 5 --train.log_every 5 --train.eval_every 0)
 OVR=("${BASE[@]}" --data.eval "$W/d/test.h5" --train.steps "$STEPS")

@@ -24,7 +24,9 @@ ctl_level=$(scontrol show config | sed -n 's/^SlurmctldDebug *= *//p')
 scontrol setdebug debug2
 make_data "$BIN"
 S=$W/submit; mkdir -p "$S"; cd "$S" || exit 1   # outside the repository
-STEPS=80
+# Long enough that a stop sent once step 20 is logged lands mid-run with OpenBLAS kernels
+# matched to the CPU (a few ms per step), short enough for the whole file to stay near 2 minutes.
+STEPS=200
 final=$(printf 'step_%08d.h5' $STEPS)
 ARGS=("$REPO/configs/tiny.ini" --data.train "$W/d/train.h5" --data.eval "$W/d/test.h5" --train.batch_size 16
       --train.warmup 5 --train.log_every 5 --train.eval_every 0 --train.steps $STEPS)
@@ -180,14 +182,15 @@ echo "     (kill-early: $(( $(date +%s) - t )) s)"
 # The time-limit signal (--signal=B:USR1@120 of the template), with TimeLimit=1
 # (minute): the signal is due at once, and comes at slurmctld's next time-limit check.
 # Those come every 30 s (seen in its debug2 log since this test began): the job is
-# released ~6 s before one, so that the signal arrives while it trains.
+# released ~3 s before one, so that the signal arrives while it starts or trains (a
+# signal before the ranks have their handlers is held by the script and passed on).
 t=$(date +%s)
 start time-limit --hold --time=10
 scontrol update JobId="$j" TimeLimit=1
 last=$(grep "Testing job time limits" "$ctl_log" | tail -n 1 | sed -E 's/^\[([^].]*).*/\1/')
 next=$(( $(date -d "${last:-now}" +%s) + 30 ))
 while [ $(( next - $(date +%s) )) -lt 8 ]; do next=$((next + 30)); done
-sleep $(( next - 6 - $(date +%s) ))
+sleep $(( next - 3 - $(date +%s) ))
 scontrol release "$j"
 # Once stopped and requeued, the next start gets time again.
 for _ in $(seq 1 900); do
