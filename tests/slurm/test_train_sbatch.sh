@@ -180,29 +180,45 @@ check_done kill-early "$j" "$run"
 echo "     (kill-early: $(( $(date +%s) - t )) s)"
 
 # The time-limit signal (--signal=B:USR1@120 of the template), with TimeLimit=1
-# (minute): the signal is due at once, and comes at slurmctld's next time-limit check.
-# Those come every 30 s (seen in its debug2 log since this test began): the job is
-# released ~3 s before one, so that the signal arrives while it starts or trains (a
-# signal before the ranks have their handlers is held by the script and passed on).
+# (minute): the signal is due at once, but slurmctld sends it only at its next
+# time-limit check (seen in its debug2 log since this test began), and the job may
+# start some seconds after its release. So this job trains
+# long enough to be running at a check whatever the machine's speed (the checks were
+# seen 30 s apart, and up to 60 s apart): steps for about 80 s at the rate the uninterrupted job measured, with its own uninterrupted
+# reference (2 ranks under mpirun, trained meanwhile). It is released just after a check.
 t=$(date +%s)
+rate=$(sed -nE 's/^done: ([0-9]+) steps in ([0-9.]+) s.*/\1 \2/p' "$out" | awk '{ if ($2 > 0) print $1 / $2 }' | head -n 1)
+TL_STEPS=$(awk -v r="${rate:-20}" -v s=$STEPS 'BEGIN { n = int(r * 80); print (n > s ? n : s) }')
+tl_final=$(printf 'step_%08d.h5' "$TL_STEPS")
+TL_ARGS=("${ARGS[@]:0:${#ARGS[@]}-2}" --train.steps "$TL_STEPS")
+echo "     (time-limit: $TL_STEPS steps, at the ${rate:-?} steps/s the reference ran)"
+(cd "$W" && OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1 timeout 600 bash "$REPO/jobs/local/mpirun.sh" 2 "$BIN" \
+   train --config "${TL_ARGS[@]}" --train.out "$W/tl_ref" > "$W/tl_ref.log" 2>&1) &
+tl_ref_pid=$!
+ARGS=("${TL_ARGS[@]}")   # (the last case: the other jobs are done)
 start time-limit --hold --time=10
 scontrol update JobId="$j" TimeLimit=1
-last=$(grep "Testing job time limits" "$ctl_log" | tail -n 1 | sed -E 's/^\[([^].]*).*/\1/')
-next=$(( $(date -d "${last:-now}" +%s) + 30 ))
-while [ $(( next - $(date +%s) )) -lt 8 ]; do next=$((next + 30)); done
-sleep $(( next - 3 - $(date +%s) ))
+# Released right after a check: the next one, 30 s later, finds it training.
+n0=$(grep -c "Testing job time limits" "$ctl_log")
+for _ in $(seq 1 400); do [ "$(grep -c "Testing job time limits" "$ctl_log")" -gt "$n0" ] && break; sleep 0.1; done
 scontrol release "$j"
 # Once stopped and requeued, the next start gets time again.
-for _ in $(seq 1 900); do
+for _ in $(seq 1 1500); do
   [ "$(job_field "$j" Restarts)" = 1 ] && [ "$(job_state "$j")" = PENDING ] && break
   case "$(job_state "$j")" in COMPLETED|FAILED|TIMEOUT|CANCELLED) break ;; esac
   sleep 0.2
 done
 scontrol update JobId="$j" TimeLimit=10 >/dev/null 2>&1
-wait_job "$j" 300
+wait_job "$j" 600
+wait $tl_ref_pid
 check "time-limit: slurmctld sent the warning signal" grep -q "warning signal 10 to JobId=$j\b" "$ctl_log"
 check "time-limit: the script passed it on" grep -q "train.sbatch: SIGUSR1: asking the ranks" "$log"
-check_resumed time-limit "$j" "$run" "$log"; check_done time-limit "$j" "$run"
+check_resumed time-limit "$j" "$run" "$log"
+check "time-limit: job COMPLETED, exit code 0" test "$(job_state "$j") $(job_field "$j" ExitCode)" = "COMPLETED 0:0"
+check "time-limit: full step count ($tl_final)" test -f "$run/$tl_final"
+check "time-limit: parameters bit-identical to the uninterrupted run" same_params "$run/$tl_final" "$W/tl_ref/$tl_final"
+check "time-limit: exactly one final eval line in metrics.jsonl" one_final_eval "$run" "$TL_STEPS"
+check "time-limit: marked finished" grep -qx "step $TL_STEPS" "$run/finished"
 echo "     (time-limit: $(( $(date +%s) - t )) s)"
 
 scontrol setdebug "${ctl_level:-info}"
