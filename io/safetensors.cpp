@@ -227,6 +227,7 @@ std::vector<float> SafetensorsFile::read_f32(const std::string& name) const {
     const auto raw = read_bytes(name);
     const size_t n = static_cast<size_t>(t.numel());
     std::vector<float> out(n);
+    if (n == 0) return out;  // (memcpy of an empty vector's null data is undefined)
     if (t.dtype == "F32") {
         std::memcpy(out.data(), raw.data(), n * 4);
     } else {
