@@ -104,11 +104,137 @@ def seed_lr(cfg_path, s, total):
     return 0.5 * lr * (1 + math.cos(math.pi * min(1.0, (s - w) / (total - w))))
 
 
+def run_seed(R, args, bin_, split_bin, W, data, S, embeddings):
+    """One training seed S: the seed model, the equal-compute models, and per caption
+    embedding arm (the seed's text tower, a sentence encoder) the clusters, MoDE-n and
+    Rand-n experts and their evaluations. Returns (results, val results, chosen taus,
+    seed step, continuation lr, class consistency per arm)."""
+    cfg = os.path.join(ROOT, "configs", "tiny.ini")
+    fit, val, test = f"{data}/fit.h5", f"{data}/val.h5", f"{data}/test.h5"
+    common = ["--config", cfg, "--data.train", fit, "--data.eval", "", "--train.log_every", "100",
+              "--train.seed", str(S)]
+    E = args.expert_steps
+    seed_total = args.seed_steps + E  # the experts finish the seed's schedule
+    def seed_done():
+        if not os.path.exists(f"{W}/seed/latest"):
+            return 0
+        with open(f"{W}/seed/latest") as f:
+            return int(f.read().strip().split("_")[1].split(".")[0])
+    seed_cmd = [bin_, "train", *common, "--train.steps", str(seed_total), "--train.stop_at", str(args.seed_steps),
+                "--train.out", f"{W}/seed"]
+    if 0 < seed_done() < args.seed_steps:  # interrupted (SIGTERM checkpoints): continue it
+        os.rename(f"{W}/seed.log", f"{W}/seed.{seed_done()}.log")
+        seed_cmd += ["--train.resume", "latest"]
+    R.run(f"s{S}_seed", R.mpirun(*seed_cmd), done_if=f"{W}/seed/latest" if seed_done() >= args.seed_steps else None,
+          log=f"{W}/seed.log")
+    seed_step = seed_done()
+    cont_lr = seed_lr(cfg, seed_step, seed_total)
+    ns = [int(x) for x in args.experts.split(",")]
+    rand_ns = [int(x) for x in args.rand.split(",") if x]
+    cont = ["--train.init_from", f"{W}/seed", "--train.warmup", str(args.warmup), "--train.lr", f"{cont_lr:.6g}"]
+    expert_opts = [*cont, "--train.steps", str(E), "--mode.ood_share", str(args.ood_share)]
+    # Evaluation (right after each n is trained): the routing temperature of each
+    # ensemble on val, then the test set.
+    res, val_res = {}, {}
+    def ev(arm, *extra, data_path=test, store=res, tag=""):
+        out = f"{W}/eval{tag}_{arm}.json"
+        R.run(f"s{S}_eval{tag}_{arm}", R.mpirun(bin_, "eval", "--data", data_path, "--json", out, *extra), done_if=out,
+              log=f"{W}/eval{tag}_{arm}.log")
+        with open(out) as f:
+            store[arm] = json.load(f)
+    taus = [float(t) for t in args.taus.split(",")]
+    chosen_tau = {}
+    def choose_tau(arm, assign):
+        scores = {}
+        for t in taus:
+            ev(f"{arm}_tau{t:g}", "--experts", f"{W}/{arm}", "--assign", assign, "--routing-temperature", f"{t:g}",
+               data_path=val, store=val_res, tag="_val")
+            scores[t] = val_res[f"{arm}_tau{t:g}"]["routed"]["zeroshot_top1"]
+        chosen_tau[arm] = max(taus, key=lambda t: (scores[t], -t))  # ties: the sharper routing
+        print(f"[s{S} {arm}] val zero-shot by tau: {scores} -> tau {chosen_tau[arm]:g}", flush=True)
+    ev("seed", "--checkpoint", f"{W}/seed")
+    for n in ns:
+        R.run(f"s{S}_train_eq{n}", R.mpirun(bin_, "train", *common, *cont, "--train.steps", str(n * E),
+                                            "--train.out", f"{W}/eq{n}"),
+              done_if=f"{W}/eq{n}/latest", log=f"{W}/train_eq{n}.log")
+        ev(f"eq{n}", "--checkpoint", f"{W}/eq{n}")
+    import h5py
+    with h5py.File(fit, "r") as f:
+        fit_labels = f["labels"][()]
+        n_classes = len(f["classnames"][()])
+    consistency = {}
+    for emb in embeddings:
+        sfx = "" if emb == "seed" else f"_{emb}"  # the seed-text arms keep their historical names
+        # The seed's text embeddings depend on the seed; a sentence encoder's do not (shared).
+        emb_file = f"{W}/caption_emb.h5" if emb == "seed" else f"{os.path.dirname(W)}/caption_emb{sfx}.h5"
+        src = ["--checkpoint", f"{W}/seed"] if emb == "seed" else ["--encoder", args.encoder]
+        R.run(f"s{S}_embed{sfx}", R.mpirun(bin_, "embed", *src, "--data", fit, "--out", emb_file),
+              done_if=emb_file, log=f"{os.path.dirname(emb_file)}/embed{sfx}.log")
+        for n in ns:
+            A = f"{W}/assign{n}{sfx}.h5"
+            R.run(f"s{S}_cluster{n}{sfx}", R.mpirun(bin_, "cluster", "--embeddings", emb_file, "--out", A,
+                                                    "--fine", str(args.fine), "--experts", str(n), "--seed", str(S),
+                                                    "--balanced", args.balanced, "--coarse-balanced", args.balanced,
+                                                    "--verbose", "0"),
+                  done_if=A, log=f"{W}/cluster{n}{sfx}.log")
+            consistency[f"mode{n}{sfx}"] = cluster_consistency(A, fit_labels, n_classes)
+            arms_n = [(f"mode{n}{sfx}", A)]
+            if n in rand_ns:
+                RA = f"{W}/rand{n}{sfx}.h5"
+                R.run(f"s{S}_randsplit{n}{sfx}", [split_bin, A, RA, str(n)], done_if=RA, log=f"{W}/randsplit{n}{sfx}.log")
+                arms_n.append((f"rand{n}{sfx}", RA))
+            for arm, assign in arms_n:
+                R.run(f"s{S}_train_{arm}", R.mpirun(bin_, "train-experts", *common, *expert_opts, "--mode.assign", assign,
+                                                    "--train.out", f"{W}/{arm}"),
+                      done_if=f"{W}/{arm}/expert_{n - 1}/finished", log=f"{W}/train_{arm}.log")
+            arm = f"mode{n}{sfx}"
+            choose_tau(arm, A)
+            ev(arm, "--experts", f"{W}/{arm}", "--assign", A, "--routing-temperature", f"{chosen_tau[arm]:g}")
+            if chosen_tau[arm] == 1.0:
+                res[f"{arm}_tau1"] = res[arm]
+            else:
+                ev(f"{arm}_tau1", "--experts", f"{W}/{arm}", "--assign", A)
+            ev(f"{arm}_metaclip", "--experts", f"{W}/{arm}", "--assign", A, "--routing", "metaclip")
+            if n in rand_ns:
+                rarm = f"rand{n}{sfx}"
+                choose_tau(rarm, f"{W}/{rarm}.h5")
+                ev(rarm, "--experts", f"{W}/{rarm}", "--assign", f"{W}/{rarm}.h5",
+                   "--routing-temperature", f"{chosen_tau[rarm]:g}")
+    return res, val_res, chosen_tau, seed_step, cont_lr, consistency
+
+
+def cluster_consistency(assign_path, labels, n_classes):
+    """Class consistency of the coarse clusters: for each class, the share of its
+    examples in its most common expert, averaged over the classes (1.0: no class is
+    split across experts); also the class purity of the experts and their sizes."""
+    import h5py
+    import numpy as np
+    with h5py.File(assign_path, "r") as f:
+        expert = f["assign/expert"][()]
+        n = int(f.attrs["n"])
+    counts = np.zeros((n_classes, n), dtype=np.int64)
+    np.add.at(counts, (labels, expert), 1)
+    per_class = counts.max(1) / np.maximum(counts.sum(1), 1)
+    return {"class_consistency": round(float(per_class.mean()), 4),
+            "class_consistency_per_class": [round(float(x), 4) for x in per_class],
+            "main_expert_per_class": [int(x) for x in counts.argmax(1)],
+            "class_purity": round(float(counts.max(0).sum() / counts.sum()), 4),
+            "expert_sizes": [int(x) for x in counts.sum(0)]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
     ap.add_argument("--work", default="/tmp/mode_fmnist")
     ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--seeds", default="0", help="training seeds (train.seed of every run, cluster --seed); "
+                                                 "each gets its own seed model and arms")
+    ap.add_argument("--embeddings", default="seed",
+                    help="caption embeddings to cluster, comma-separated: seed (the seed CLIP's text tower), "
+                         "minilm (the sentence encoder in --encoder)")
+    ap.add_argument("--encoder", default=os.path.join(ROOT, ".cache", "models", "all-MiniLM-L6-v2"),
+                    help="sentence encoder folder of the minilm arm (bash jobs/install_deps.sh --models)")
+    ap.add_argument("--balanced", default="false", help="balanced k-means at both levels (the released code's choice)")
     ap.add_argument("--seed-steps", type=int, default=1500)
     ap.add_argument("--expert-steps", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=50, help="warmup of the expert and continuation runs")
@@ -122,6 +248,13 @@ def main():
     ap.add_argument("--out-json", default=os.path.join(ROOT, "bench", "results", "mode_fashion_mnist.json"))
     ap.add_argument("--out-png", default=os.path.join(ROOT, "docs", "mode_fashion_mnist.png"))
     args = ap.parse_args()
+    embeddings = [e for e in args.embeddings.split(",") if e]
+    for e in embeddings:
+        if e not in ("seed", "minilm"):
+            sys.exit(f"--embeddings: unknown arm '{e}' (expected seed or minilm)")
+    if "minilm" in embeddings and not os.path.exists(os.path.join(args.encoder, "model.safetensors")):
+        sys.exit(f"--encoder {args.encoder}: no model.safetensors there (bash jobs/install_deps.sh --models)")
+    seeds = [int(x) for x in args.seeds.split(",") if x]
     bin_ = os.path.join(ROOT, args.build, "curaclip") if not os.path.isabs(args.build) else os.path.join(args.build, "curaclip")
     split_bin = os.path.join(os.path.dirname(bin_), "mode_random_split")
     W = args.work
@@ -129,102 +262,79 @@ def main():
     os.makedirs(W, exist_ok=True)
     R = Runner(args)
     t_all = time.time()
-    cfg = os.path.join(ROOT, "configs", "tiny.ini")
     fit, val, test = f"{data}/fit.h5", f"{data}/val.h5", f"{data}/test.h5"
-    common = ["--config", cfg, "--data.train", fit, "--data.eval", "", "--train.log_every", "100"]
-
     R.run("prep", [bin_, "prep", "fashion-mnist", "--out", data], done_if=test, log=f"{W}/prep.log")
     if not os.path.exists(val):
         split_holdout(f"{data}/train.h5", fit, val, args.holdout)
-    E = args.expert_steps
-    seed_total = args.seed_steps + E  # the experts finish the seed's schedule
-    def seed_done():
-        if not os.path.exists(f"{W}/seed/latest"):
-            return 0
-        with open(f"{W}/seed/latest") as f:
-            return int(f.read().strip().split("_")[1].split(".")[0])
-    seed_cmd = [bin_, "train", *common, "--train.steps", str(seed_total), "--train.stop_at", str(args.seed_steps),
-                "--train.out", f"{W}/seed"]
-    if 0 < seed_done() < args.seed_steps:  # interrupted (SIGTERM checkpoints): continue it
-        os.rename(f"{W}/seed.log", f"{W}/seed.{seed_done()}.log")
-        seed_cmd += ["--train.resume", "latest"]
-    R.run("seed", R.mpirun(*seed_cmd), done_if=f"{W}/seed/latest" if seed_done() >= args.seed_steps else None,
-          log=f"{W}/seed.log")
-    seed_step = seed_done()
-    cont_lr = seed_lr(cfg, seed_step, seed_total)
-    R.run("embed", R.mpirun(bin_, "embed", "--checkpoint", f"{W}/seed", "--data", fit,
-                            "--out", f"{W}/caption_emb.h5"), done_if=f"{W}/caption_emb.h5", log=f"{W}/embed.log")
     ns = [int(x) for x in args.experts.split(",")]
     rand_ns = [int(x) for x in args.rand.split(",") if x]
-    cont = ["--train.init_from", f"{W}/seed", "--train.warmup", str(args.warmup), "--train.lr", f"{cont_lr:.6g}"]
-    expert_opts = [*cont, "--train.steps", str(E), "--mode.ood_share", str(args.ood_share)]
-    # Evaluation (right after each n is trained): the routing temperature of each
-    # ensemble on val, then the test set.
-    res, val_res = {}, {}
-    def ev(arm, *extra, data_path=test, store=res, tag=""):
-        out = f"{W}/eval{tag}_{arm}.json"
-        R.run(f"eval{tag}_{arm}", R.mpirun(bin_, "eval", "--data", data_path, "--json", out, *extra), done_if=out,
-              log=f"{W}/eval{tag}_{arm}.log")
-        with open(out) as f:
-            store[arm] = json.load(f)
+    sfxs = {e: ("" if e == "seed" else f"_{e}") for e in embeddings}
     taus = [float(t) for t in args.taus.split(",")]
-    chosen_tau = {}
-    def choose_tau(arm, assign):
-        scores = {}
-        for t in taus:
-            ev(f"{arm}_tau{t:g}", "--experts", f"{W}/{arm}", "--assign", assign, "--routing-temperature", f"{t:g}",
-               data_path=val, store=val_res, tag="_val")
-            scores[t] = val_res[f"{arm}_tau{t:g}"]["routed"]["zeroshot_top1"]
-        chosen_tau[arm] = max(taus, key=lambda t: (scores[t], -t))  # ties: the sharper routing
-        print(f"[{arm}] val zero-shot by tau: {scores} -> tau {chosen_tau[arm]:g}", flush=True)
-    ev("seed", "--checkpoint", f"{W}/seed")
-    for n in ns:
-        R.run(f"cluster{n}", R.mpirun(bin_, "cluster", "--embeddings", f"{W}/caption_emb.h5", "--out", f"{W}/assign{n}.h5",
-                                      "--fine", str(args.fine), "--experts", str(n), "--verbose", "0"),
-              done_if=f"{W}/assign{n}.h5", log=f"{W}/cluster{n}.log")
-        arms_n = [(f"mode{n}", f"{W}/assign{n}.h5")]
-        if n in rand_ns:
-            R.run(f"randsplit{n}", [split_bin, f"{W}/assign{n}.h5", f"{W}/rand{n}.h5", str(n)], done_if=f"{W}/rand{n}.h5",
-                  log=f"{W}/randsplit{n}.log")
-            arms_n.append((f"rand{n}", f"{W}/rand{n}.h5"))
-        for arm, assign in arms_n:
-            R.run(f"train_{arm}", R.mpirun(bin_, "train-experts", *common, *expert_opts, "--mode.assign", assign,
-                                           "--train.out", f"{W}/{arm}"),
-                  done_if=f"{W}/{arm}/expert_{n - 1}/latest", log=f"{W}/train_{arm}.log")
-        R.run(f"train_eq{n}", R.mpirun(bin_, "train", *common, *cont, "--train.steps", str(n * E), "--train.out", f"{W}/eq{n}"),
-              done_if=f"{W}/eq{n}/latest", log=f"{W}/train_eq{n}.log")
-        A = f"{W}/assign{n}.h5"
-        ev(f"eq{n}", "--checkpoint", f"{W}/eq{n}")
-        choose_tau(f"mode{n}", A)
-        ev(f"mode{n}", "--experts", f"{W}/mode{n}", "--assign", A, "--routing-temperature", f"{chosen_tau[f'mode{n}']:g}")
-        if chosen_tau[f"mode{n}"] == 1.0:
-            res[f"mode{n}_tau1"] = res[f"mode{n}"]
-        else:
-            ev(f"mode{n}_tau1", "--experts", f"{W}/mode{n}", "--assign", A)
-        ev(f"mode{n}_metaclip", "--experts", f"{W}/mode{n}", "--assign", A, "--routing", "metaclip")
-        if n in rand_ns:
-            choose_tau(f"rand{n}", f"{W}/rand{n}.h5")
-            ev(f"rand{n}", "--experts", f"{W}/rand{n}", "--assign", f"{W}/rand{n}.h5",
-               "--routing-temperature", f"{chosen_tau[f'rand{n}']:g}")
 
-    # Arms: single models, routed ensembles, uniform averages.
     def pts(x):
         return round(100.0 * x, 2)
-    arms = {}
-    def single(name, r):
-        arms[name] = {k: pts(r[k]) for k in ("zeroshot_top1", "i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5")}
-    single("seed", res["seed"])
+    per_seed = {}
+    for S in seeds:
+        WS = f"{W}/s{S}"
+        os.makedirs(WS, exist_ok=True)
+        res, val_res, chosen_tau, seed_step, cont_lr, cons = run_seed(R, args, bin_, split_bin, WS, data, S, embeddings)
+        arms = {}
+        def single(name, r):
+            arms[name] = {k: pts(r[k]) for k in ("zeroshot_top1", "i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5")}
+        single("seed", res["seed"])
+        for n in sorted(ns):
+            single(f"equal_compute_{n}", res[f"eq{n}"])
+            for sfx in sfxs.values():
+                single(f"mode{n}{sfx}", res[f"mode{n}{sfx}"]["routed"])
+                single(f"mode{n}{sfx}_paper_tau1", res[f"mode{n}{sfx}_tau1"]["routed"])
+                single(f"mode{n}{sfx}_metaclip_routing", res[f"mode{n}{sfx}_metaclip"]["routed"])
+                single(f"mode{n}{sfx}_uniform", res[f"mode{n}{sfx}"]["uniform"])
+                if n in rand_ns:
+                    single(f"rand{n}{sfx}", res[f"rand{n}{sfx}"]["routed"])
+                    single(f"rand{n}{sfx}_uniform", res[f"rand{n}{sfx}"]["uniform"])
+                for c, e in enumerate(res[f"mode{n}{sfx}"]["experts"]):
+                    single(f"mode{n}{sfx}_expert{c}_alone", e)
+        o = {"seed_checkpoint_step": seed_step, "continuation_lr": float(f"{cont_lr:.6g}")}
+        for name, a in arms.items():
+            o[f"zeroshot_{name}"] = a["zeroshot_top1"]
+        for arm, t in chosen_tau.items():
+            o[f"routing_temperature_{arm}"] = t
+            o[f"val_zeroshot_by_temperature_{arm}"] = {f"{tt:g}": pts(val_res[f"{arm}_tau{tt:g}"]["routed"]["zeroshot_top1"])
+                                                        for tt in taus}
+        for n in sorted(ns):
+            for sfx in sfxs.values():
+                m = f"mode{n}{sfx}"
+                o[f"zeroshot_gain_vs_equal_compute_{m}"] = round(arms[m]["zeroshot_top1"] - arms[f"equal_compute_{n}"]["zeroshot_top1"], 2)
+                if n in rand_ns:
+                    o[f"zeroshot_gain_vs_rand_{m}"] = round(arms[m]["zeroshot_top1"] - arms[f"rand{n}{sfx}"]["zeroshot_top1"], 2)
+                o[f"routing_weights_zeroshot_{m}"] = [round(w, 4) for w in res[m]["weights_zeroshot"]]
+                o[f"routing_weights_zeroshot_{m}_paper_tau1"] = [round(w, 4) for w in res[f"{m}_tau1"]["weights_zeroshot"]]
+                o[f"routing_weights_zeroshot_{m}_metaclip"] = [round(w, 4) for w in res[f"{m}_metaclip"]["weights_zeroshot"]]
+                o[f"class_routes_{m}"] = {r["class"]: [r["fine"], r["expert"], round(r["d2"], 4)]
+                                          for r in res[m].get("class_routes", [])}
+                o[f"clusters_{m}"] = cons[m]
+        o["arms"] = arms
+        per_seed[str(S)] = o
+
+    # Across seeds: mean and spread of every arm, the gains per seed, the goals.
+    import statistics
+    def mean_sd(xs):
+        return {"mean": round(statistics.mean(xs), 2), "sd": round(statistics.stdev(xs), 2) if len(xs) > 1 else 0.0,
+                "per_seed": xs}
+    first = per_seed[str(seeds[0])]
+    summary = {"zeroshot": {a: mean_sd([per_seed[str(S)]["arms"][a]["zeroshot_top1"] for S in seeds]) for a in first["arms"]}}
     for n in sorted(ns):
-        single(f"equal_compute_{n}", res[f"eq{n}"])
-        single(f"mode{n}", res[f"mode{n}"]["routed"])
-        single(f"mode{n}_paper_tau1", res[f"mode{n}_tau1"]["routed"])
-        single(f"mode{n}_metaclip_routing", res[f"mode{n}_metaclip"]["routed"])
-        single(f"mode{n}_uniform", res[f"mode{n}"]["uniform"])
-        if n in rand_ns:
-            single(f"rand{n}", res[f"rand{n}"]["routed"])
-            single(f"rand{n}_uniform", res[f"rand{n}"]["uniform"])
-        for c, e in enumerate(res[f"mode{n}"]["experts"]):
-            single(f"mode{n}_expert{c}_alone", e)
+        for e, sfx in sfxs.items():
+            m = f"mode{n}{sfx}"
+            g_eq = [per_seed[str(S)][f"zeroshot_gain_vs_equal_compute_{m}"] for S in seeds]
+            summary[f"gain_vs_equal_compute_{m}"] = mean_sd(g_eq)
+            summary[f"class_consistency_{m}"] = mean_sd([per_seed[str(S)][f"clusters_{m}"]["class_consistency"] for S in seeds])
+            summary[f"class_name_experts_{m}"] = {str(S): sorted({v[1] for v in per_seed[str(S)][f"class_routes_{m}"].values()})
+                                                  for S in seeds}
+            if n in rand_ns:
+                g_r = [per_seed[str(S)][f"zeroshot_gain_vs_rand_{m}"] for S in seeds]
+                summary[f"gain_vs_rand_{m}"] = mean_sd(g_r)
+                summary[f"clustered_beats_rand_every_seed_{m}"] = all(g > 0 for g in g_r)
 
     total = round(time.time() - t_all, 1)
     command = "/usr/bin/python3 bench/mode_fashion_mnist.py " + " ".join(sys.argv[1:])
@@ -236,11 +346,16 @@ def main():
         "git_commit": git_commit(),
         "ranks": args.ranks,
         "threads_per_rank": R.threads,
+        "seeds": seeds,
+        "embeddings": {e: ("the seed CLIP's text tower (curaclip embed --checkpoint seed)" if e == "seed" else
+                           f"sentence encoder {os.path.basename(args.encoder.rstrip('/'))} (curaclip embed --encoder)")
+                       for e in embeddings},
+        "arm_suffix": {e: sfx for e, sfx in sfxs.items()},
+        "clustering": ("balanced k-means at both levels" if args.balanced.lower() in ("1", "true", "yes", "on")
+                       else "k-means at both levels (not balanced)") + f", m = {args.fine} fine",
         "seed_steps": args.seed_steps,
-        "seed_checkpoint_step": seed_step,
-        "seed_schedule_steps": seed_total,
-        "expert_steps": E,
-        "continuation_lr": float(f"{cont_lr:.6g}"),
+        "seed_schedule_steps": args.seed_steps + args.expert_steps,
+        "expert_steps": args.expert_steps,
         "continuation_warmup": args.warmup,
         "holdout_rows": args.holdout,
         "batch_size": 256,
@@ -250,75 +365,66 @@ def main():
                    "cosine-similarity ensemble (unless the arm says otherwise)",
         "routing_temperatures_tried": taus,
         "rand_split": "the same fine clusters dealt to the experts at random (balanced counts)",
+        "class_consistency": "per class, the share of its fit examples in its most common expert, averaged over the classes",
+        "class_routes": "class name -> [fine cluster, expert, squared distance] of its routing",
         "units": "accuracy and recall in percent; gains in points",
+        "summary": summary,
+        "per_seed": per_seed,
+        "stage_seconds": R.stage_s,
+        "total_seconds": total,
     }
-    for name, a in arms.items():
-        out[f"zeroshot_{name}"] = a["zeroshot_top1"]
-    for arm, t in chosen_tau.items():
-        out[f"routing_temperature_{arm}"] = t
-        out[f"val_zeroshot_by_temperature_{arm}"] = {f"{tt:g}": pts(val_res[f"{arm}_tau{tt:g}"]["routed"]["zeroshot_top1"])
-                                                      for tt in taus}
-    for n in sorted(ns):
-        out[f"zeroshot_gain_vs_equal_compute_mode{n}"] = round(arms[f"mode{n}"]["zeroshot_top1"] - arms[f"equal_compute_{n}"]["zeroshot_top1"], 2)
-        if n in rand_ns:
-            out[f"zeroshot_gain_vs_rand_mode{n}"] = round(arms[f"mode{n}"]["zeroshot_top1"] - arms[f"rand{n}"]["zeroshot_top1"], 2)
-        out[f"routing_weights_zeroshot_mode{n}"] = [round(w, 4) for w in res[f"mode{n}"]["weights_zeroshot"]]
-        out[f"routing_weights_zeroshot_mode{n}_paper_tau1"] = [round(w, 4) for w in res[f"mode{n}_tau1"]["weights_zeroshot"]]
-        out[f"routing_weights_zeroshot_mode{n}_metaclip"] = [round(w, 4) for w in res[f"mode{n}_metaclip"]["weights_zeroshot"]]
-        out[f"class_routes_mode{n}"] = {r["class"]: [r["fine"], r["expert"], round(r["d2"], 4)]
-                                        for r in res[f"mode{n}"].get("class_routes", [])}
-    out["arms"] = arms
-    out["stage_seconds"] = R.stage_s
-    out["total_seconds"] = total
     os.makedirs(os.path.dirname(args.out_json), exist_ok=True)
-    with open(args.out_json, "w") as f:
+    with open(args.out_json + ".tmp", "w") as f:
         json.dump(out, f, indent=2)
         f.write("\n")
+    os.replace(args.out_json + ".tmp", args.out_json)
 
-    # Table.
-    print(f"\n{'arm':32s} {'zero-shot':>9s} {'i2t R@1':>8s} {'i2t R@5':>8s} {'t2i R@1':>8s} {'t2i R@5':>8s}")
-    for name, a in arms.items():
-        print(f"{name:32s} {a['zeroshot_top1']:9.2f} {a['i2t_r1']:8.2f} {a['i2t_r5']:8.2f} {a['t2i_r1']:8.2f} {a['t2i_r5']:8.2f}")
+    # Table: the 3-seed mean (sd) of every arm, then the gains.
+    print(f"\n{'arm':36s} {'zero-shot mean':>14s} {'sd':>5s}   per seed")
+    for name, v in summary["zeroshot"].items():
+        print(f"{name:36s} {v['mean']:14.2f} {v['sd']:5.2f}   {v['per_seed']}")
     for n in sorted(ns):
-        print(f"MoDE-{n} gain vs equal compute: {out[f'zeroshot_gain_vs_equal_compute_mode{n}']:+.2f} points"
-              + (f"; vs Rand-{n}: {out[f'zeroshot_gain_vs_rand_mode{n}']:+.2f}" if n in rand_ns else ""))
+        for e, sfx in sfxs.items():
+            m = f"mode{n}{sfx}"
+            line = (f"MoDE-{n} [{e}]: class consistency {summary[f'class_consistency_{m}']['mean']:.3f}; gain vs equal "
+                    f"compute {summary[f'gain_vs_equal_compute_{m}']['mean']:+.2f} {summary[f'gain_vs_equal_compute_{m}']['per_seed']}")
+            if n in rand_ns:
+                line += f"; vs Rand-{n} {summary[f'gain_vs_rand_{m}']['mean']:+.2f} {summary[f'gain_vs_rand_{m}']['per_seed']}"
+            print(line)
     print(f"total {total} s; wrote {args.out_json}")
 
-    # Plot.
+    # Plot: mean zero-shot of the main arms, one error bar per seed spread.
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     order = ["seed"]
     for n in sorted(ns):
-        order += [f"equal_compute_{n}", f"mode{n}", f"mode{n}_paper_tau1", f"mode{n}_metaclip_routing", f"mode{n}_uniform"]
-        order += [f"rand{n}"] if n in rand_ns else []
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    colors = {"seed": "gray", "equal": "tab:blue", "mode": "tab:green", "metaclip": "tab:olive", "tau1": "tab:cyan",
-              "uniform": "tab:orange", "rand": "tab:red"}
+        order.append(f"equal_compute_{n}")
+        for sfx in sfxs.values():
+            order += [f"mode{n}{sfx}", f"mode{n}{sfx}_uniform"] + ([f"rand{n}{sfx}"] if n in rand_ns else [])
     def color(nm):
-        for k in ("metaclip", "tau1", "uniform", "equal", "rand", "mode", "seed"):
-            if k in nm:
-                return colors[k]
-        return "black"
-    ys = [arms[a]["zeroshot_top1"] for a in order]
-    axes[0].bar(range(len(order)), ys, color=[color(a) for a in order])
-    axes[0].set_xticks(range(len(order)))
-    axes[0].set_xticklabels(order, rotation=60, ha="right", fontsize=8)
-    axes[0].set_ylabel("zero-shot top-1 (%)")
-    axes[0].set_ylim(max(0, min(ys) - 10), min(100, max(ys) + 5))
+        if nm == "seed":
+            return "gray"
+        if nm.startswith("equal"):
+            return "tab:blue"
+        base = {"mode": "tab:green", "rand": "tab:red"}[nm[:4]]
+        if "uniform" in nm:
+            base = "tab:orange"
+        return base
+    ys = [summary["zeroshot"][a]["mean"] for a in order]
+    sd = [summary["zeroshot"][a]["sd"] for a in order]
+    fig, ax = plt.subplots(figsize=(13, 4.8))
+    bars = ax.bar(range(len(order)), ys, yerr=sd, color=[color(a) for a in order], capsize=3)
+    for b, a in zip(bars, order):
+        if "_minilm" in a:
+            b.set_hatch("//")
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels(order, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("zero-shot top-1 (%), mean over seeds")
+    ax.set_ylim(max(0, min(ys) - 5), min(100, max(ys) + 3))
     for i, y in enumerate(ys):
-        axes[0].text(i, y + 0.3, f"{y:.1f}", ha="center", fontsize=7)
-    axes[0].set_title(f"Fashion-MNIST zero-shot (seed {seed_step} of {seed_total} steps, experts {E} steps each)")
-    w = 0.38
-    t2i = [arms[a]["t2i_r1"] for a in order]
-    i2t = [arms[a]["i2t_r1"] for a in order]
-    axes[1].bar([i - w / 2 for i in range(len(order))], i2t, w, label="image->text R@1")
-    axes[1].bar([i + w / 2 for i in range(len(order))], t2i, w, label="text->image R@1")
-    axes[1].set_xticks(range(len(order)))
-    axes[1].set_xticklabels(order, rotation=60, ha="right", fontsize=8)
-    axes[1].set_ylabel("recall@1 (%)")
-    axes[1].legend(fontsize=8)
-    axes[1].set_title("retrieval on the 10k test pairs")
+        ax.text(i, y + 0.3, f"{y:.2f}", ha="center", fontsize=7)
+    ax.set_title(f"Fashion-MNIST zero-shot, seeds {seeds} (hatched: captions clustered by the sentence encoder)")
     fig.tight_layout()
     os.makedirs(os.path.dirname(args.out_png), exist_ok=True)
     fig.savefig(args.out_png, dpi=110)

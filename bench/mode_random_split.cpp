@@ -49,7 +49,12 @@ int main(int argc, char** argv) {
             f.set_attr("/", "n_examples", int64_t(fine.size()));
             f.set_attr("/", "dim", a.dim);
             f.set_attr("/", "source_dataset", a.source_dataset);
+            // Who made the embeddings and of which data: routing and train-experts check
+            // these, so the random split is used exactly like the file it comes from.
             if (!a.checkpoint.empty()) f.set_attr("/", "checkpoint", a.checkpoint);
+            if (!a.encoder.empty()) f.set_attr("/", "encoder", a.encoder);
+            if (!a.encoder_id.empty()) f.set_attr("/", "encoder_id", a.encoder_id);
+            if (!a.source_fingerprint.empty()) f.set_attr("/", "source_fingerprint", a.source_fingerprint);
             f.set_attr("/", "random_split_of", in);
             f.set_attr("/", "random_split_seed", int64_t(seed));
         }
