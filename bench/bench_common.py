@@ -1,4 +1,4 @@
-"""What every benchmark records with its figures (DESIGN §12): the machine and the commit."""
+"""What every benchmark records with its figures (docs/architecture.md §Benchmark results): the machine and the commit."""
 import json
 import os
 import platform

@@ -3,7 +3,7 @@
 // paper's scale (B = 16,384, f = 0.8, N = 16). Runs under mpirun (sharded and gathered on
 // P ranks) or alone (P = 1; the sharded mode still runs its per-chunk all-reduces).
 // Prints a table and one JSON line on stdout; --out writes the JSON to a file
-// (bench/results/jest_sampler.json, DESIGN §12).
+// (bench/results/jest_sampler.json, docs/jest.md §Sampler cost).
 //
 // In the same run it measures what the selection is compared with: one JEST training
 // step of the --preset model (tiny: the CPU recipe) at this scale, i.e. the scoring

@@ -17,7 +17,7 @@ model FLOPs utilisation (curaclip's FLOP count of the model, which is the same m
 over the GEMM rate measured by curaclip's binary in this run), and peak device memory
 (device bytes in use at the end of the timed steps minus before the model was built,
 cudaMemGetInfo on both sides: caching allocators, workspaces and master weights in,
-the CUDA context out). Writes bench/results/gpu_clip_step.json (DESIGN §12) and
+the CUDA context out). Writes bench/results/gpu_clip_step.json (docs/cuda.md §On a GPU node) and
 prints a table. Needs a GPU: without one it says so and exits with status 2.
 
     python3 bench/gpu_clip_step.py --build build              # on a GPU node

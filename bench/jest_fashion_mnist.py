@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""JEST on Fashion-MNIST with misaligned captions (DESIGN §6), through the CLI.
+"""JEST on Fashion-MNIST with misaligned captions (docs/jest.md §Results: Fashion-MNIST with 40% misaligned captions), through the CLI.
 
 1. `curaclip prep fashion-mnist --noise 0.4 --curated N`: 40% of the training
    captions belong to another image; a clean curated subset for the reference.

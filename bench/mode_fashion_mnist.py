@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""MoDE on Fashion-MNIST with the tiny recipe (DESIGN §7, §12), driving the CLI.
+"""MoDE on Fashion-MNIST with the tiny recipe (docs/mode.md §Benchmark: Fashion-MNIST, tiny recipe), driving the CLI.
 
 Protocol (as the released MoDE code: experts finish the seed's schedule):
   * the training split is cut into fit (the first N - holdout rows, all training)

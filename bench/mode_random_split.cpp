@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/philox.h"
+#include "core/sampling.h"
 #include "io/hdf5_file.h"
 #include "mode/experts.h"
 
@@ -30,7 +31,7 @@ int main(int argc, char** argv) {
         std::vector<int32_t> perm(size_t(a.m));
         for (int64_t s = 0; s < a.m; ++s) perm[size_t(s)] = int32_t(s);
         Philox rng(seed, RngPurpose::test, 77);
-        for (int64_t i = a.m - 1; i > 0; --i) std::swap(perm[size_t(i)], perm[size_t(rng.below(uint64_t(i) + 1))]);
+        fisher_yates_shuffle(rng, perm);
         std::vector<int32_t> f2e(size_t(a.m));
         for (int64_t i = 0; i < a.m; ++i) f2e[size_t(perm[size_t(i)])] = int32_t(i % a.n_experts);
         std::vector<int32_t> expert(fine.size());

@@ -21,6 +21,7 @@
 #include <map>
 #include <vector>
 
+#include "backend/curation_ops.h"
 #include "backend/registry.h"
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_ops.h"
@@ -51,7 +52,7 @@ float bf16_to_float(uint16_t h) {
     return f;
 }
 
-class CudaBackend final : public Backend {
+class CudaBackend final : public Backend, public CurationOps {
 public:
     explicit CudaBackend(int device) {
         CC_CHECK(device_count() > 0, "backend 'cuda': no CUDA device");
@@ -95,6 +96,7 @@ public:
     }
 
     std::string name() const override { return "cuda"; }
+    BackendCapabilities capabilities() const override { return {false, 0}; }  // device memory, one tile
     DType dtype() const override { return DType::bf16; }
 
     cudaStream_t stream() const { return ctx_.stream; }
@@ -253,15 +255,16 @@ public:
     }
     void clamp(Tensor x, float lo, float hi) override { cuda::clamp(ctx_, x, lo, hi); }
 
-    // ---- JEST ----
-    void pairwise_sigmoid_nll(Tensor nll, Tensor dots, Tensor logit_scale, Tensor logit_bias,
-                              int64_t label_offset) override {
+    // ---- the curation extension (backend/curation_ops.h) ----
+    CurationOps& curation() override { return *this; }
+
+protected:
+    void pairwise_sigmoid_nll_kernel(Tensor nll, Tensor dots, Tensor logit_scale, Tensor logit_bias,
+                                     int64_t label_offset) override {
         cuda::pairwise_sigmoid_nll(ctx_, nll, dots, logit_scale, logit_bias, label_offset);
     }
-
-    // ---- k-means ----
-    void kmeans_assign(Tensor assign, Tensor dist, Tensor x, Tensor centers, Tensor center_sq_norms,
-                       Tensor scratch) override {
+    void kmeans_assign_kernel(Tensor assign, Tensor dist, Tensor x, Tensor centers, Tensor center_sq_norms,
+                              Tensor scratch) override {
         cuda::kmeans_assign(ctx_, assign, dist, x, centers, center_sq_norms, scratch);
     }
 

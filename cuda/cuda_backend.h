@@ -1,4 +1,4 @@
-// The CUDA backend (DESIGN §3): every Backend op on one NVIDIA GPU, with bf16
+// The CUDA backend (docs/cuda.md §Numerics): every Backend op on one NVIDIA GPU, with bf16
 // activations and parameters (dtype() == bf16), fp32 accumulation everywhere, fp32
 // saved statistics, loss scalars and AdamW moments, and fp32 master weights for the
 // bf16 parameters. One stream per backend; memory by cudaMalloc. See docs/cuda.md.

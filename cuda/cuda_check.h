@@ -1,5 +1,5 @@
 // Checked CUDA, cuBLAS, cuDNN and NCCL calls: a failure throws curaclip::Error
-// naming the call, its error string, the file and the line (DESIGN §11). The
+// naming the call, its error string, the file and the line (docs/architecture.md §Reliability). The
 // caller's top level turns it into an abort of all ranks.
 #pragma once
 

@@ -201,4 +201,12 @@ std::unique_ptr<Collectives> make_nccl_collectives(const Communicator& comm, Bac
     return std::make_unique<NcclCollectives>(comm, backend);
 }
 
+namespace {
+// One process per GPU: the node-local rank picks the device; gradients and
+// embeddings then move over NCCL instead of MPI.
+[[maybe_unused]] const bool registered = register_collectives(
+    {"cuda", [](const Communicator& comm) { select_device_for_local_rank(comm.local_rank().rank); },
+     [](const Communicator& comm, Backend& backend) { return make_nccl_collectives(comm, backend); }});
+}  // namespace
+
 }  // namespace curaclip::cuda

@@ -1,4 +1,4 @@
-// Collectives over NCCL on the CUDA backend's device memory and stream (DESIGN §3:
+// Collectives over NCCL on the CUDA backend's device memory and stream (docs/cuda.md §Collectives over NCCL:
 // one process per GPU). The ncclUniqueId goes from rank 0 to all ranks over MPI
 // (the Communicator); each object owns one NCCL communicator over the ranks of its
 // Communicator. Host reductions (allreduce_sum_host) stay on MPI.

@@ -1,4 +1,4 @@
-// One dataset over many shards (DESIGN §8): the small top-level file that
+// One dataset over many shards (docs/data.md §Output layout, MPI, resume): the small top-level file that
 // `curaclip prep` writes after every rank has written its shards
 // (io/shard_writer.h), so that train, embed, cluster and eval take the shards as
 // one dataset.

@@ -1,4 +1,4 @@
-// Reading curaclip datasets (DESIGN §8). One file holds
+// Reading curaclip datasets (docs/data.md §Dataset files). One file holds
 //   /images     u8  [N, H, W, C]  chunked along N     (H == W == attribute image_size)
 //   /tokens     i32 [N, context]                       (context == attribute context_length)
 //   /captions   variable-length UTF-8 strings [N]

@@ -1,4 +1,4 @@
-// Writing curaclip datasets in the layout of io/dataset_reader.h (DESIGN §8).
+// Writing curaclip datasets in the layout of io/dataset_reader.h (docs/data.md §Dataset files).
 //
 // A dataset is only ever written as a NEW file: the target must not exist; the
 // data goes to "<path>.tmp" (which must not exist either), is fsync'ed, and is

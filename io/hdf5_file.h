@@ -1,5 +1,5 @@
 // HDF5 files: RAII handles and checked reads/writes of whole datasets and
-// attributes. Every failure names the file and the object (DESIGN §8, §11).
+// attributes. Every failure names the file and the object (docs/data.md §Dataset files, docs/architecture.md §Reliability).
 // The parallel (MPI-IO) dataset reader builds on this in io/.
 //
 // THREADS. The HDF5 library we link (Debian's hdf5-openmpi) is not built

@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "core/philox.h"
+#include "core/sampling.h"
 
 namespace curaclip::io {
 
@@ -13,10 +14,7 @@ std::vector<int64_t> Loader::epoch_order(int64_t n, uint64_t seed, int64_t epoch
     std::iota(p.begin(), p.end(), int64_t(0));
     if (!shuffle) return p;
     Philox rng(seed, RngPurpose::data_order, uint64_t(epoch), 0);
-    for (int64_t i = n - 1; i > 0; --i) {
-        const int64_t j = int64_t(rng.below(uint64_t(i) + 1));
-        std::swap(p[size_t(i)], p[size_t(j)]);
-    }
+    fisher_yates_shuffle(rng, p);
     return p;
 }
 

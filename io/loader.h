@@ -1,5 +1,5 @@
 // The sharded, prefetching training-data loader, and a sequential reader for
-// evaluation (DESIGN §2, §8).
+// evaluation (docs/architecture.md §Data flow of one training step, docs/data.md §The loader).
 //
 // ORDER. Epoch e visits the N examples in the order perm_e = a Fisher-Yates
 // shuffle driven by Philox(seed, RngPurpose::data_order, step = e): a function of
@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "io/dataset_reader.h"
+#include "io/batch.h"
 #include "mpi/communicator.h"
 
 namespace curaclip::io {
@@ -74,18 +75,6 @@ struct LoaderPosition {
     int64_t epoch = 0;
     int64_t step = 0;  // global batch within the epoch, in [0, steps_per_epoch)
     bool operator==(const LoaderPosition&) const = default;
-};
-
-struct Batch {
-    int64_t epoch = 0, step = 0;  // which global batch this is a slice of
-    int64_t offset = 0;           // position of row 0 within the global batch
-    int64_t size = 0;             // rows in this slice
-    int image_size = 0, channels = 0, context_length = 0;
-    std::vector<uint8_t> images;     // [size, H, W, C]
-    std::vector<int32_t> tokens;     // [size, context]
-    std::vector<int32_t> labels;     // [size]; -1 where the file has no /labels
-    std::vector<uint8_t> corrupted;  // [size]; 1 where the caption was replaced by --noise
-    std::vector<int64_t> indices;    // [size]; row of each example in the file
 };
 
 class Loader {

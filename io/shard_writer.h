@@ -1,4 +1,4 @@
-// Writing one dataset shard row by row (DESIGN §8), for `curaclip prep` of users'
+// Writing one dataset shard row by row (docs/data.md §Output layout, MPI, resume), for `curaclip prep` of users'
 // own data: a shard can hold far more images than fit in memory (a webdataset tar
 // of 10,000 samples is 1.5 GB of 224 px pixels), so rows are appended in blocks to
 // extendible datasets instead of being written at once as io::write_dataset does.

@@ -181,13 +181,40 @@ private:
 
 std::unique_ptr<Collectives> make_mpi_collectives(const Communicator& comm, Backend& backend,
                                                   bool force_staging) {
-    // The CPU backends ("cpu-f32", "cpu-f64") allocate host memory.
-    const bool host = backend.name().rfind("cpu", 0) == 0;
+    // Host memory (the CPU backends) goes to MPI as it is; device memory is staged.
+    const bool host = backend.capabilities().host_memory;
     return std::make_unique<MpiCollectives>(comm, backend, force_staging || !host);
 }
 
 std::unique_ptr<Collectives> make_single_process_collectives(Backend& backend) {
     return std::make_unique<SingleProcessCollectives>(backend);
+}
+
+namespace {
+std::vector<CollectivesFactory>& collectives_factories() {
+    static std::vector<CollectivesFactory> list;
+    return list;
+}
+const CollectivesFactory* find_collectives(const std::string& name) {
+    for (const auto& f : collectives_factories())
+        if (f.backend == name) return &f;
+    return nullptr;
+}
+}  // namespace
+
+bool register_collectives(CollectivesFactory factory) {
+    collectives_factories().push_back(std::move(factory));
+    return true;
+}
+
+void bind_device_for_backend(const std::string& name, const Communicator& comm) {
+    const CollectivesFactory* f = find_collectives(name);
+    if (f && f->bind_device) f->bind_device(comm);
+}
+
+std::unique_ptr<Collectives> make_collectives(const Communicator& comm, Backend& backend) {
+    const CollectivesFactory* f = find_collectives(backend.name());
+    return f ? f->create(comm, backend) : make_mpi_collectives(comm, backend);
 }
 
 }  // namespace curaclip

@@ -21,7 +21,10 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "core/tensor.h"
@@ -68,5 +71,22 @@ std::unique_ptr<Collectives> make_mpi_collectives(const Communicator& comm, Back
 
 // One process: size 1, rank 0; allgather and reduce_scatter copy, allreduce does nothing.
 std::unique_ptr<Collectives> make_single_process_collectives(Backend& backend);
+
+// ---- the collectives registry --------------------------------------------------
+// A backend whose tensors have a faster path than MPI registers it here from a
+// static initializer, as backends register with backend/registry.h (cuda/ registers
+// NCCL for "cuda"). The trainer then asks by the backend it runs, never by #ifdef.
+struct CollectivesFactory {
+    std::string backend;  // Backend::name() it serves
+    // Called before the backend is created: binds this process to its device (one
+    // process per GPU: the node-local rank of comm picks the device).
+    std::function<void(const Communicator& comm)> bind_device;
+    std::function<std::unique_ptr<Collectives>(const Communicator& comm, Backend& backend)> create;
+};
+bool register_collectives(CollectivesFactory factory);
+// The registered bind_device of backend `name`; nothing for a backend without one.
+void bind_device_for_backend(const std::string& name, const Communicator& comm);
+// The registered collectives of backend.name(), or MPI (make_mpi_collectives).
+std::unique_ptr<Collectives> make_collectives(const Communicator& comm, Backend& backend);
 
 }  // namespace curaclip

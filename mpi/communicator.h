@@ -11,7 +11,7 @@
 // An Error is a local event: a rank that throws while others wait in a
 // collective would hang them. Code near main() therefore catches every Error and
 // calls Communicator::abort(), which prints the message with the rank and takes
-// the whole job down with MPI_Abort (DESIGN §11).
+// the whole job down with MPI_Abort (docs/architecture.md §Reliability).
 //
 // Threads: MPI is initialized with MPI_THREAD_FUNNELED: only the thread that
 // called MpiEnvironment's constructor (the main thread) may make MPI calls.

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The whole MoDE pipeline on Slurm (DESIGN §7, docs/slurm.md), as a chain of jobs:
+# The whole MoDE pipeline on Slurm (docs/mode.md, docs/slurm.md), as a chain of jobs:
 #   embed (captions by the seed) -> cluster (fine + coarse k-means) -> a job array of
 #   experts (one per coarse cluster, --array=0-(n-1), each preemption-safe and requeued
 #   on its own, jobs/slurm/mode_expert.sbatch) -> eval (routed ensemble),

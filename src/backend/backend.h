@@ -42,6 +42,18 @@ struct AdamWParams {
     int64_t step = 1;           // 1-based step for bias correction
 };
 
+// What code above the backend may ask of it, instead of branching on its name
+// (which model and curation code never do).
+struct BackendCapabilities {
+    // alloc() returns host-addressable memory: MPI may send it without staging.
+    bool host_memory = false;
+    // > 0: host-side working tiles of about this many elements stay in the cache (the
+    // JEST learnability matrix is built in row tiles of this size); 0: one tile.
+    int64_t cache_tile_elements = 0;
+};
+
+class CurationOps;
+
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -49,6 +61,7 @@ public:
     // ---- identity ---------------------------------------------------------------
     virtual std::string name() const = 0;  // e.g. "cpu-f32", "cpu-f64", "cuda"
     virtual DType dtype() const = 0;       // dtype of activations and parameters
+    virtual BackendCapabilities capabilities() const = 0;
 
     // ---- memory -----------------------------------------------------------------
     virtual void* alloc(size_t bytes) = 0;
@@ -169,37 +182,9 @@ public:
     // x = min(max(x, lo), hi) elementwise (the logit-scale clamp).
     virtual void clamp(Tensor x, float lo, float hi) = 0;
 
-    // ---- JEST ------------------------------------------------------------------------------
-    // Pairwise sigmoid (SigLIP) loss matrix of a row block (DESIGN §6): dots [M,N] as for
-    // sigmoid_pairwise_rows (rows: this rank's images, columns: all texts), t = logit_scale[0],
-    // b = logit_bias[0]; nll [M,N] (overwritten) is
-    //   nll[i,j] = -log sigmoid(z_ij (exp(t) dot_ij + b)) = softplus(-z_ij (exp(t) dot_ij + b)),
-    //   z_ij = +1 iff j == label_offset + i, -1 otherwise.
-    // The learnability L = NLL_learner - NLL_reference is then scale(nll_ref, -1) + add.
-    // nll may alias dots (in place).
-    virtual void pairwise_sigmoid_nll(Tensor nll, Tensor dots, Tensor logit_scale,
-                                      Tensor logit_bias, int64_t label_offset) = 0;
-    // ---- end JEST ----------------------------------------------------------------------------
-
-    // ---- k-means ----------------------------------------------------------------------------
-    // Nearest center of each point (MoDE clustering, src/mode/kmeans.h): for x [N,D] and
-    // centers [K,D], assign[i] = argmin_k ||x_i - c_k||^2 (i32 [N]; ties -> the lowest k) and
-    // dist[i] = that squared distance (compute dtype [N]). center_sq_norms [K] (compute dtype,
-    // given by the caller) must be ||c_k||^2 of the centers as stored (after their rounding to
-    // the compute dtype), rounded once. Evaluated as GEMM + argmin: v_k = n_k - 2 x_i.c_k
-    // screen the centers, n_k being those norms at fp32 precision or better (a backend with
-    // a narrower compute dtype, cuda's bf16, computes n_k from the stored centers itself:
-    // bf16 norms err by ~100x the screen's bound, issue 16), and every center within the
-    // error bound of the GEMM and of n_k of the smallest v is re-scored by the float64
-    // distance summed in a fixed order
-    // (four interleaved partial sums over d mod 4, combined as (s0 + s1) + (s2 + s3)),
-    // which decides (and is dist). So the result of row i depends only on x_i and the
-    // centers, not on N, the row's position, the block size or the threads: a point gets
-    // the same answer whatever block of a distributed data set it sits in.
-    // scratch [B,K] (B >= 1, compute dtype) holds the dot products of B rows at a time; its
-    // contents afterwards are unspecified.
-    virtual void kmeans_assign(Tensor assign, Tensor dist, Tensor x, Tensor centers,
-                               Tensor center_sq_norms, Tensor scratch) = 0;
+    // ---- extensions ---------------------------------------------------------------
+    // The data-curation kernels (JEST scoring, MoDE k-means): backend/curation_ops.h.
+    virtual CurationOps& curation() = 0;
 };
 
 }  // namespace curaclip

@@ -1,23 +1,24 @@
 #include "backend/registry.h"
 
 #include "core/check.h"
-#include "cpu/cpu_backend.h"
+#include <algorithm>
 
 namespace curaclip {
 
 namespace {
 std::vector<BackendFactory>& factories() {
-    // The CPU backends are always there and listed first.
-    static std::vector<BackendFactory> list = {
-        {"cpu", [] { return std::string(); }, [] { return make_cpu_backend(DType::f32); }},
-        {"cpu-f64", [] { return std::string(); }, [] { return make_cpu_backend(DType::f64); }},
-    };
+    static std::vector<BackendFactory> list;
     return list;
 }
 }  // namespace
 
 bool register_backend(BackendFactory factory) {
-    factories().push_back(std::move(factory));
+    auto& list = factories();
+    // Listed by listing_order, then in registration order (static initializers run in
+    // an unspecified order across files: the order must not depend on it).
+    auto at = std::upper_bound(list.begin(), list.end(), factory.listing_order,
+                               [](int order, const BackendFactory& f) { return order < f.listing_order; });
+    list.insert(at, std::move(factory));
     return true;
 }
 

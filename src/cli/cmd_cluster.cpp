@@ -1,6 +1,6 @@
 // curaclip cluster --embeddings EMB.h5 --out ASSIGN.h5 [--fine 1024 --experts 4 ...]
 //
-// MoDE two-stage clustering (DESIGN §7, src/mode/clustering.h) over the ranks of
+// MoDE two-stage clustering (docs/mode.md §k-means, src/mode/clustering.h) over the ranks of
 // the job: fine k-means on a sample, coarse k-means of the fine centers into the
 // experts, every example assigned. Rank 0 prints inertia and cluster sizes per
 // iteration and the final expert sizes; the result goes to a NEW side file.

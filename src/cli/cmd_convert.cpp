@@ -20,7 +20,7 @@
 #include "cli/options.h"
 #include "core/check.h"
 #include "interop/open_clip_weights.h"
-#include "io/checkpoint.h"
+#include "model/checkpoint.h"
 #include "model/clip_model.h"
 
 namespace fs = std::filesystem;

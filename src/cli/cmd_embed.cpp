@@ -8,7 +8,7 @@
 //
 // L2-normalized embeddings of every example of a dataset by a checkpoint's text
 // tower (captions, from the dataset's /tokens) or image tower (images), for MoDE
-// clustering (DESIGN §7) and JEST's cached reference embeddings (§6). Each rank
+// clustering (docs/mode.md) and JEST's cached reference embeddings (docs/jest.md). Each rank
 // embeds its contiguous block of rows; the ranks write their rows in turn into a
 // NEW side file (/caption_emb or /image_emb [N, D]); the dataset is never touched.
 // Token rows are checked before the first forward pass (ids in the model's
@@ -28,7 +28,8 @@
 #include "cli/options.h"
 #include "encoder/bert_encoder.h"
 #include "eval/embed.h"
-#include "io/checkpoint.h"
+#include "interop/weights_file.h"
+#include "model/checkpoint.h"
 #include "io/dataset_reader.h"
 #include "io/hdf5_file.h"
 #include "io/loader.h"
@@ -192,7 +193,7 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
     mode::check_new_output(out, "--out");
     const bool captions = what != "images", images_too = what != "captions";
 
-    const ModelConfig cfg = checkpoint_model_config(ckpt);
+    const ModelConfig cfg = weights_model_config(ckpt);
     io::DatasetExpect expect;
     // End of text is checked from the file's eot_id attribute (prep writes it): the
     // model's vocabulary may be larger than the tokenizer's. Every id must lie in
@@ -213,7 +214,7 @@ int cmd_embed(int argc, char** argv, const Communicator& world) {
     auto be = make_backend(p.vm["backend"].as<std::string>());
     ClipModel model(*be, cfg, batch);
     if (captions) require_checkpoint_tokenizer(ckpt, "--checkpoint", data, reader.tokenizer_id());
-    load_checkpoint(ckpt, model.params(), /*with_optimizer=*/false);
+    load_weights(ckpt, model.params(), /*with_optimizer=*/false);
 
     const int64_t N = reader.size(), D = cfg.embed_dim;
     const auto [begin, end] = mode::block_of(N, world.rank(), world.size());

@@ -17,7 +17,8 @@
 #include "cli/options.h"
 #include "eval/evaluate.h"
 #include "eval/templates.h"
-#include "io/checkpoint.h"
+#include "interop/weights_file.h"
+#include "model/checkpoint.h"
 #include "io/durable_file.h"
 #include "mode/ensemble.h"
 
@@ -116,12 +117,12 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
         return 0;
     }
     if (fs::is_directory(ckpt)) ckpt = resolve_checkpoint(ckpt, "latest");
-    const ModelConfig cfg = checkpoint_model_config(ckpt);
+    const ModelConfig cfg = weights_model_config(ckpt);
     auto be = make_backend(p.vm["backend"].as<std::string>());
     ClipModel model(*be, cfg, batch);
     const BpeTokenizer tok = BpeTokenizer::load(tok_path);
     require_checkpoint_tokenizer(ckpt, "--checkpoint", data, tok.id_hex());
-    load_checkpoint(ckpt, model.params(), /*with_optimizer=*/false);
+    load_weights(ckpt, model.params(), /*with_optimizer=*/false);
     const EvalReport r = evaluate(model, tok, data, world, templates, "checkpoint " + ckpt);
     if (world.rank() == 0) {
         std::printf("checkpoint %s on %s\n%s", ckpt.c_str(), data.c_str(), format_report(r).c_str());

@@ -17,7 +17,8 @@
 #include "cli/options.h"
 #include "core/check.h"
 #include "interop/open_clip_weights.h"
-#include "io/checkpoint.h"
+#include "interop/weights_file.h"
+#include "model/checkpoint.h"
 #include "io/durable_file.h"
 #include "model/clip_model.h"
 
@@ -67,11 +68,11 @@ int cmd_export(int argc, char** argv) {
     io::make_directories(fs::path(out).parent_path().empty() ? "." : fs::path(out).parent_path().string(), "--out");
     io::make_directories(fs::path(config_out).parent_path().empty() ? "." : fs::path(config_out).parent_path().string(),
                          "--config-out");
-    const ModelConfig cfg = checkpoint_model_config(ckpt);
+    const ModelConfig cfg = weights_model_config(ckpt);
     const std::string json = interop::open_clip_config_json(cfg);  // refuses what open_clip cannot build, first
     auto be = make_backend("cpu");
     ClipModel model(*be, cfg, 1);
-    load_checkpoint(ckpt, model.params(), /*with_optimizer=*/false);
+    load_weights(ckpt, model.params(), /*with_optimizer=*/false);
     interop::write_open_clip_safetensors(out, model.params(), cfg);
     const std::string tmp = config_out + ".tmp." + std::to_string(::getpid());
     ::unlink(tmp.c_str());

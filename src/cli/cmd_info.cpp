@@ -13,7 +13,8 @@
 #include "cli/commands.h"
 #include "cpu/blas_kernels.h"
 #include "core/check.h"
-#include "io/checkpoint.h"
+#include "interop/weights_file.h"
+#include "model/checkpoint.h"
 #include "io/dataset_reader.h"
 #include "io/hdf5_file.h"
 #include "model/clip_model.h"
@@ -124,7 +125,7 @@ void print_dataset(const std::string& path) {
 
 void print_checkpoint(const std::string& path) {
     const H5File f(path, H5File::Mode::read);
-    const ModelConfig cfg = checkpoint_model_config(path);
+    const ModelConfig cfg = weights_model_config(path);
     std::printf("checkpoint %s\n", path.c_str());
     std::printf("  model           %s\n", cfg.summary().c_str());
     std::printf("  step            %lld\n", (long long)f.attr_i64("/", "step"));

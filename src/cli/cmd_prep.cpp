@@ -14,6 +14,7 @@
 #include "cli/options.h"
 #include "core/check.h"
 #include "core/philox.h"
+#include "core/sampling.h"
 #include "prep/fashion_mnist_captions.h"
 #include "io/dataset_writer.h"
 #include "io/durable_file.h"
@@ -32,16 +33,8 @@ double seconds_since(Clock::time_point t0) {
 
 // The first k entries of a Philox-driven partial Fisher-Yates shuffle of [0, n).
 std::vector<int64_t> sample_without_replacement(int64_t n, int64_t k, uint64_t seed, uint64_t stream) {
-    std::vector<int64_t> p(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) p[size_t(i)] = i;
     Philox rng(seed, RngPurpose::noise, stream, 0);
-    for (int64_t i = 0; i < k; ++i) {
-        const int64_t j = i + int64_t(rng.below(uint64_t(n - i)));
-        std::swap(p[size_t(i)], p[size_t(j)]);
-    }
-    p.resize(size_t(k));
-    std::sort(p.begin(), p.end());
-    return p;
+    return fisher_yates_prefix(rng, n, k);
 }
 
 // Philox step keys of the prep streams (kept apart from the caption templates').

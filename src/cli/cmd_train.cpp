@@ -9,9 +9,11 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "io/checkpoint.h"
+#include "model/checkpoint.h"
 #include "io/hdf5_file.h"
 #include "model/model_config.h"
+#include "cli/model_options.h"
+#include "cli/train_options.h"
 #include "train/trainer.h"
 
 namespace curaclip {

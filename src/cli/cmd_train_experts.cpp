@@ -1,11 +1,13 @@
 // curaclip train-experts --config configs/tiny.ini --train.init_from SEED --mode.assign ASSIGN.h5 --train.out runs/mode4
 //
-// All MoDE experts in one mpirun (src/mode/train_experts.h): the ranks are split
+// All MoDE experts in one mpirun (src/train/train_experts.h): the ranks are split
 // into node groups, each trains its experts from the seed checkpoint into
 // <train.out>/expert_<c>/. Same options as `curaclip train`.
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "mode/train_experts.h"
+#include "cli/model_options.h"
+#include "cli/train_options.h"
+#include "train/train_experts.h"
 #include "model/model_config.h"
 
 namespace curaclip {

@@ -14,6 +14,8 @@
 #include "mpi/communicator.h"
 #include "mpi/launcher_env.h"
 #include "train/preemption.h"
+#include "cli/model_options.h"
+#include "cli/train_options.h"
 #include "train/trainer.h"
 
 namespace {

@@ -12,9 +12,11 @@
 #include <vector>
 
 #include "cpu/cpu_kernels.h"
-#include "cpu/cpu_math.h"
+#include "core/host_math.h"
 
 namespace curaclip::cpu {
+
+using namespace curaclip::host;  // fast_exp, fast_erf, parallel_chunks (core/host_math.h)
 
 namespace {
 

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/curation_ops.h"
+#include "backend/registry.h"
 #include "cpu/cpu_kernels.h"
 
 namespace curaclip {
@@ -42,9 +44,12 @@ void download_float(H* dst, Tensor src) {
 }
 
 template <typename T>
-class CpuBackend final : public Backend {
+class CpuBackend final : public Backend, public CurationOps {
 public:
     std::string name() const override { return dtype_of() == DType::f32 ? "cpu" : "cpu-f64"; }
+    // Host memory; 2^20-element tiles (two of them, 4 MB each in f32) stay in the cache
+    // from the GEMM to the download.
+    BackendCapabilities capabilities() const override { return {true, int64_t(1) << 20}; }
     DType dtype() const override { return dtype_of(); }
 
     // ---- memory ----
@@ -177,15 +182,16 @@ public:
     }
     void clamp(Tensor x, float lo, float hi) override { cpu::clamp(x, lo, hi); }
 
-    // ---- k-means ----
-    void kmeans_assign(Tensor assign, Tensor dist, Tensor x, Tensor centers, Tensor center_sq_norms,
-                       Tensor scratch) override {
+    // ---- the curation extension (backend/curation_ops.h) ----
+    CurationOps& curation() override { return *this; }
+
+protected:
+    void kmeans_assign_kernel(Tensor assign, Tensor dist, Tensor x, Tensor centers, Tensor center_sq_norms,
+                              Tensor scratch) override {
         cpu::kmeans_assign<T>(assign, dist, x, centers, center_sq_norms, scratch);
     }
-
-    // ---- JEST ----
-    void pairwise_sigmoid_nll(Tensor nll, Tensor dots, Tensor logit_scale, Tensor logit_bias,
-                              int64_t label_offset) override {
+    void pairwise_sigmoid_nll_kernel(Tensor nll, Tensor dots, Tensor logit_scale, Tensor logit_bias,
+                                     int64_t label_offset) override {
         cpu::pairwise_sigmoid_nll<T>(nll, dots, logit_scale, logit_bias, label_offset);
     }
 
@@ -204,5 +210,13 @@ std::unique_ptr<Backend> make_cpu_backend(DType dtype) {
                     " (bf16 is a CUDA-only compute dtype)");
     }
 }
+
+namespace {
+// Registered like every backend (backend/registry.h); listed first.
+[[maybe_unused]] const bool registered_f32 =
+    register_backend({"cpu", [] { return std::string(); }, [] { return make_cpu_backend(DType::f32); }, 0});
+[[maybe_unused]] const bool registered_f64 =
+    register_backend({"cpu-f64", [] { return std::string(); }, [] { return make_cpu_backend(DType::f64); }, 1});
+}  // namespace
 
 }  // namespace curaclip

@@ -1,16 +1,18 @@
 // JEST kernels of the CPU backend: the pairwise sigmoid loss matrix of a row
-// block (DESIGN §6), from which the learnability matrix is formed.
+// block (docs/jest.md §One JEST step), from which the learnability matrix is formed.
 // Each element is computed from its own inputs only, so the result of element
 // (i, j) does not depend on the block it sits in (M, threads). float: the
-// vectorized softplus of cpu_math.h (~1e-7 relative, the kernel runs over B^2
+// vectorized softplus of core/host_math.h (~1e-7 relative, the kernel runs over B^2
 // elements per model and step); double: libm, the float64 reference.
 #include <algorithm>
 #include <cmath>
 
 #include "cpu/cpu_kernels.h"
-#include "cpu/cpu_math.h"
+#include "core/host_math.h"
 
 namespace curaclip::cpu {
+
+using namespace curaclip::host;  // fast_exp, fast_erf, parallel_chunks (core/host_math.h)
 
 namespace {
 // One row of the f32 kernel: y[j] = softplus(s x[j] + b) (negatives, z = -1), then the
@@ -29,12 +31,8 @@ void pairwise_sigmoid_nll(Tensor nll, Tensor dots, Tensor logit_scale, Tensor lo
     const char* op = "pairwise_sigmoid_nll";
     check_compute<T>(dots, op, "dots");
     check_compute<T>(nll, op, "nll");
+    // Shapes and offsets: checked by CurationOps::pairwise_sigmoid_nll (backend/curation_ops.cpp).
     const int64_t M = dots.shape.rows(), N = dots.shape.cols();
-    CC_CHECK(nll.shape.rows() == M && nll.shape.cols() == N, op, ": nll ", nll.shape.str(),
-             " differs from dots ", dots.shape.str());
-    CC_CHECK(label_offset >= 0 && label_offset + M <= N, op, ": label_offset ", label_offset,
-             " puts the positives of ", M, " rows outside the ", N, " columns of dots ",
-             dots.shape.str());
     const double s = std::exp(read_scalar(logit_scale, op, "logit_scale"));
     const double b = read_scalar(logit_bias, op, "logit_bias");
     const T* x = dots.as<T>();

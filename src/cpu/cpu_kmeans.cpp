@@ -200,16 +200,8 @@ void kmeans_assign(Tensor assign, Tensor dist, Tensor x, Tensor centers, Tensor 
     check_compute<T>(centers, op, "centers");
     check_compute<T>(center_sq_norms, op, "center_sq_norms");
     check_compute<T>(scratch, op, "scratch");
+    // Shapes: checked by CurationOps::kmeans_assign (backend/curation_ops.cpp).
     const int64_t N = x.shape.rows(), D = x.shape.cols(), K = centers.shape.rows();
-    CC_CHECK(K >= 1, op, ": centers ", centers.shape.str(), " hold no center");
-    CC_CHECK(K <= std::numeric_limits<int32_t>::max(), op, ": ", K, " centers do not fit i32 ids");
-    CC_CHECK(centers.shape.cols() == D, op, ": centers ", centers.shape.str(), " have dimension ",
-             centers.shape.cols(), " but the points x ", x.shape.str(), " have ", D);
-    check_numel(assign, N, op, "assign");
-    check_numel(dist, N, op, "dist");
-    check_numel(center_sq_norms, K, op, "center_sq_norms");
-    CC_CHECK(scratch.shape.cols() == K && scratch.shape.rows() >= 1, op, ": scratch ",
-             scratch.shape.str(), " should be [B, ", K, "] with B >= 1");
     const int64_t B = scratch.shape.rows();
     const T* X = x.as<T>();
     const T* C = centers.as<T>();

@@ -38,7 +38,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "core/arena.h"
+#include "backend/arena.h"
 #include "encoder/bert_config.h"
 #include "encoder/wordpiece.h"
 

@@ -269,19 +269,33 @@ std::string format_report(const EvalReport& r) {
     return os.str();
 }
 
+nlohmann::ordered_json report_json(const EvalReport& r) {
+    auto frac = [](double v) { return std::isfinite(v) ? std::round(v * 1e6) / 1e6 : v; };
+    nlohmann::ordered_json j;
+    j["zeroshot_top1"] = frac(r.zero_shot.top1);
+    j["zeroshot_top5"] = frac(r.zero_shot.top5);
+    j["zeroshot_mean_per_class_recall"] = frac(r.zero_shot.mean_per_class_recall);
+    j["zeroshot_images"] = int64_t(r.zero_shot.n);
+    j["zeroshot_classes"] = int64_t(r.zero_shot.classes);
+    j["zeroshot_templates"] = int64_t(r.templates);
+    j["i2t_r1"] = frac(r.retrieval.image_to_text_r1);
+    j["i2t_r5"] = frac(r.retrieval.image_to_text_r5);
+    j["i2t_r10"] = frac(r.retrieval.image_to_text_r10);
+    j["t2i_r1"] = frac(r.retrieval.text_to_image_r1);
+    j["t2i_r5"] = frac(r.retrieval.text_to_image_r5);
+    j["t2i_r10"] = frac(r.retrieval.text_to_image_r10);
+    j["eval_pairs"] = int64_t(r.retrieval.n);
+    j["eval_images"] = int64_t(r.retrieval.images);
+    j["eval_captions"] = int64_t(r.retrieval.n);
+    return j;
+}
+
 std::string report_json_fields(const EvalReport& r) {
-    char buf[768];
-    std::snprintf(buf, sizeof buf,
-                  "\"zeroshot_top1\": %.6f, \"zeroshot_top5\": %.6f, \"zeroshot_mean_per_class_recall\": %.6f, "
-                  "\"zeroshot_images\": %lld, \"zeroshot_classes\": %lld, \"zeroshot_templates\": %lld, "
-                  "\"i2t_r1\": %.6f, \"i2t_r5\": %.6f, \"i2t_r10\": %.6f, \"t2i_r1\": %.6f, \"t2i_r5\": %.6f, "
-                  "\"t2i_r10\": %.6f, \"eval_pairs\": %lld, \"eval_images\": %lld, \"eval_captions\": %lld",
-                  r.zero_shot.top1, r.zero_shot.top5, r.zero_shot.mean_per_class_recall, (long long)r.zero_shot.n,
-                  (long long)r.zero_shot.classes, (long long)r.templates, r.retrieval.image_to_text_r1,
-                  r.retrieval.image_to_text_r5, r.retrieval.image_to_text_r10, r.retrieval.text_to_image_r1,
-                  r.retrieval.text_to_image_r5, r.retrieval.text_to_image_r10, (long long)r.retrieval.n,
-                  (long long)r.retrieval.images, (long long)r.retrieval.n);
-    return buf;
+    const nlohmann::ordered_json j = report_json(r);
+    std::string out;
+    for (auto it = j.begin(); it != j.end(); ++it)
+        out += (out.empty() ? "\"" : ", \"") + it.key() + "\": " + it.value().dump();
+    return out;
 }
 
 }  // namespace curaclip

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "eval/metrics.h"
 #include "mpi/communicator.h"
 
@@ -80,6 +82,13 @@ std::string format_report(const EvalReport& r);
 // Fields: zeroshot_top1, zeroshot_top5, zeroshot_mean_per_class_recall,
 // zeroshot_images, zeroshot_classes, zeroshot_templates, i2t_r1/5/10, t2i_r1/5/10,
 // eval_pairs (= eval_captions, kept for earlier readers), eval_images, eval_captions.
+// The report's figures as JSON fields (fractions rounded to 6 decimals), in a fixed
+// order: zeroshot_top1, zeroshot_top5, zeroshot_mean_per_class_recall,
+// zeroshot_images, zeroshot_classes, zeroshot_templates, i2t_r1/r5/r10,
+// t2i_r1/r5/r10, eval_pairs, eval_images, eval_captions.
+nlohmann::ordered_json report_json(const EvalReport& r);
+// The same fields as the inside of a JSON object ("\"zeroshot_top1\": 0.8221, ..."),
+// for writers that add fields around them.
 std::string report_json_fields(const EvalReport& r);
 
 }  // namespace curaclip

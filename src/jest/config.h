@@ -1,4 +1,4 @@
-// JEST configuration (DESIGN §6): what to select, how many, and how.
+// JEST configuration (docs/jest.md §Options): what to select, how many, and how.
 //
 // Notation: super-batch B (all ranks together), selected batch b, filter ratio
 // f = 1 - b/B, N chunks of b/N, P ranks. Strings are what the command line and

@@ -4,7 +4,8 @@
 #include <bit>
 #include <cmath>
 
-#include "cpu/cpu_math.h"
+#include "backend/curation_ops.h"
+#include "core/host_math.h"
 
 namespace curaclip::jest {
 
@@ -19,7 +20,7 @@ uint32_t max_abs_bits_serial(const float* p, int64_t n) {
 
 uint32_t max_abs_bits(const float* p, int64_t n) {
     uint32_t mx = 0;
-    cpu::parallel_chunks(n, int64_t(1) << 16,
+    host::parallel_chunks(n, int64_t(1) << 16,
                          [&](int64_t b, int64_t e) {
                              const uint32_t m = max_abs_bits_serial(p + b, e - b);
 #pragma omp critical(curaclip_jest_max_abs)
@@ -34,7 +35,7 @@ namespace {
 // destination rows lie ld floats apart, which would alias in L1 if written one float at a
 // time).
 void transpose_tile(const float* X, int64_t rows, int64_t B, float* XT, int64_t ld, int64_t i0) {
-    cpu::parallel_chunks(B, (int64_t(1) << 16) / std::max<int64_t>(rows, 1), [&](int64_t j0, int64_t j1) {
+    host::parallel_chunks(B, (int64_t(1) << 16) / std::max<int64_t>(rows, 1), [&](int64_t j0, int64_t j1) {
         float buf[16][16];
         for (int64_t jb = j0; jb < j1; jb += 16) {
             const int64_t nj = std::min<int64_t>(16, j1 - jb);
@@ -59,10 +60,10 @@ LearnabilityMatrix::LearnabilityMatrix(Backend& backend, Collectives& coll, Loss
     CC_CHECK(local_batch >= 1, "JEST scoring: local batch must be >= 1, got ", local_batch);
     CC_CHECK(embed_dim >= 1, "JEST scoring: embedding dim must be >= 1, got ", embed_dim);
     B_ = Bl_ * coll.size();
-    // Row tiles of ~2^20 elements on the CPU (two of them, 4 MB each in f32, stay in the
-    // cache from the GEMM to the download); one tile of all rows elsewhere.
-    const bool cpu = be_.name().rfind("cpu", 0) == 0;
-    T_ = cpu ? std::clamp<int64_t>((int64_t(1) << 20) / B_, 1, Bl_) : Bl_;
+    // Row tiles that stay in the cache from the GEMM to the download where the backend
+    // has one (the CPU: ~2^20 elements); one tile of all rows elsewhere.
+    const int64_t tile = be_.capabilities().cache_tile_elements;
+    T_ = tile > 0 ? std::clamp<int64_t>(tile / B_, 1, Bl_) : Bl_;
     if (tile_rows > 0) T_ = std::min(tile_rows, Bl_);
     Arena measure;
     layout(measure);
@@ -100,7 +101,7 @@ void LearnabilityMatrix::model_tile(Tensor img, Tensor txt_all, Tensor scale, Te
     Tensor x = img.view({Bl_, D_}).slice_rows(r0, rows);
     if (loss_ == LossKind::sigmoid) {
         be_.matmul(out, x, txt_all, false, true);
-        be_.pairwise_sigmoid_nll(out, out, scale, bias, coll_.rank() * Bl_ + r0);
+        be_.curation().pairwise_sigmoid_nll(out, out, scale, bias, coll_.rank() * Bl_ + r0);
     } else {
         double t = 0.0;  // one scalar to the host: the GEMM's alpha
         be_.download(&t, scale);

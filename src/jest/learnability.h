@@ -1,4 +1,4 @@
-// JEST scoring: this rank's row block of the score matrix (DESIGN §6).
+// JEST scoring: this rank's row block of the score matrix (docs/jest.md §One JEST step).
 //
 // P ranks each hold Bl = B/P examples of the super-batch (global rows
 // [r*Bl, (r+1)*Bl), the loader's slice) and their L2-normalized embeddings
@@ -6,7 +6,7 @@
 // (B x D, small); rank r computes its images against all texts:
 //
 //  sigmoid loss (SigLIP): NLL[i,j] = -log sigmoid(z_ij (exp(t) img_i·txt_j + b)) per model
-//    (Backend::pairwise_sigmoid_nll), combined on the device into
+//    (CurationOps::pairwise_sigmoid_nll), combined on the device into
 //      learnability   L = NLL_learner - NLL_reference
 //      hard_learner   L = NLL_learner
 //      easy_reference L = -NLL_reference
@@ -38,7 +38,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "core/arena.h"
+#include "backend/arena.h"
 #include "jest/config.h"
 #include "loss/contrastive_loss.h"
 #include "mpi/collectives.h"

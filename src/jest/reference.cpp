@@ -3,7 +3,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "io/checkpoint.h"
+#include "interop/weights_file.h"
+#include "model/checkpoint.h"
 #include "io/hdf5_file.h"
 
 namespace curaclip::jest {
@@ -24,7 +25,7 @@ ReferenceSource::ReferenceSource(Backend& be, const std::string& checkpoint, con
                                  int tokenizer_vocab)
     : be_(be), local_batch_(local_batch) {
     CC_REQUIRE(!checkpoint.empty(), "JEST scores with a reference model: set jest.reference to its checkpoint");
-    const ModelConfig cfg = checkpoint_model_config(checkpoint);
+    const ModelConfig cfg = weights_model_config(checkpoint);
     dim_ = cfg.embed_dim;
     CC_REQUIRE(cfg.image_size == learner.image_size && cfg.channels == learner.channels &&
                    cfg.context_length == learner.context_length,
@@ -35,15 +36,15 @@ ReferenceSource::ReferenceSource(Backend& be, const std::string& checkpoint, con
                cfg.vocab_size, " ids, the training tokenizer has ", tokenizer_vocab,
                " (train the reference with the same tokenizer)");
     // Scale and bias come from the checkpoint in every mode.
-    // (an HDF5 checkpoint or an open_clip .safetensors file: io/checkpoint.h)
-    const std::vector<float> scale = checkpoint_parameter(checkpoint, "logit_scale");
+    // (an HDF5 checkpoint or an open_clip .safetensors file: interop/weights_file.h)
+    const std::vector<float> scale = weights_parameter(checkpoint, "logit_scale");
     CC_REQUIRE(!scale.empty(), "jest.reference ", checkpoint, " has no logit_scale");
-    const std::vector<float> bias = checkpoint_parameter(checkpoint, "logit_bias");
+    const std::vector<float> bias = weights_parameter(checkpoint, "logit_bias");
     require_finite(scale, checkpoint, "params/logit_scale", 1);
     require_finite(bias, checkpoint, "params/logit_bias", 1);
     if (cache.empty()) {
         model_ = std::make_unique<ClipModel>(be, cfg, local_batch);
-        load_checkpoint(checkpoint, model_->params(), /*with_optimizer=*/false);
+        load_weights(checkpoint, model_->params(), /*with_optimizer=*/false);
     } else {
         H5File f(cache, H5File::Mode::read);
         std::vector<int64_t> si, st;

@@ -1,4 +1,4 @@
-// The reference model's side of JEST scoring (DESIGN §6): normalized image and
+// The reference model's side of JEST scoring (docs/jest.md §One JEST step): normalized image and
 // text embeddings of this rank's super-batch share, plus the reference's logit
 // scale (and bias), either
 //  * cached: rows of /image_emb and /caption_emb [N, D] of a side file made by

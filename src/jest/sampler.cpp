@@ -9,21 +9,16 @@
 #include <limits>
 
 #include "core/check.h"
-#include "cpu/cpu_math.h"
+#include "core/fixed_point.h"
+#include "core/host_math.h"
 
 namespace curaclip::jest {
 
 namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
-
-// q(x) = round(x * scale), ties to even (= llrint), for |x * scale| < 2^51: the sum
-// x * scale + 1.5 * 2^52 lies in [2^52, 2^53), where the double grid is the integers,
-// so its low bits are the rounded integer. Branch-free, so the loops vectorize.
-inline int64_t q(double x, double scale) {
-    return int64_t(std::bit_cast<uint64_t>(x * scale + kMagic) - std::bit_cast<uint64_t>(kMagic));
-}
+// q(x) = round(x * scale), ties to even: exact fixed point (core/fixed_point.h).
+inline int64_t q(double x, double scale) { return quantize_nearest(x, scale); }
 
 // Order-preserving int keys of floats (for max reductions that vectorize).
 inline int32_t fkey(float x) {
@@ -56,21 +51,21 @@ CC_VECTOR_CLONES void max_keys(int32_t* m, const float* x, int64_t n) {
 // Σ q(exp(x[i] - m))
 CC_VECTOR_CLONES int64_t sum_q_exp_d(const double* x, int64_t n, double m, double scale) {
     int64_t s = 0;
-    for (int64_t i = 0; i < n; ++i) s += q(cpu::fast_exp_f64(x[i] - m), scale);
+    for (int64_t i = 0; i < n; ++i) s += q(host::fast_exp_f64(x[i] - m), scale);
     return s;
 }
-// The same in float (cpu::fast_exp, ~1e-7 relative, 16 lanes): the O(B^2) first pass.
+// The same in float (host::fast_exp, ~1e-7 relative, 16 lanes): the O(B^2) first pass.
 CC_VECTOR_CLONES int64_t sum_q_expf(const float* x, int64_t n, float m, double scale) {
     int64_t s = 0;
-    for (int64_t i = 0; i < n; ++i) s += q(double(cpu::fast_exp(x[i] - m)), scale);
+    for (int64_t i = 0; i < n; ++i) s += q(double(host::fast_exp(x[i] - m)), scale);
     return s;
 }
 CC_VECTOR_CLONES void add_q_expf(int64_t* d, const float* x, const float* m, int64_t n, double scale) {
-    for (int64_t i = 0; i < n; ++i) d[i] += q(double(cpu::fast_exp(x[i] - m[i])), scale);
+    for (int64_t i = 0; i < n; ++i) d[i] += q(double(host::fast_exp(x[i] - m[i])), scale);
 }
 // d[i] += q(exp(x[i] - m[i]))
 CC_VECTOR_CLONES void add_q_exp(int64_t* d, const float* x, const double* m, int64_t n, double scale) {
-    for (int64_t i = 0; i < n; ++i) d[i] += q(cpu::fast_exp_f64(double(x[i]) - m[i]), scale);
+    for (int64_t i = 0; i < n; ++i) d[i] += q(host::fast_exp_f64(double(x[i]) - m[i]), scale);
 }
 
 // Host collectives of the score states; inactive (no messages) for one process and
@@ -134,7 +129,7 @@ void sort_chunk(const std::vector<int64_t>& K_in, const View& v, std::vector<int
 // n * per is small).
 template <typename F>
 void parallel_range(int64_t n, int64_t per, F&& f) {
-    cpu::parallel_chunks(n, per > 0 ? (int64_t(1) << 15) / per : n, std::forward<F>(f));
+    host::parallel_chunks(n, per > 0 ? (int64_t(1) << 15) / per : n, std::forward<F>(f));
 }
 
 class ScoreState {
@@ -295,7 +290,7 @@ public:
     // Loss of each c in the whole super-batch (S = all B), without touching the
     // accumulators: pass 1 the row and column maxima, pass 2 the sums (the column
     // partials per thread, combined exactly). The 2 B^2 exps of pass 2 are float
-    // (cpu::fast_exp of the float difference l - max): ~1e-6 relative per term, below
+    // (host::fast_exp of the float difference l - max): ~1e-6 relative per term, below
     // the float32 rounding of the logits themselves (|l| up to exp(t) ~ 100); the
     // per-chunk sums stay double.
     void first_scores(std::vector<double>& s) override {
@@ -430,7 +425,7 @@ public:
                     const double mc = a.m_col[size_t(c)];
                     int64_t s = 0;
                     for (int64_t t = 0; t < no; ++t)
-                        s += q(cpu::fast_exp_f64(double(l[(own_k_[size_t(t)] - rb) * B + c]) - mc), sc);
+                        s += q(host::fast_exp_f64(double(l[(own_k_[size_t(t)] - rb) * B + c]) - mc), sc);
                     psum_[mi * size_t(ns) + size_t(j)] = s;
                 }
             }
@@ -511,7 +506,7 @@ private:
     }
     // LSE over S + c from (m, Σ_{k∈S} q(exp(l_k - m))): the self term l[c,c] joins unless c ∈ S.
     double lse(double m, int64_t acc, double self, uint8_t c_in_S) const {
-        if (!c_in_S) acc += q(cpu::fast_exp_f64(self - m), scale_);
+        if (!c_in_S) acc += q(host::fast_exp_f64(self - m), scale_);
         return m + std::log(double(acc) * inv_);
     }
 

@@ -1,4 +1,4 @@
-// The JEST sampler (DESIGN §6; Evans et al. 2024, Algorithm 1 with its pseudo-code
+// The JEST sampler (docs/jest.md §One JEST step; Evans et al. 2024, Algorithm 1 with its pseudo-code
 // defects fixed), its baselines, and the gathered and sharded distributions.
 //
 // JOINT SAMPLING. b = selected batch, N chunks of b/N. With S the selected set:

@@ -1,5 +1,5 @@
 // JestSelector: one object per run that turns a scored super-batch into the
-// selected sub-batch (DESIGN §2, §6). The trainer's step with JEST on:
+// selected sub-batch (docs/architecture.md §Data flow of one training step, docs/jest.md §One JEST step). The trainer's step with JEST on:
 //
 //   io::Batch super = loader.next();                   // this rank's B/P examples
 //   ... learner (and reference, or cached /ref_emb) forward, no grad, normalized

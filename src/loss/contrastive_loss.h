@@ -1,4 +1,4 @@
-// Contrastive losses over the global batch, distributed across ranks (DESIGN §5).
+// Contrastive losses over the global batch, distributed across ranks (docs/architecture.md §Losses).
 //
 // P ranks each hold Bl image and Bl text embeddings (L2-normalized, [Bl, D]);
 // the global batch has Bg = P * Bl pairs, rank r owning global rows
@@ -49,7 +49,7 @@
 #include <string>
 
 #include "backend/backend.h"
-#include "core/arena.h"
+#include "backend/arena.h"
 #include "mpi/collectives.h"
 
 namespace curaclip {

@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "core/philox.h"
+#include "core/sampling.h"
 
 namespace curaclip::mode {
 
@@ -59,15 +60,7 @@ std::vector<int64_t> sample_indices(int64_t n, int64_t s, uint64_t seed) {
         return idx;
     }
     Philox rng(seed, RngPurpose::kmeans, kSampleStream, 0);
-    std::unordered_set<int64_t> chosen;  // Floyd's algorithm: s distinct, O(s)
-    chosen.reserve(size_t(s) * 2);
-    for (int64_t j = n - s; j < n; ++j) {
-        const int64_t t = int64_t(rng.below(uint64_t(j + 1)));
-        if (!chosen.insert(t).second) chosen.insert(j);
-    }
-    idx.assign(chosen.begin(), chosen.end());
-    std::sort(idx.begin(), idx.end());
-    return idx;
+    return floyd_sample(rng, n, s);  // s distinct, O(s)
 }
 
 ClusterResult cluster_two_stage(Backend& be, const Communicator& comm, const EmbeddingSource& src,

@@ -1,4 +1,4 @@
-// MoDE two-stage clustering (DESIGN §7): fine k-means with m centers on a random
+// MoDE two-stage clustering (docs/mode.md §k-means): fine k-means with m centers on a random
 // sample of the caption embeddings, coarse k-means of the m fine centers into n
 // experts, then every example goes to its nearest fine center and hence to that
 // center's expert. Distributed over the ranks of a communicator; every rank ends

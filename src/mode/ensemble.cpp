@@ -11,7 +11,8 @@
 
 #include "backend/registry.h"
 #include "encoder/bert_encoder.h"
-#include "io/checkpoint.h"
+#include "interop/weights_file.h"
+#include "model/checkpoint.h"
 #include "io/dataset_reader.h"
 #include "mode/encoder_routing.h"
 #include "model/clip_model.h"
@@ -186,11 +187,11 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
         for (int64_t q = 0; q < N; ++q)
             for (int64_t c = 0; c < n; ++c) rep.weights_t2i_mean[size_t(c)] += w_t2i[size_t(q * n + c)] / double(N);
     } else {
-        const ModelConfig cfg = checkpoint_model_config(routing_checkpoint);
+        const ModelConfig cfg = weights_model_config(routing_checkpoint);
         CC_REQUIRE(cfg.embed_dim == assign.dim, "routing checkpoint ", routing_checkpoint, " embeds in ", cfg.embed_dim,
                    " dimensions but the fine centers of ", assign.path, " have ", assign.dim);
         ClipModel model(*be, cfg, opt.batch);
-        load_checkpoint(routing_checkpoint, model.params(), /*with_optimizer=*/false);
+        load_weights(routing_checkpoint, model.params(), /*with_optimizer=*/false);
         const std::string label = "routing checkpoint " + routing_checkpoint;
         const EvalEmbeddings e = embed_eval_set(model, tok, eval_path, comm, /*images=*/false, label);
         if (e.has_labels) {
@@ -211,9 +212,9 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
     std::vector<ExpertData> ex(static_cast<size_t>(n));
     for (int64_t c = 0; c < n; ++c) {
         const std::string& ck = expert_checkpoints[size_t(c)];
-        const ModelConfig cfg = checkpoint_model_config(ck);
+        const ModelConfig cfg = weights_model_config(ck);
         ClipModel model(*be, cfg, opt.batch);
-        load_checkpoint(ck, model.params(), /*with_optimizer=*/false);
+        load_weights(ck, model.params(), /*with_optimizer=*/false);
         ExpertData& d = ex[size_t(c)];
         const std::string label = "expert " + std::to_string(c) + " (checkpoint " + ck + ")";
         d.emb = embed_eval_set(model, tok, eval_path, comm, /*images=*/true, label);

@@ -1,4 +1,4 @@
-// The routed MoDE ensemble on an evaluation set (DESIGN §7), and its baseline,
+// The routed MoDE ensemble on an evaluation set (docs/mode.md §Routing and the ensemble), and its baseline,
 // the uniform average of the experts.
 //
 // Each expert c embeds the evaluation images and captions and the class names

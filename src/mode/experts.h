@@ -1,4 +1,4 @@
-// MoDE experts (DESIGN §7): the cluster side file read back, each expert's rows
+// MoDE experts (docs/mode.md §Training an expert): the cluster side file read back, each expert's rows
 // of the dataset, and the split of one job's ranks into node groups.
 //
 // EXPERT DATA. Expert c trains on the rows whose /assign/expert is c plus a

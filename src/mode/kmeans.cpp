@@ -10,8 +10,11 @@
 #include <numeric>
 #include <unordered_set>
 
+#include "backend/curation_ops.h"
 #include "core/check.h"
+#include "core/fixed_point.h"
 #include "core/philox.h"
+#include "core/sampling.h"
 
 namespace curaclip::mode {
 
@@ -24,17 +27,9 @@ const char* kmeans_init_name(KMeansInit i) { return i == KMeansInit::kmeanspp ? 
 
 namespace {
 
-// Fixed-point exponent e such that n_terms terms of magnitude <= bound, each scaled by
-// 2^e, sum to less than 2^62 in magnitude.
-int fixed_exponent(double bound, int64_t n_terms) {
-    if (!(bound > 0.0) || !std::isfinite(bound)) return 0;
-    int eb = 0, en = 0;
-    std::frexp(bound, &eb);                          // bound < 2^eb
-    std::frexp(double(std::max<int64_t>(n_terms, 1)), &en);  // n_terms < 2^en
-    return std::min(62 - eb - en, 1000);
-}
-
-inline int64_t quantize(double v, double scale) { return int64_t(v * scale); }
+// Fixed point: core/fixed_point.h.
+int fixed_exponent(double bound, int64_t n_terms) { return fixed_point_exponent(bound, n_terms); }
+inline int64_t quantize(double v, double scale) { return quantize_truncate(v, scale); }
 
 // Start row of every rank (size()+1 entries).
 std::vector<int64_t> rank_offsets(const Communicator& comm, int64_t n_local) {
@@ -146,14 +141,7 @@ std::vector<float> kmeans_init(const Communicator& comm, const float* x, int64_t
     std::vector<float> centers(size_t(k * dim));
     if (init == KMeansInit::random) {
         // Floyd's sampling of k distinct points, visited in increasing index order.
-        std::unordered_set<int64_t> chosen;
-        chosen.reserve(size_t(k) * 2);
-        for (int64_t j = n_total - k; j < n_total; ++j) {
-            const int64_t t = int64_t(rng.below(uint64_t(j + 1)));
-            if (!chosen.insert(t).second) chosen.insert(j);
-        }
-        std::vector<int64_t> idx(chosen.begin(), chosen.end());
-        std::sort(idx.begin(), idx.end());
+        const std::vector<int64_t> idx = floyd_sample(rng, n_total, k);
         for (int64_t c = 0; c < k; ++c) fetch_row(comm, x, dim, off, idx[size_t(c)], &centers[size_t(c * dim)]);
         return centers;
     }
@@ -275,7 +263,7 @@ void NearestCenter::assign_loaded(int32_t* assign, float* dist) {
     CC_CHECK(loaded_ >= 0, "NearestCenter: assign_loaded before load");
     const int64_t m = loaded_;
     if (m == 0) return;
-    be_.kmeans_assign(assign_.slice_rows(0, m), dist_.slice_rows(0, m), x_.slice_rows(0, m), centers_, csq_, scratch_);
+    be_.curation().kmeans_assign(assign_.slice_rows(0, m), dist_.slice_rows(0, m), x_.slice_rows(0, m), centers_, csq_, scratch_);
     be_.download_raw(assign, assign_.slice_rows(0, m));
     if (dist) be_.download(dist, dist_.slice_rows(0, m));
     be_.synchronize();

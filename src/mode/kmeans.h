@@ -1,9 +1,9 @@
-// Distributed k-means for MoDE (DESIGN §7): each rank holds a block of the
+// Distributed k-means for MoDE (docs/mode.md §k-means): each rank holds a block of the
 // points, every rank ends with the same centers.
 //
 // ALGORITHM. Init (k-means++ or random, from a Philox stream shared by all
 // ranks), then Lloyd iterations: every rank assigns its points to the nearest
-// center (Backend::kmeans_assign, GEMM + argmin), one all-reduce of per-center
+// center (CurationOps::kmeans_assign, GEMM + argmin), one all-reduce of per-center
 // sums and counts updates the centers. Empty clusters are re-seeded with the
 // points farthest from their centers (global top-E, ties -> lower global index).
 // Optionally the assignment is *balanced*: cluster sizes differ by at most one

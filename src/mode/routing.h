@@ -1,4 +1,4 @@
-// MoDE routing (DESIGN §7): how much each data expert is trusted on a task,
+// MoDE routing (docs/mode.md §Routing and the ensemble): how much each data expert is trusted on a task,
 // from the task's text alone (class names, or queries) and the fine centers.
 //
 // Both schedules start alike: each task embedding e_l (L2-normalized, in the

@@ -11,7 +11,7 @@
 //
 // The ranks write their rows in turns (rank 0 first, a barrier between turns),
 // each opening the file with HDF5's default POSIX driver: no MPI-IO, no
-// parallel HDF5, and no rank ever holds more than its own block (DESIGN §8).
+// parallel HDF5, and no rank ever holds more than its own block (docs/data.md §The loader).
 // Every direct H5* call holds io::hdf5_mutex().
 #pragma once
 

@@ -6,7 +6,7 @@
 // run at one of three resolutions (see VisionTower for the weight resizing):
 //   full      every row at patch_size (the plain model; eval, IID training);
 //   multires  rows [0, k) at flexi_patch and rows [k, B) at patch_size,
-//             k = config.flexi_rows(B) (training, DESIGN §6 Flexi-JEST);
+//             k = config.flexi_rows(B) (training; Flexi-JEST: docs/jest.md §One JEST step);
 //   low       every row at flexi_patch (cheap JEST scoring; forward only in
 //             practice, although backward works too).
 // image_embeddings() always holds all B rows in batch order, so the loss does not

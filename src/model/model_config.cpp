@@ -1,12 +1,13 @@
 #include "model/model_config.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <sstream>
 
 #include "core/check.h"
-
-namespace po = boost::program_options;
+#include "core/ini_text.h"
 
 namespace curaclip {
 
@@ -174,101 +175,132 @@ double ModelConfig::train_flops_per_pair(int64_t b) const {
     return 3.0 * forward_flops_per_pair() * ((1.0 - k) + k * flexi_flop_ratio());
 }
 
-po::options_description model_options() {
-    po::options_description d("Model ([model] section)");
-    d.add_options()
-        ("model.preset", po::value<std::string>(), "starting shape: tiny, small, vit_b32, vit_b16, vit_l14")
-        ("model.image_size", po::value<int>(), "image side in pixels")
-        ("model.patch_size", po::value<int>(), "ViT patch side in pixels")
-        ("model.channels", po::value<int>(), "image channels (1 or 3)")
-        ("model.image_mean", po::value<std::string>(), "per-channel mean, comma separated")
-        ("model.image_std", po::value<std::string>(), "per-channel std, comma separated")
-        ("model.vision_width", po::value<int>(), "vision transformer width")
-        ("model.vision_layers", po::value<int>(), "vision transformer layers")
-        ("model.vision_heads", po::value<int>(), "vision attention heads")
-        ("model.context_length", po::value<int>(), "text context length (tokens)")
-        ("model.vocab_size", po::value<int>(), "text vocabulary size (must match the tokenizer)")
-        ("model.text_width", po::value<int>(), "text transformer width")
-        ("model.text_layers", po::value<int>(), "text transformer layers")
-        ("model.text_heads", po::value<int>(), "text attention heads")
-        ("model.mlp_ratio", po::value<int>(), "MLP hidden size / width (both towers)")
-        ("model.embed_dim", po::value<int>(), "joint embedding dimension")
-        ("model.activation", po::value<std::string>(), "gelu or quick_gelu")
-        ("model.loss", po::value<std::string>(), "softmax (CLIP) or sigmoid (SigLIP)")
-        ("model.flexi_patch", po::value<int>(),
-         "FlexiViT low-resolution patch size (divides image_size; 0 = off): multi-resolution training and scoring")
-        ("model.flexi_fraction", po::value<double>(), "share of each batch trained at model.flexi_patch (default 0.5)");
-    return d;
+namespace {
+int parse_int(const std::string& text, const char* key) {
+    const std::string t = trim_ini(text);
+    try {
+        size_t used = 0;
+        const long long v = std::stoll(t, &used);
+        if (used == t.size() && v >= INT32_MIN && v <= INT32_MAX) return int(v);
+    } catch (const std::exception&) {
+    }
+    CC_USER_FAIL("model.", key, ": '", text, "' is not a whole number");
 }
 
-ModelConfig model_config_from(const po::variables_map& vm) {
-    ModelConfig c = vm.count("model.preset") ? ModelConfig::preset(vm["model.preset"].as<std::string>())
-                                             : ModelConfig{};
-    auto set = [&](const char* key, int& field) {
-        if (vm.count(key)) field = vm[key].as<int>();
+double parse_double(const std::string& text, const char* key) {
+    const std::string t = trim_ini(text);
+    try {
+        size_t used = 0;
+        const double v = std::stod(t, &used);
+        if (used == t.size()) {
+            // The same words as every other floating-point option (src/cli/options.cpp).
+            CC_REQUIRE(std::isfinite(v), "option model.", key, " = ", t, " is not a finite number");
+            return v;
+        }
+    } catch (const std::invalid_argument&) {
+    } catch (const std::out_of_range&) {
+    }
+    CC_USER_FAIL("model.", key, ": '", text, "' is not a number");
+}
+
+std::string floats_text(const std::vector<float>& v) {
+    std::ostringstream os;
+    os.precision(9);
+    for (size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
+    return os.str();
+}
+
+std::string double_text(double v) {
+    std::ostringstream os;
+    os.precision(17);
+    os << v;
+    return os.str();
+}
+
+ModelField int_field(const char* key, const char* help, int ModelConfig::*m) {
+    return {key, help, [m](const ModelConfig& c) { return std::to_string(c.*m); },
+            [m, key](ModelConfig& c, const std::string& t) { c.*m = parse_int(t, key); }};
+}
+ModelField tower_field(const char* key, const char* help, TowerConfig ModelConfig::*tower, int TowerConfig::*m) {
+    return {key, help, [tower, m](const ModelConfig& c) { return std::to_string((c.*tower).*m); },
+            [tower, m, key](ModelConfig& c, const std::string& t) { (c.*tower).*m = parse_int(t, key); }};
+}
+ModelField floats_field(const char* key, const char* help, std::vector<float> ModelConfig::*m) {
+    return {key, help, [m](const ModelConfig& c) { return floats_text(c.*m); },
+            [m, key](ModelConfig& c, const std::string& t) { c.*m = parse_floats(t, key); }};
+}
+}  // namespace
+
+const std::vector<ModelField>& model_fields() {
+    static const std::vector<ModelField> fields = {
+        int_field("image_size", "image side in pixels", &ModelConfig::image_size),
+        int_field("patch_size", "ViT patch side in pixels", &ModelConfig::patch_size),
+        int_field("channels", "image channels (1 or 3)", &ModelConfig::channels),
+        floats_field("image_mean", "per-channel mean, comma separated", &ModelConfig::image_mean),
+        floats_field("image_std", "per-channel std, comma separated", &ModelConfig::image_std),
+        tower_field("vision_width", "vision transformer width", &ModelConfig::vision, &TowerConfig::width),
+        tower_field("vision_layers", "vision transformer layers", &ModelConfig::vision, &TowerConfig::layers),
+        tower_field("vision_heads", "vision attention heads", &ModelConfig::vision, &TowerConfig::heads),
+        int_field("context_length", "text context length (tokens)", &ModelConfig::context_length),
+        int_field("vocab_size", "text vocabulary size (must match the tokenizer)", &ModelConfig::vocab_size),
+        tower_field("text_width", "text transformer width", &ModelConfig::text, &TowerConfig::width),
+        tower_field("text_layers", "text transformer layers", &ModelConfig::text, &TowerConfig::layers),
+        tower_field("text_heads", "text attention heads", &ModelConfig::text, &TowerConfig::heads),
+        // One ratio for both towers (the recipes never differ).
+        {"mlp_ratio", "MLP hidden size / width (both towers)",
+         [](const ModelConfig& c) { return std::to_string(c.vision.mlp_ratio); },
+         [](ModelConfig& c, const std::string& t) { c.vision.mlp_ratio = c.text.mlp_ratio = parse_int(t, "mlp_ratio"); }},
+        int_field("embed_dim", "joint embedding dimension", &ModelConfig::embed_dim),
+        {"activation", "gelu or quick_gelu", [](const ModelConfig& c) { return std::string(activation_name(c.activation)); },
+         [](ModelConfig& c, const std::string& t) { c.activation = parse_activation(trim_ini(t)); }},
+        {"loss", "softmax (CLIP) or sigmoid (SigLIP)",
+         [](const ModelConfig& c) { return std::string(c.sigmoid_loss ? "sigmoid" : "softmax"); },
+         [](ModelConfig& c, const std::string& t) {
+             const std::string l = trim_ini(t);
+             CC_REQUIRE(l == "softmax" || l == "sigmoid", "model.loss: '", t, "' is not one of softmax, sigmoid");
+             c.sigmoid_loss = l == "sigmoid";
+         }},
+        int_field("flexi_patch",
+                  "FlexiViT low-resolution patch size (divides image_size; 0 = off): multi-resolution training and "
+                  "scoring",
+                  &ModelConfig::flexi_patch),
+        {"flexi_fraction", "share of each batch trained at model.flexi_patch (default 0.5)",
+         [](const ModelConfig& c) { return double_text(c.flexi_fraction); },
+         [](ModelConfig& c, const std::string& t) { c.flexi_fraction = parse_double(t, "flexi_fraction"); }},
     };
-    set("model.image_size", c.image_size);
-    set("model.patch_size", c.patch_size);
-    set("model.channels", c.channels);
-    set("model.vision_width", c.vision.width);
-    set("model.vision_layers", c.vision.layers);
-    set("model.vision_heads", c.vision.heads);
-    set("model.context_length", c.context_length);
-    set("model.vocab_size", c.vocab_size);
-    set("model.text_width", c.text.width);
-    set("model.text_layers", c.text.layers);
-    set("model.text_heads", c.text.heads);
-    set("model.embed_dim", c.embed_dim);
-    set("model.flexi_patch", c.flexi_patch);
-    if (vm.count("model.flexi_fraction")) c.flexi_fraction = vm["model.flexi_fraction"].as<double>();
-    if (vm.count("model.mlp_ratio")) c.vision.mlp_ratio = c.text.mlp_ratio = vm["model.mlp_ratio"].as<int>();
-    if (vm.count("model.image_mean"))
-        c.image_mean = parse_floats(vm["model.image_mean"].as<std::string>(), "image_mean");
-    if (vm.count("model.image_std"))
-        c.image_std = parse_floats(vm["model.image_std"].as<std::string>(), "image_std");
-    if (vm.count("model.activation")) c.activation = parse_activation(vm["model.activation"].as<std::string>());
-    if (vm.count("model.loss")) {
-        const std::string l = vm["model.loss"].as<std::string>();
-        CC_REQUIRE(l == "softmax" || l == "sigmoid", "model.loss: '", l, "' is not one of softmax, sigmoid");
-        c.sigmoid_loss = l == "sigmoid";
+    return fields;
+}
+
+ModelConfig model_config_from_values(const std::string& preset, const std::map<std::string, std::string>& values,
+                                     const std::string& where) {
+    ModelConfig c = preset.empty() ? ModelConfig{} : ModelConfig::preset(preset);
+    for (const auto& [key, text] : values) {
+        const auto& fields = model_fields();
+        auto it = std::find_if(fields.begin(), fields.end(), [&](const ModelField& f) { return key == f.key; });
+        CC_REQUIRE(it != fields.end(), where, ": unknown model option '", key, "'");
+        it->set(c, text);
     }
     c.validate();
     return c;
 }
 
 std::string model_config_to_ini(const ModelConfig& c) {
-    auto floats = [](const std::vector<float>& v) {
-        std::ostringstream os;
-        os.precision(9);
-        for (size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
-        return os.str();
-    };
-    std::ostringstream os;
-    os.precision(17);
-    os << "[model]\n"
-       << "image_size = " << c.image_size << "\npatch_size = " << c.patch_size << "\nchannels = " << c.channels
-       << "\nimage_mean = " << floats(c.image_mean) << "\nimage_std = " << floats(c.image_std)
-       << "\nvision_width = " << c.vision.width << "\nvision_layers = " << c.vision.layers
-       << "\nvision_heads = " << c.vision.heads << "\ncontext_length = " << c.context_length
-       << "\nvocab_size = " << c.vocab_size << "\ntext_width = " << c.text.width << "\ntext_layers = " << c.text.layers
-       << "\ntext_heads = " << c.text.heads << "\nmlp_ratio = " << c.vision.mlp_ratio << "\nembed_dim = " << c.embed_dim
-       << "\nactivation = " << activation_name(c.activation) << "\nloss = " << (c.sigmoid_loss ? "sigmoid" : "softmax")
-       << "\nflexi_patch = " << c.flexi_patch << "\nflexi_fraction = " << c.flexi_fraction << "\n";
-    return os.str();
+    std::string out = "[model]\n";
+    for (const ModelField& f : model_fields()) out += std::string(f.key) + " = " + f.get(c) + "\n";
+    return out;
 }
 
 ModelConfig model_config_from_ini(const std::string& ini, const std::string& where) {
-    po::options_description desc;
-    desc.add(model_options());
-    po::variables_map vm;
-    std::istringstream in(ini);
-    try {
-        po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/true), vm);
-        po::notify(vm);
-    } catch (const po::error& e) {
-        CC_USER_FAIL(where, ": bad model configuration: ", e.what());
+    // The [model] section as model_config_to_ini writes it (core/ini_text.h); other
+    // sections are not the model's.
+    std::map<std::string, std::string> values;
+    std::string preset;
+    for (const auto& [key, value] : ini_values(ini)) {
+        if (key.rfind("model.", 0) != 0) continue;
+        if (key == "model.preset") preset = value;
+        else values[key.substr(6)] = value;
     }
-    return model_config_from(vm);
+    return model_config_from_values(preset, values, where);
 }
 
 std::vector<std::string> hidden_shape_differences(const ModelConfig& a, const std::string& what_a,

@@ -1,11 +1,14 @@
-// ModelConfig: the shape of a CLIP model (DESIGN §4). Recipes in configs/*.ini
-// set these under a [model] section; presets() gives the named shapes.
+// ModelConfig: the shape of a CLIP model (docs/architecture.md §Model). Recipes in
+// configs/*.ini set these under a [model] section; preset() gives the named shapes.
+// Every [model] option is one row of model_fields(): the command-line schema
+// (src/cli/model_options.cpp), the INI writer and reader below and the copy stored in
+// each checkpoint all iterate that table, so a field is spelled once.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
-
-#include <boost/program_options.hpp>
 
 #include "backend/backend.h"
 
@@ -34,7 +37,7 @@ struct ModelConfig {
     int embed_dim = 64;
     Activation activation = Activation::gelu;
     bool sigmoid_loss = false;  // declares logit_bias and SigLIP's init of logit_scale
-    // multi-resolution (FlexiViT, DESIGN §4): the same vision weights also run at patch
+    // multi-resolution (FlexiViT, docs/architecture.md §Model): the same vision weights also run at patch
     // size flexi_patch (PI-resized kernel, interpolated positional embedding); training
     // then runs the first round(flexi_fraction * B) rows of every local batch at that
     // patch size and the rest at patch_size, and JEST can score at it. 0 = off.
@@ -58,7 +61,7 @@ struct ModelConfig {
     double forward_flops_per_pair(int patch = 0) const;
     double image_forward_flops(int patch = 0) const;  // the image tower alone
     double text_forward_flops() const;                // the text tower alone
-    // DESIGN §6 compute accounting: A = forward FLOPs of a pair with the image tower at
+    // Compute accounting (docs/jest.md §Compute accounting): A = forward FLOPs of a pair with the image tower at
     // flexi_patch over those at patch_size (1 when flexi is off).
     double flexi_flop_ratio() const;
     // The same for the image tower alone (what the low-resolution pass saves).
@@ -71,10 +74,26 @@ struct ModelConfig {
     static std::vector<std::string> preset_names();
 };
 
-// "[model]" options of the config file / command line (model.image_size, ...).
-boost::program_options::options_description model_options();
-// Starts from model.preset (if given) and applies every explicitly set model.* option.
-ModelConfig model_config_from(const boost::program_options::variables_map& vm);
+// One [model] option: `key` is the INI key and, prefixed by "model.", the option.
+// `get` writes the value as the INI holds it; `set` parses text into the config,
+// throwing an Error that names model.<key> and the text when it is not a value of
+// the field's kind (a whole integer, a finite number, a comma-separated list of
+// numbers, one of the listed words).
+struct ModelField {
+    const char* key;
+    const char* help;
+    std::function<std::string(const ModelConfig&)> get;
+    std::function<void(ModelConfig&, const std::string&)> set;
+};
+// Every field of the shape, in the order the INI lists them. (model.preset is not a
+// field: it only picks the starting shape.)
+const std::vector<ModelField>& model_fields();
+
+// Starts from `preset` ("" = tiny) and applies each key -> text of `values` (keys as
+// model_fields() spells them, without "model."); an unknown key is an Error naming
+// `where`. The result is validated.
+ModelConfig model_config_from_values(const std::string& preset, const std::map<std::string, std::string>& values,
+                                     const std::string& where);
 // The whole shape as a "[model]" INI section (every key, stored in checkpoints), and back.
 std::string model_config_to_ini(const ModelConfig& c);
 ModelConfig model_config_from_ini(const std::string& ini, const std::string& where);

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "core/arena.h"
+#include "backend/arena.h"
 
 namespace curaclip {
 

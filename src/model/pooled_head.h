@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "core/arena.h"
+#include "backend/arena.h"
 #include "model/parameters.h"
 
 namespace curaclip {

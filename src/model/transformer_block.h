@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "core/arena.h"
+#include "backend/arena.h"
 #include "model/model_config.h"
 #include "model/parameters.h"
 

@@ -2,7 +2,7 @@
 // conv patch embedding (no bias) -> [class token; patches] + positional
 // embedding -> ln_pre -> transformer -> ln_post(class token) -> @ proj -> L2 norm.
 //
-// Multi-resolution (FlexiViT, DESIGN §4). One set of weights, stored at
+// Multi-resolution (FlexiViT, docs/architecture.md §Model). One set of weights, stored at
 // patch_size p (conv1 [C,Cin,p,p], positional embedding [g²+1, C]), runs at any
 // patch size p' that divides the image. A batch is split into PASSES, each a
 // contiguous block of rows at one patch size with its own activations (patches,

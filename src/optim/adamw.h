@@ -19,7 +19,7 @@
 
 #include <cstdint>
 
-#include "core/arena.h"
+#include "backend/arena.h"
 #include "model/parameters.h"
 #include "optim/lr_schedule.h"
 

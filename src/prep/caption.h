@@ -1,4 +1,4 @@
-// Caption checks and normalization for `curaclip prep` (DESIGN §8): what every
+// Caption checks and normalization for `curaclip prep` (docs/data.md §What happens to each sample): what every
 // caption goes through before it is stored in /captions and BPE-tokenized.
 //
 //   1. the bytes must be valid UTF-8 (else RejectReason::invalid_utf8: a caption

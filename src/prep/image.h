@@ -1,4 +1,4 @@
-// Image decoding and preprocessing for `curaclip prep` (DESIGN §8): encoded bytes
+// Image decoding and preprocessing for `curaclip prep` (docs/data.md §What happens to each sample): encoded bytes
 // (JPEG, PNG, WebP; whatever libvips reads) -> an S x S uint8 image with C = 3 (RGB)
 // or 1 (grey) channels, row-major [S, S, C].
 //

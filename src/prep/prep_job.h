@@ -1,4 +1,4 @@
-// `curaclip prep <source>` for users' own data (DESIGN §8): any Source
+// `curaclip prep <source>` for users' own data (docs/data.md §Output layout, MPI, resume): any Source
 // (src/prep/source.h) -> sharded HDF5 + one joined dataset file, over MPI ranks.
 //
 // Output, in --out DIR with --name NAME (default "data"):

@@ -1,4 +1,4 @@
-// Sources of image-text samples for `curaclip prep <source>` (DESIGN §8 "Sources
+// Sources of image-text samples for `curaclip prep <source>` (docs/data.md §Your own data "Sources
 // users bring"): what every converter hands to the shard writer (src/prep/prep_job.h).
 //
 // A Source is a deterministic list of INPUT UNITS (a webdataset tar shard, a block

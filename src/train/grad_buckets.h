@@ -1,4 +1,4 @@
-// Bucketed gradient all-reduce, overlapped with the backward pass (DESIGN §2, as
+// Bucketed gradient all-reduce, overlapped with the backward pass (docs/cuda.md §Gradient buckets overlapped with the backward, as
 // PyTorch DDP does it):
 //
 //  * The gradients live in one arena (ParameterSet), so a bucket is a contiguous byte

@@ -1,6 +1,6 @@
 #include "train/jest_step.h"
 
-#include "mpi/sample_exchange.h"
+#include "jest/sample_exchange.h"
 
 namespace curaclip {
 

@@ -1,4 +1,4 @@
-// One JEST training step (DESIGN §2, §6): score this rank's share of the
+// One JEST training step (docs/architecture.md §Data flow of one training step, docs/jest.md §One JEST step): score this rank's share of the
 // super-batch with the learner (no gradient; full or FlexiViT low resolution)
 // and the reference (cached embeddings or a live forward), select b of the B
 // examples jointly (identical on every rank), move the selected examples to
@@ -7,7 +7,7 @@
 // learner and the reference alike.
 #pragma once
 
-#include "core/arena.h"
+#include "backend/arena.h"
 #include "io/loader.h"
 #include "jest/reference.h"
 #include "jest/selector.h"

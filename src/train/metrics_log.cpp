@@ -84,4 +84,11 @@ void MetricsLog::write(const std::string& object) {
     CC_REQUIRE(out_.good(), "writing ", path_, " failed (", errno ? std::strerror(errno) : "stream error", ")");
 }
 
+void MetricsLog::write_row(const nlohmann::ordered_json& row) {
+    std::string line = "{";
+    for (auto it = row.begin(); it != row.end(); ++it)
+        line += (line.size() > 1 ? ", " : "") + nlohmann::json(it.key()).dump() + ": " + it.value().dump();
+    write(line + "}");
+}
+
 }  // namespace curaclip

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace curaclip {
 
 // v in the printf format fmt (one floating conversion, e.g. "%.6f"), or null when
@@ -30,6 +32,10 @@ public:
     // line is written and flushed. Throws an Error naming the file when that fails
     // (e.g. a full disk).
     void write(const std::string& object);
+    // One row built with the JSON library, written as {"key": value, ...} (the
+    // spacing Python's json.dumps uses, which readers that scan the text, like
+    // metrics_has_eval, expect); NaN and infinities become null.
+    void write_row(const nlohmann::ordered_json& row);
 
 private:
     std::ofstream out_;

@@ -16,34 +16,6 @@ bool resume_may_change(const std::string& key) {
     return kAllowed.count(key) > 0;
 }
 
-namespace {
-std::string trim(const std::string& s) {
-    const auto b = s.find_first_not_of(" \t\r");
-    if (b == std::string::npos) return "";
-    const auto e = s.find_last_not_of(" \t\r");
-    return s.substr(b, e - b + 1);
-}
-}  // namespace
-
-std::map<std::string, std::string> ini_values(const std::string& ini) {
-    std::map<std::string, std::string> out;
-    std::istringstream in(ini);
-    std::string line, section;
-    while (std::getline(in, line)) {
-        const std::string t = trim(line);
-        if (t.empty() || t[0] == '#' || t[0] == ';') continue;
-        if (t.front() == '[' && t.back() == ']') {
-            section = trim(t.substr(1, t.size() - 2));
-            continue;
-        }
-        const auto eq = t.find('=');
-        if (eq == std::string::npos) continue;
-        const std::string key = trim(t.substr(0, eq));
-        out[section.empty() ? key : section + "." + key] = trim(t.substr(eq + 1));
-    }
-    return out;
-}
-
 std::vector<OptionChange> resume_changes(const std::string& run_config, const std::string& run_model,
                                          const std::string& new_config, const std::string& new_model) {
     std::vector<OptionChange> out;

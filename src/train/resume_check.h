@@ -1,4 +1,4 @@
-// What a resume may change (DESIGN §9, issue 11 item 3): `--train.resume` continues
+// What a resume may change (docs/training.md §Resume continues the run it resumes, issue 11 item 3): `--train.resume` continues
 // the run it resumes. The run's stored options (the checkpoint's config and
 // model_config attributes) are compared with those of the resuming invocation;
 // a difference that would make the continuation another run than the one stopped
@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "core/ini_text.h"
+
 namespace curaclip {
 
 struct OptionChange {
@@ -28,9 +30,7 @@ struct OptionChange {
 // True for the options a resume may change (see above).
 bool resume_may_change(const std::string& key);
 
-// "[section]\nkey = value" INI text (as config_text and model_config_to_ini write
-// it) as a map "section.key" -> value (values trimmed; '#' and ';' lines skipped).
-std::map<std::string, std::string> ini_values(const std::string& ini);
+// ini_values (INI text -> "section.key" -> value): core/ini_text.h.
 
 // The differences between the run's options and the resuming invocation's, sorted
 // by key: run_config/new_config are full option records (model.* keys in them are

@@ -1,4 +1,4 @@
-// One data-parallel training step of a CLIP model (DESIGN §2):
+// One data-parallel training step of a CLIP model (docs/architecture.md §Data flow of one training step):
 //   forward both towers -> distributed contrastive loss -> backward ->
 //   all-reduce (SUM) of parameter gradients -> AdamW.
 // With more than one rank the all-reduce runs in gradient buckets started during the
@@ -45,7 +45,7 @@ public:
     // Multi-resolution training on (default for a flexi model) or off (all rows at full resolution).
     void set_multires(bool on);
     bool multires() const { return multires_; }
-    // Training FLOPs of one pair as this step runs it (DESIGN §6: 3F, or 3F((1-k/B) + (k/B) A)).
+    // Training FLOPs of one pair as this step runs it (docs/jest.md §Compute accounting: 3F, or 3F((1-k/B) + (k/B) A)).
     double train_flops_per_pair() const;
     // The gradient buckets (null with one rank or bucket_bytes = 0).
     const GradReducer* grad_reducer() const { return reducer_.get(); }

@@ -1,4 +1,6 @@
-// `curaclip train`: data-parallel CLIP training on MPI ranks (DESIGN §2, §9-§11).
+// `curaclip train`: data-parallel CLIP training on MPI ranks (docs/architecture.md
+// §Data flow of one training step, §Interfaces; docs/training.md §Checkpoints,
+// §Preemption and failures).
 //
 // Each rank reads its slice of every global batch (io::Loader), runs one
 // TrainStep (forward, distributed loss, backward, gradient all-reduce, AdamW),
@@ -26,8 +28,6 @@
 #include <string>
 #include <vector>
 
-#include <boost/program_options.hpp>
-
 #include "jest/config.h"
 #include "model/model_config.h"
 #include "mpi/communicator.h"
@@ -50,7 +50,7 @@ struct TrainOptions {
     bool overwrite = false;
     std::string config_text;  // every option in effect, stored in checkpoints and the run folder
 
-    // JEST (DESIGN §6): with jest_enabled, train.batch_size is the selected batch b
+    // JEST (docs/jest.md §Options): with jest_enabled, train.batch_size is the selected batch b
     // and the loader reads super-batches of B = b / (1 - f).
     bool jest_enabled = false;
     jest::JestConfig jest;
@@ -64,7 +64,7 @@ struct TrainOptions {
     // drops it; both are printed.
     std::string init_from;
     double step_timeout = 0;      // seconds without a finished step before the job is ended (0 = auto)
-    // MoDE expert (DESIGN §7): train only on expert mode_expert's rows of the
+    // MoDE expert (docs/mode.md §Training an expert): train only on expert mode_expert's rows of the
     // cluster side file mode_assign plus round(mode_ood_share * |cluster|)
     // out-of-cluster rows (mode/experts.h). mode_expert < 0: all data.
     std::string mode_assign;
@@ -76,8 +76,7 @@ struct TrainOptions {
     std::function<void(int64_t step, const std::vector<int64_t>& rows)> on_batch_rows;
 };
 
-boost::program_options::options_description train_options();
-TrainOptions train_options_from(const boost::program_options::variables_map& vm);
+// The option schema and its reading: src/cli/train_options.h.
 // Throws an Error naming the first option that is out of range, not finite, or
 // nonsensical (e.g. train.lr above 1, train.warmup above train.steps). run_training
 // calls it too.

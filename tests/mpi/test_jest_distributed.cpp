@@ -19,7 +19,7 @@
 #include "jest/selector.h"
 #include "mpi/collectives.h"
 #include "mpi/communicator.h"
-#include "mpi/sample_exchange.h"
+#include "jest/sample_exchange.h"
 
 namespace curaclip {
 namespace {

@@ -12,12 +12,12 @@
 #include <vector>
 
 #include "core/philox.h"
-#include "io/checkpoint.h"
+#include "model/checkpoint.h"
 #include "io/dataset_writer.h"
 #include "io/hdf5_file.h"
 #include "io/loader.h"
 #include "mode/experts.h"
-#include "mode/train_experts.h"
+#include "train/train_experts.h"
 #include "mpi/communicator.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "train/trainer.h"

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/philox.h"
-#include "io/checkpoint.h"
+#include "model/checkpoint.h"
 #include "io/dataset_writer.h"
 #include "io/hdf5_file.h"
 #include "mpi/communicator.h"

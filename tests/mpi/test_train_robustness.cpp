@@ -17,7 +17,8 @@
 #include <vector>
 
 #include "backend/registry.h"
-#include "io/checkpoint.h"
+#include "interop/weights_file.h"
+#include "model/checkpoint.h"
 #include "io/hdf5_file.h"
 #include "model/clip_model.h"
 #include "mpi/communicator.h"
@@ -70,7 +71,7 @@ void write_edited_checkpoint(const ModelConfig& cfg, const std::string& from, co
     auto be = make_backend("cpu");
     ClipModel model(*be, cfg, 1);
     model.init_weights(1);
-    if (!from.empty()) load_checkpoint(from, model.params(), /*with_optimizer=*/false);
+    if (!from.empty()) load_weights(from, model.params(), /*with_optimizer=*/false);
     for (size_t i = 0; i < model.params().size(); ++i) {
         std::vector<double> v = model.params().values_to_host(i);
         edit(model.params()[i].name, v);

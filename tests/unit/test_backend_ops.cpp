@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/curation_ops.h"
 #include "backend/registry.h"
 #include "cpu/cpu_backend.h"
 
@@ -501,12 +502,12 @@ std::vector<OpCase> make_cases() {
                   Nll{1, 1, 0, 0.0, 0.3}, Nll{17, 68, 34, std::log(100.0), -10.0}}) {
         add("pairwise_sigmoid_nll", dims({n.M, n.N}) + " off" + std::to_string(n.off), [n](OpEnv& e) {
             Tensor dots = e.rand({n.M, n.N}), t = e.scalar(n.t, e.stat()), b = e.scalar(n.b, e.stat());
-            e.be.pairwise_sigmoid_nll(e.output("nll", {n.M, n.N}), dots, t, b, n.off);
+            e.be.curation().pairwise_sigmoid_nll(e.output("nll", {n.M, n.N}), dots, t, b, n.off);
         });
     }
     add("pairwise_sigmoid_nll", "5x9 off2 in-place", [](OpEnv& e) {
         Tensor x = e.inout("nll", e.rand({5, 9}));
-        e.be.pairwise_sigmoid_nll(x, x, e.scalar(std::log(10.0), e.stat()), e.scalar(-5.0, e.stat()), 2);
+        e.be.curation().pairwise_sigmoid_nll(x, x, e.scalar(std::log(10.0), e.stat()), e.scalar(-5.0, e.stat()), 2);
     });
 
     // optimizer
@@ -538,7 +539,7 @@ std::vector<OpCase> make_cases() {
             for (int64_t i = 0; i < k.K * k.D; ++i) n[size_t(i / k.D)] += c[size_t(i)] * c[size_t(i)];
             Tensor csq = e.zeros({k.K}, e.dt());
             e.be.upload(csq, n.data());
-            e.be.kmeans_assign(e.output("assign", {k.N}, DType::i32), e.output("dist", {k.N}), x, cen,
+            e.be.curation().kmeans_assign(e.output("assign", {k.N}, DType::i32), e.output("dist", {k.N}), x, cen,
                                csq, e.zeros({k.B, k.K}, e.dt()));
         });
     }
@@ -770,7 +771,7 @@ TEST_P(KmeansAssignExact, PlantedNearTiesGiveTheExactArgmin) {
         be->upload(x, xh.data());
         be->upload(cen, ch.data());
         be->upload(csq, nh.data());  // the centers' norms, rounded to the backend's dtype
-        be->kmeans_assign(assign, dist, x, cen, csq, scratch);
+        be->curation().kmeans_assign(assign, dist, x, cen, csq, scratch);
         std::vector<int32_t> got(rows);
         std::vector<double> got_dist(rows);
         be->download_raw(got.data(), assign);
@@ -1058,7 +1059,7 @@ TEST(ReferenceSpec, PairwiseSigmoidNll) {
     const double t = std::log(100.0), bias = -10.0;
     Tensor dots = e.rand({M, N}), ts = e.scalar(t, DType::f64), bs = e.scalar(bias, DType::f64);
     Tensor nll = e.zeros({M, N}, DType::f64), loss = e.zeros({1}, DType::f64);
-    be->pairwise_sigmoid_nll(nll, dots, ts, bs, off);
+    be->curation().pairwise_sigmoid_nll(nll, dots, ts, bs, off);
     be->sigmoid_pairwise_rows(loss, Tensor{}, Tensor{}, Tensor{}, dots, ts, bs, off, 1.0f);
     const auto D = host(*be, dots), Y = host(*be, nll);
     std::vector<double> want(M * N);
@@ -1071,8 +1072,8 @@ TEST(ReferenceSpec, PairwiseSigmoidNll) {
         }
     EXPECT_LE(max_abs_diff(Y, want), 1e-9) << "pairwise_sigmoid_nll";  // -log(1/(1+e^x)) loses digits
     EXPECT_NEAR(sum, host(*be, loss)[0], 1e-10 * std::abs(sum)) << "sum vs sigmoid_pairwise_rows";
-    EXPECT_THROW(be->pairwise_sigmoid_nll(e.zeros({M, N}, DType::f64), dots, ts, bs, N - M + 1), Error);
-    EXPECT_THROW(be->pairwise_sigmoid_nll(e.zeros({M, N + 1}, DType::f64), dots, ts, bs, 0), Error);
+    EXPECT_THROW(be->curation().pairwise_sigmoid_nll(e.zeros({M, N}, DType::f64), dots, ts, bs, N - M + 1), Error);
+    EXPECT_THROW(be->curation().pairwise_sigmoid_nll(e.zeros({M, N + 1}, DType::f64), dots, ts, bs, 0), Error);
 }
 
 // Misuse becomes a curaclip::Error, not a crash.

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "backend/registry.h"
-#include "io/checkpoint.h"
+#include "model/checkpoint.h"
 #include "io/dataset_writer.h"
 #include "io/durable_file.h"
 #include "io/hdf5_file.h"

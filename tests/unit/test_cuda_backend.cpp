@@ -17,9 +17,10 @@
 #include <string>
 #include <vector>
 
+#include "backend/curation_ops.h"
 #include "model_fixtures.h"
 #include "backend/registry.h"
-#include "core/arena.h"
+#include "backend/arena.h"
 #include "core/philox.h"
 #include "jest/config.h"
 #include "jest/learnability.h"
@@ -473,10 +474,10 @@ TEST(CudaBackend, KmeansAssignAtScaleIsTheExactArgmin) {
     Tensor gn = alloc(*gpu, {K}, DType::bf16), ga = alloc(*gpu, {N}, DType::i32), gd = alloc(*gpu, {N}, DType::bf16);
     Tensor gs = alloc(*gpu, {4096, K}, DType::bf16);
     gpu->upload(gn, n.data());
-    gpu->kmeans_assign(ga, gd, gx, gc, gn, gs);  // warm-up (handles, scratch)
+    gpu->curation().kmeans_assign(ga, gd, gx, gc, gn, gs);  // warm-up (handles, scratch)
     gpu->synchronize();
     const auto t0 = std::chrono::steady_clock::now();
-    gpu->kmeans_assign(ga, gd, gx, gc, gn, gs);
+    gpu->curation().kmeans_assign(ga, gd, gx, gc, gn, gs);
     gpu->synchronize();
     const double gpu_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t n_rows = static_cast<size_t>(N);
@@ -489,7 +490,7 @@ TEST(CudaBackend, KmeansAssignAtScaleIsTheExactArgmin) {
     ref->upload(rx, x.data());
     ref->upload(rc, c.data());
     ref->upload(rn, n.data());
-    ref->kmeans_assign(ra, rd, rx, rc, rn, rs);
+    ref->curation().kmeans_assign(ra, rd, rx, rc, rn, rs);
     ref->download_raw(want.data(), ra);
     ref->download(want_d.data(), rd);
     int wrong = 0, wrong_d = 0;

@@ -13,6 +13,7 @@
 #include "backend/registry.h"
 #include "core/philox.h"
 #include "loss/contrastive_loss.h"
+#include "cli/model_options.h"
 #include "model/clip_model.h"
 #include "model/flexi_resize.h"
 #include "train/train_step.h"
@@ -409,7 +410,7 @@ TEST(FlexiConfig, ComputeAccountingOfTheTinyRecipe) {
     EXPECT_DOUBLE_EQ(A, c.forward_flops_per_pair(14) / F);
     EXPECT_DOUBLE_EQ(c.flexi_image_flop_ratio(), c.image_forward_flops(14) / c.image_forward_flops());
     EXPECT_LT(c.flexi_image_flop_ratio(), A);  // the text tower costs the same at both resolutions
-    // DESIGN §6: half of each batch at low resolution costs 3F(0.5 + 0.5A) per pair.
+    // docs/jest.md §Compute accounting: half of each batch at low resolution costs 3F(0.5 + 0.5A) per pair.
     EXPECT_NEAR(c.train_flops_per_pair(256), 3 * F * (0.5 + 0.5 * A), 1e-9 * F);
     std::printf("tiny, flexi patch 14: F = %.4g FLOPs/pair (image %.4g at patch 7, %.4g at patch 14), A = %.4f\n", F,
                 c.image_forward_flops(), c.image_forward_flops(14), A);

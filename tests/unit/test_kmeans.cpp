@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "backend/curation_ops.h"
 #include "backend/registry.h"
 #include "mode/kmeans.h"
 #include "mpi/communicator.h"
@@ -315,10 +316,10 @@ TEST(KMeans, RejectsBadInputs) {
     };
     Tensor a = t({10}, DType::i32), d = t({10}, DType::f32), xs = t({10, 3}, DType::f32);
     be->upload(xs, x.data());
-    EXPECT_THROW(be->kmeans_assign(a, d, xs, t({4, 5}, DType::f32), t({4}, DType::f32), t({2, 4}, DType::f32)), Error);
-    EXPECT_THROW(be->kmeans_assign(a, d, xs, t({4, 3}, DType::f32), t({4}, DType::f32), t({2, 5}, DType::f32)), Error);
-    EXPECT_THROW(be->kmeans_assign(t({10}, DType::f32), d, xs, t({4, 3}, DType::f32), t({4}, DType::f32), t({2, 4}, DType::f32)), Error);
-    EXPECT_THROW(be->kmeans_assign(a, d, xs, t({4, 3}, DType::f32), t({3}, DType::f32), t({2, 4}, DType::f32)), Error);
+    EXPECT_THROW(be->curation().kmeans_assign(a, d, xs, t({4, 5}, DType::f32), t({4}, DType::f32), t({2, 4}, DType::f32)), Error);
+    EXPECT_THROW(be->curation().kmeans_assign(a, d, xs, t({4, 3}, DType::f32), t({4}, DType::f32), t({2, 5}, DType::f32)), Error);
+    EXPECT_THROW(be->curation().kmeans_assign(t({10}, DType::f32), d, xs, t({4, 3}, DType::f32), t({4}, DType::f32), t({2, 4}, DType::f32)), Error);
+    EXPECT_THROW(be->curation().kmeans_assign(a, d, xs, t({4, 3}, DType::f32), t({3}, DType::f32), t({2, 4}, DType::f32)), Error);
     for (void* p : mem) be->free(p);
     std::vector<float> dm(6, 1.0f);
     std::vector<int32_t> as(2);

@@ -7,7 +7,7 @@
 
 #include "mode/experts.h"
 #include "mode/routing.h"
-#include "mode/train_experts.h"
+#include "train/train_experts.h"
 
 namespace curaclip::mode {
 namespace {

@@ -20,7 +20,8 @@
 #include "backend/registry.h"
 #include "interop/open_clip_weights.h"
 #include "interop/pos_embed_resize.h"
-#include "io/checkpoint.h"
+#include "interop/weights_file.h"
+#include "model/checkpoint.h"
 #include "io/safetensors.h"
 #include "model/clip_model.h"
 #include "tests/common/test_files.h"
@@ -97,10 +98,10 @@ TEST(OpenClipInterop, ImportGivesOpenClipEmbeddings) {
     std::printf("import: max |d| vs open_clip: image %.3g, text %.3g\n", di, dt);
     // The same through the checkpoint path (load_checkpoint reads .safetensors).
     ClipModel again(*be, cfg, 4);
-    load_checkpoint(kModel, again.params(), /*with_optimizer=*/false);
+    load_weights(kModel, again.params(), /*with_optimizer=*/false);
     for (size_t i = 0; i < again.params().size(); ++i)
         EXPECT_EQ(again.params().values_to_host(i), model.params().values_to_host(i)) << again.params()[i].name;
-    expect_error([&] { load_checkpoint(kModel, again.params(), /*with_optimizer=*/true); },
+    expect_error([&] { load_weights(kModel, again.params(), /*with_optimizer=*/true); },
                  {kModel, "no optimizer state"});
 }
 
@@ -150,7 +151,7 @@ TEST(OpenClipInterop, DescribesItselfFromOpenClipConfigJson) {
     write_file_bytes(dir / "open_clip_config.json", "{\"model_cfg\": " + ss.str() + "}");
     const ModelConfig c = interop::safetensors_model_config(dir / "open_clip_model.safetensors");
     EXPECT_EQ(model_config_to_ini(c), model_config_to_ini(fixture_recipe()));
-    EXPECT_EQ(model_config_to_ini(checkpoint_model_config(dir / "open_clip_model.safetensors")),
+    EXPECT_EQ(model_config_to_ini(weights_model_config(dir / "open_clip_model.safetensors")),
               model_config_to_ini(fixture_recipe()));
     // A config that disagrees with the tensors: every difference listed.
     write_file_bytes(dir / "open_clip_config.json",

@@ -24,6 +24,8 @@
 #include "optim/adamw.h"
 #include "train/metrics_log.h"
 #include "train/resume_check.h"
+#include "cli/model_options.h"
+#include "cli/train_options.h"
 #include "train/trainer.h"
 #include "tests/common/test_files.h"
 

@@ -1,4 +1,4 @@
-#include "mpi/sample_exchange.h"
+#include "jest/sample_exchange.h"
 
 #include <climits>
 #include <cstring>

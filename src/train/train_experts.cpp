@@ -1,10 +1,10 @@
-#include "mode/train_experts.h"
+#include "train/train_experts.h"
 
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
 
-#include "io/checkpoint.h"
+#include "model/checkpoint.h"
 #include "io/dataset_reader.h"
 
 namespace fs = std::filesystem;
@@ -46,7 +46,7 @@ std::string ini_set(const std::string& text, const std::string& section, const s
 int train_experts(const TrainOptions& base, const ModelConfig& model_cfg, const Communicator& world,
                   const std::vector<int>* node_of_rank) {
     CC_REQUIRE(!base.init_from.empty(),
-               "train-experts: --train.init_from is required: every expert starts from the seed checkpoint (DESIGN §7)");
+               "train-experts: --train.init_from is required: every expert starts from the seed checkpoint (docs/mode.md)");
     CC_REQUIRE(!base.mode_assign.empty(), "train-experts: --mode.assign (the side file of `curaclip cluster`) is required");
     CC_REQUIRE(base.mode_expert < 0, "train-experts trains every expert; for one expert (e.g. one per Slurm array task) "
                                      "use `curaclip train --mode.expert ", base.mode_expert, "`");

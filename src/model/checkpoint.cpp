@@ -1,4 +1,4 @@
-#include "io/checkpoint.h"
+#include "model/checkpoint.h"
 
 #include <unistd.h>
 
@@ -11,7 +11,6 @@
 #include "core/check.h"
 #include "io/durable_file.h"
 #include "io/hdf5_file.h"
-#include "interop/open_clip_weights.h"
 
 namespace fs = std::filesystem;
 
@@ -243,14 +242,7 @@ bool is_safetensors_path(const std::string& path) {
 }
 
 CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, bool with_optimizer) {
-    if (is_safetensors_path(path)) {
-        CC_REQUIRE(!with_optimizer, path, " holds weights only (safetensors), no optimizer state to resume from; "
-                   "start a run from it with train.init_from");
-        interop::load_state_dict(interop::read_open_clip_state_dict(path), params, path);
-        CheckpointState s;
-        s.model_config = model_config_to_ini(interop::safetensors_model_config(path));
-        return s;
-    }
+    CC_CHECK(!is_safetensors_path(path), "safetensors files are read by interop/weights_file.h: ", path);
     H5File f(path, H5File::Mode::read);
     const int64_t version = f.attr_i64("/", "format_version");
     CC_REQUIRE(version == kFormatVersion, path, ": checkpoint format version ", version, ", this build reads ",
@@ -302,18 +294,14 @@ void require_checkpoint_tokenizer(const std::string& checkpoint, const std::stri
 }
 
 ModelConfig checkpoint_model_config(const std::string& path) {
-    if (is_safetensors_path(path)) return interop::safetensors_model_config(path);
+    CC_CHECK(!is_safetensors_path(path), "safetensors files are read by interop/weights_file.h: ", path);
     const H5File f(path, H5File::Mode::read);
     CC_REQUIRE(f.has_attr("/", "model_config"), path, ": no model_config attribute (not a curaclip checkpoint?)");
     return model_config_from_ini(f.attr_string("/", "model_config"), path);
 }
 
 std::vector<float> checkpoint_parameter(const std::string& path, const std::string& name) {
-    if (is_safetensors_path(path)) {
-        const interop::StateDict sd = interop::read_open_clip_state_dict(path);
-        auto it = sd.find(name);
-        return it == sd.end() ? std::vector<float>{} : it->second.values;
-    }
+    CC_CHECK(!is_safetensors_path(path), "safetensors files are read by interop/weights_file.h: ", path);
     const H5File f(path, H5File::Mode::read);
     if (!f.exists("params/" + name)) return {};
     return f.read_f32("params/" + name);

@@ -1,4 +1,4 @@
-// Checkpoints (DESIGN §9): one HDF5 file per checkpoint holding
+// Checkpoints: one HDF5 file per checkpoint holding
 //   /params/<open_clip name>        fp32 parameters (0-d scalars for logit_scale/bias),
 //                                   readable into PyTorch with h5py
 //   /optimizer/adam_m/<name>, /optimizer/adam_v/<name>   AdamW moments (fp32)
@@ -51,13 +51,10 @@ struct CheckpointState {
 void save_checkpoint(const std::string& dir, const std::string& name, ParameterSet& params,
                      const CheckpointState& state);
 
-// A path ending in ".safetensors" is an open_clip / OpenAI weights file (docs/interop.md):
-// load_checkpoint reads its weights (names and layouts as src/interop/open_clip_weights.h,
-// the positional embedding resized to the model's grid; missing, extra and mis-shaped
-// tensors listed all at once; with_optimizer is an Error: such a file has no optimizer
-// state to resume), checkpoint_model_config describes it (safetensors_model_config), and
-// checkpoint_parameter reads a tensor of it. So train.init_from, jest.reference,
-// eval/embed --checkpoint take it directly.
+// A path ending in ".safetensors" is an open_clip / OpenAI weights file, not a
+// checkpoint: src/interop/weights_file.h reads both kinds (what users name with
+// train.init_from, jest.reference, eval/embed --checkpoint). This file knows only
+// curaclip's own HDF5 checkpoints.
 bool is_safetensors_path(const std::string& path);
 
 // Reads a checkpoint into params (every parameter must be present with its
@@ -69,7 +66,8 @@ bool is_safetensors_path(const std::string& path);
 CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, bool with_optimizer);
 
 // The tokenizer_id / train_rows attributes (empty / -1 for a checkpoint that has none:
-// written before they were recorded, by a converter, or a safetensors file).
+// written before they were recorded, by a converter, or a safetensors file, which
+// records none).
 CheckpointState checkpoint_provenance(const std::string& path);
 
 // The checkpoint's text tower was trained on the ids of one tokenizer: a dataset
@@ -83,8 +81,8 @@ void require_checkpoint_tokenizer(const std::string& checkpoint, const std::stri
 // The model shape stored in a checkpoint (its model_config attribute).
 ModelConfig checkpoint_model_config(const std::string& path);
 
-// One parameter's values (row-major, fp32) from a checkpoint or safetensors file; empty
-// if the file has no such parameter.
+// One parameter's values (row-major, fp32) from a checkpoint; empty if the file has no
+// such parameter.
 std::vector<float> checkpoint_parameter(const std::string& path, const std::string& name);
 
 // Writes ONE checkpoint file at `path` (same layout as save_checkpoint, optimizer moments

@@ -1,4 +1,4 @@
-// `curaclip train-experts` (DESIGN §7): all MoDE experts in one mpirun. The
+// `curaclip train-experts` (docs/mode.md §`train-experts`: experts on node groups): all MoDE experts in one mpirun. The
 // ranks are split into node groups (mode/experts.h: plan_node_groups), each
 // group gets its own communicator (MPI_Comm_split) and trains its experts one
 // after another, each from the seed checkpoint (train.init_from) into

@@ -1,4 +1,4 @@
-// Moving JEST's selected examples to the ranks that train on them (DESIGN §2, §6).
+// Moving JEST's selected examples to the ranks that train on them (docs/architecture.md §Data flow of one training step, docs/jest.md §One JEST step).
 //
 // Before: rank r of P holds its loader slice of the super-batch, global positions
 // [r*B/P, (r+1)*B/P) (io::Batch with offset r*B/P, size B/P).
@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "io/loader.h"
+#include "io/batch.h"
 #include "mpi/communicator.h"
 
 namespace curaclip {

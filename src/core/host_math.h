@@ -1,7 +1,8 @@
-// Internal to src/cpu/: branch-free float versions of exp and erf that the
-// compiler can vectorize (libm calls block vectorization), used by the f32
-// backend in activation and softmax loops. The double backend keeps std::exp /
-// std::erf: it is the reference.
+// Host math shared by the CPU backend (src/cpu/) and the host-side curation code
+// (the JEST sampler and learnability): branch-free float versions of exp and erf
+// that the compiler can vectorize (libm calls block vectorization), used by the
+// f32 backend in activation and softmax loops, and parallel_chunks (OpenMP over
+// index ranges). The double backend keeps std::exp / std::erf: it is the reference.
 //
 //  * exp: Cephes expf (range reduction by ln 2, degree-6 polynomial), ~1-2 ulp on
 //    [-60, 80]; saturates outside (see fast_exp).
@@ -33,7 +34,7 @@
 #define CC_VECTOR_CLONES
 #endif
 
-namespace curaclip::cpu {
+namespace curaclip::host {
 
 inline float fast_exp(float x) {
     // Clamp to [-60, 80]. Outside, the result saturates: exp(x < -60) = exp(-60) ~ 9e-27,
@@ -177,4 +178,4 @@ inline double k_exp(double x) { return std::exp(x); }
 inline float k_erf(float x) { return fast_erf(x); }
 inline double k_erf(double x) { return std::erf(x); }
 
-}  // namespace curaclip::cpu
+}  // namespace curaclip::host
