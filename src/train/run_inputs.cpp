@@ -13,6 +13,7 @@
 #include "loss/contrastive_loss.h"
 #include "mode/experts.h"
 #include "model/checkpoint.h"
+#include "train/run_folder.h"
 
 namespace fs = std::filesystem;
 
@@ -208,6 +209,70 @@ std::vector<int64_t> training_rows(const TrainOptions& opt, int64_t n_dataset, c
     CC_REQUIRE(opt.mode_expert < a.n_experts, "mode.expert = ", opt.mode_expert, " but ", opt.mode_assign, " has ",
              a.n_experts, " experts (0..", a.n_experts - 1, ")");
     return mode::expert_rows(a.expert, a.n_experts, opt.mode_expert, opt.mode_ood_share, opt.seed);
+}
+
+RunInputs check_run_inputs(const TrainOptions& opt, const ModelConfig& model_cfg, const RunStart& start,
+                           const Communicator& comm) {
+    const bool root = comm.rank() == 0;
+    const int P = comm.size();
+    RunInputs in{BpeTokenizer::load(opt.tokenizer_path)};
+    const BpeTokenizer& tok = in.tok;
+    io::LoaderOptions& lo = in.loader_options;
+    CC_REQUIRE(tok.vocab_size() <= model_cfg.vocab_size, "data.tokenizer ", opt.tokenizer_path, " has ",
+               tok.vocab_size(), " ids but model.vocab_size is ", model_cfg.vocab_size);
+    lo.expect.image_size = model_cfg.image_size;
+    lo.expect.channels = model_cfg.channels;
+    lo.expect.context_length = model_cfg.context_length;
+    lo.expect.tokenizer_id = tok.id_hex();
+    lo.expect.eot_id = tok.eot_id();
+    check_eval_set(opt, lo.expect);
+    // With JEST the loader reads super-batches; the model is laid out for this rank's
+    // share of one (scoring) and trains on its share of the selected batch. B is the
+    // same on any number of ranks (never rounded to a multiple of them).
+    jest::JestConfig& jcfg = in.jest;
+    jcfg = opt.jest;
+    jcfg.loss = model_cfg.sigmoid_loss ? LossKind::sigmoid : LossKind::softmax;
+    jcfg.seed = opt.seed;
+    int64_t& super_batch = in.super_batch;
+    super_batch = opt.global_batch;
+    if (opt.jest_enabled) {
+        super_batch = jest::super_batch_for(opt.global_batch, opt.jest.filter_ratio);
+        jcfg.batch = opt.global_batch;
+        jcfg.validate(super_batch, P);
+    }
+    const int64_t local_batch = in.local_batch = opt.global_batch / P;
+    // Multi-resolution rows are taken per local batch: refuse a split whose rounding
+    // would put another number of rows at the low resolution than one rank would.
+    if (model_cfg.flexi() && P > 1) {
+        const int64_t per_rank = model_cfg.flexi_rows(local_batch), whole = model_cfg.flexi_rows(opt.global_batch);
+        CC_REQUIRE(per_rank * P == whole, "model.flexi_fraction = ", model_cfg.flexi_fraction, " of the local batch ",
+                   local_batch, " (train.batch_size ", opt.global_batch, " / ", P, " ranks) rounds to ", per_rank,
+                   " rows per rank, ", per_rank * P, " in all, but to ", whole,
+                   " on one rank: choose train.batch_size or model.flexi_fraction so that flexi_fraction * batch_size / ranks "
+                   "is a whole number");
+    }
+    if (opt.mode_expert >= 0 || !opt.rows.empty()) {
+        const io::DatasetReader train_set(opt.train_path, lo.expect);
+        lo.rows = training_rows(opt, train_set.size(),
+                                opt.mode_expert >= 0 ? io::dataset_fingerprint(train_set) : std::string(), root);
+        if (opt.mode_expert >= 0)
+            CC_REQUIRE(int64_t(lo.rows.size()) >= super_batch, "mode.expert = ", opt.mode_expert, " has ", lo.rows.size(),
+                       " examples (cluster + out-of-cluster share), fewer than one global batch of ", super_batch);
+    }
+    in.init_path = resolve_init_from(opt);
+    in.loader = std::make_unique<io::Loader>(opt.train_path, super_batch, comm, opt.seed, lo);
+    if (!in.init_path.empty()) {
+        require_checkpoint_tokenizer(in.init_path, "train.init_from", opt.train_path, tok.id_hex());
+        require_init_architecture(in.init_path, model_cfg);
+    }
+    in.jest_reference = check_jest_reference(opt, lo.expect, root);
+    // What the checkpoints record of data.train (rank 0 writes them).
+    in.train_fingerprint =
+        root ? io::dataset_fingerprint(io::DatasetReader(opt.train_path, lo.expect)) : std::string();
+    require_resumed_data(start, opt, tok.id_hex(), in.loader->dataset_size(), in.train_fingerprint, comm);
+    // The run folder must take files before any step runs.
+    agree_on_error(comm, root ? probe_run_folder(opt.out_dir) : std::string());
+    return in;
 }
 
 }  // namespace curaclip

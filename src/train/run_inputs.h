@@ -9,11 +9,37 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
 #include "io/dataset_reader.h"
+#include "io/loader.h"
+#include "jest/config.h"
 #include "model/clip_model.h"
+#include "tokenizer/bpe_tokenizer.h"
+#include "train/run_start.h"
 #include "train/trainer.h"
 
 namespace curaclip {
+
+// What a run reads, every part checked before anything is written.
+struct RunInputs {
+    BpeTokenizer tok;                  // data.tokenizer
+    io::LoaderOptions loader_options{};  // what data.train must be, and the rows trained on
+    std::unique_ptr<io::Loader> loader{};
+    jest::JestConfig jest{};           // opt.jest with the loss, seed and selected batch b
+    int64_t super_batch = 0;           // rows read per step: B with JEST, else the global batch
+    int64_t local_batch = 0;           // this rank's share of the trained batch
+    std::string init_path{};           // train.init_from resolved ("" = none)
+    std::string jest_reference{};      // jest.reference resolved ("" = none)
+    std::string train_fingerprint{};   // io::dataset_fingerprint of data.train (rank 0 only)
+};
+// Collective. In order: the tokenizer against model.vocab_size, data.eval, the JEST
+// configuration, the multi-resolution split over ranks, the rows (explicit or a MoDE
+// expert's), data.train (opened by the loader, every token row checked), init_from,
+// the JEST reference and cache, the data a resume continues on (require_resumed_data),
+// and that the run folder takes files. Throws an Error naming the option and file.
+RunInputs check_run_inputs(const TrainOptions& opt, const ModelConfig& model_cfg, const RunStart& start,
+                           const Communicator& comm);
 
 // A side file (embeddings, MoDE assignment) records the dataset it was made from
 // (its path and io::dataset_fingerprint) and the model that made it: used with

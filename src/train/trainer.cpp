@@ -48,60 +48,11 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     const bool resuming = !start.resume_path.empty();
 
     // ---- inputs, checked before anything is written (run_inputs.h) ----
-    const BpeTokenizer tok = BpeTokenizer::load(opt.tokenizer_path);
-    CC_REQUIRE(tok.vocab_size() <= model_cfg.vocab_size, "data.tokenizer ", opt.tokenizer_path, " has ",
-               tok.vocab_size(), " ids but model.vocab_size is ", model_cfg.vocab_size);
-    io::LoaderOptions lo;
-    lo.expect.image_size = model_cfg.image_size;
-    lo.expect.channels = model_cfg.channels;
-    lo.expect.context_length = model_cfg.context_length;
-    lo.expect.tokenizer_id = tok.id_hex();
-    lo.expect.eot_id = tok.eot_id();
-    check_eval_set(opt, lo.expect);
-    // With JEST the loader reads super-batches; the model is laid out for this rank's
-    // share of one (scoring) and trains on its share of the selected batch. B is the
-    // same on any number of ranks (never rounded to a multiple of them).
-    jest::JestConfig jcfg = opt.jest;
-    jcfg.loss = model_cfg.sigmoid_loss ? LossKind::sigmoid : LossKind::softmax;
-    jcfg.seed = opt.seed;
-    int64_t super_batch = opt.global_batch;
-    if (opt.jest_enabled) {
-        super_batch = jest::super_batch_for(opt.global_batch, opt.jest.filter_ratio);
-        jcfg.batch = opt.global_batch;
-        jcfg.validate(super_batch, P);
-    }
-    const int64_t local_batch = opt.global_batch / P;
-    // Multi-resolution rows are taken per local batch: refuse a split whose rounding
-    // would put another number of rows at the low resolution than one rank would.
-    if (model_cfg.flexi() && P > 1) {
-        const int64_t per_rank = model_cfg.flexi_rows(local_batch), whole = model_cfg.flexi_rows(opt.global_batch);
-        CC_REQUIRE(per_rank * P == whole, "model.flexi_fraction = ", model_cfg.flexi_fraction, " of the local batch ",
-                   local_batch, " (train.batch_size ", opt.global_batch, " / ", P, " ranks) rounds to ", per_rank,
-                   " rows per rank, ", per_rank * P, " in all, but to ", whole,
-                   " on one rank: choose train.batch_size or model.flexi_fraction so that flexi_fraction * batch_size / ranks "
-                   "is a whole number");
-    }
-    if (opt.mode_expert >= 0 || !opt.rows.empty()) {
-        const io::DatasetReader train_set(opt.train_path, lo.expect);
-        lo.rows = training_rows(opt, train_set.size(),
-                                opt.mode_expert >= 0 ? io::dataset_fingerprint(train_set) : std::string(), root);
-        if (opt.mode_expert >= 0)
-            CC_REQUIRE(int64_t(lo.rows.size()) >= super_batch, "mode.expert = ", opt.mode_expert, " has ", lo.rows.size(),
-                       " examples (cluster + out-of-cluster share), fewer than one global batch of ", super_batch);
-    }
-    const std::string init_path = resolve_init_from(opt);
-    io::Loader loader(opt.train_path, super_batch, comm, opt.seed, lo);
-    if (!init_path.empty()) {
-        require_checkpoint_tokenizer(init_path, "train.init_from", opt.train_path, tok.id_hex());
-        require_init_architecture(init_path, model_cfg);
-    }
-    const std::string jest_reference = check_jest_reference(opt, lo.expect, root);
-    // What the checkpoints record of data.train (rank 0 writes them).
-    const std::string train_fingerprint =
-        root ? io::dataset_fingerprint(io::DatasetReader(opt.train_path, lo.expect)) : std::string();
-    require_resumed_data(start, opt, tok.id_hex(), loader.dataset_size(), train_fingerprint, comm);
-    // The run folder must take files before any step runs.
-    agree_on_error(comm, root ? probe_run_folder(opt.out_dir) : std::string());
+    RunInputs in = check_run_inputs(opt, model_cfg, start, comm);
+    const BpeTokenizer& tok = in.tok;
+    io::Loader& loader = *in.loader;
+    const io::LoaderOptions& lo = in.loader_options;
+    const int64_t super_batch = in.super_batch, local_batch = in.local_batch;
 
     // ---- model, loss, step, optimizer: the backend's own device binding and
     // collectives where it registered them (cuda/: one GPU per node-local rank, NCCL),
@@ -120,10 +71,10 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
     std::unique_ptr<jest::ReferenceSource> reference;
     std::unique_ptr<JestTrainStep> jest_step;
     if (opt.jest_enabled) {
-        selector = std::make_unique<jest::JestSelector>(*be, *coll, P > 1 ? &comm : nullptr, jcfg, super_batch,
+        selector = std::make_unique<jest::JestSelector>(*be, *coll, P > 1 ? &comm : nullptr, in.jest, super_batch,
                                                         model_cfg.embed_dim);
         if (opt.jest.score != jest::ScoreKind::hard_learner)
-            reference = std::make_unique<jest::ReferenceSource>(*be, jest_reference, opt.jest_reference_cache,
+            reference = std::make_unique<jest::ReferenceSource>(*be, in.jest_reference, opt.jest_reference_cache,
                                                                 super_batch / P, loader.dataset_size(), model_cfg,
                                                                 tok.vocab_size());
         jest_step = std::make_unique<JestTrainStep>(model, step, *selector, reference.get(), comm, opt.jest_score_low_res);
@@ -131,10 +82,10 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
 
     int64_t start_step = 0;
     std::string last_checkpoint;  // the newest checkpoint of this run folder that this process knows of
-    if (!init_path.empty()) {
-        const std::string note = load_initial_parameters(init_path, model);
+    if (!in.init_path.empty()) {
+        const std::string note = load_initial_parameters(in.init_path, model);
         if (root) {
-            std::printf("initialized from %s (parameters only; fresh optimizer, step 0)\n", init_path.c_str());
+            std::printf("initialized from %s (parameters only; fresh optimizer, step 0)\n", in.init_path.c_str());
             if (!note.empty()) std::printf("init_from: %s\n", note.c_str());
         }
     }
@@ -158,7 +109,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
                                                 opt.mode_assign).c_str() : "",
                         (long long)loader.steps_per_epoch());
         if (opt.jest_enabled)
-            std::printf("JEST: %s; super-batch %lld -> %lld, reference %s\n", jcfg.str().c_str(),
+            std::printf("JEST: %s; super-batch %lld -> %lld, reference %s\n", in.jest.str().c_str(),
                         (long long)super_batch, (long long)opt.global_batch,
                         reference ? (reference->live() ? "live forward" : "cached embeddings") : "none");
         std::fflush(stdout);
@@ -205,7 +156,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
             state.model_config = model_config_to_ini(model_cfg);
             state.tokenizer_id = tok.id_hex();
             state.train_rows = loader.dataset_size();
-            state.train_fingerprint = train_fingerprint;
+            state.train_fingerprint = in.train_fingerprint;
             save_checkpoint(opt.out_dir, checkpoint_name(done), model.params(), state);
         }
         comm.barrier();
