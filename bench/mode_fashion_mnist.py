@@ -37,6 +37,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bench_common import git_commit, machine  # noqa: E402
+from mode_encoder_clusters import consistency as cluster_consistency  # noqa: E402  (class consistency, purity, sizes)
 
 
 class Runner:
@@ -201,25 +202,6 @@ def run_seed(R, args, bin_, split_bin, W, data, S, embeddings):
                 ev(rarm, "--experts", f"{W}/{rarm}", "--assign", f"{W}/{rarm}.h5",
                    "--routing-temperature", f"{chosen_tau[rarm]:g}")
     return res, val_res, chosen_tau, seed_step, cont_lr, consistency
-
-
-def cluster_consistency(assign_path, labels, n_classes):
-    """Class consistency of the coarse clusters: for each class, the share of its
-    examples in its most common expert, averaged over the classes (1.0: no class is
-    split across experts); also the class purity of the experts and their sizes."""
-    import h5py
-    import numpy as np
-    with h5py.File(assign_path, "r") as f:
-        expert = f["assign/expert"][()]
-        n = int(f.attrs["n"])
-    counts = np.zeros((n_classes, n), dtype=np.int64)
-    np.add.at(counts, (labels, expert), 1)
-    per_class = counts.max(1) / np.maximum(counts.sum(1), 1)
-    return {"class_consistency": round(float(per_class.mean()), 4),
-            "class_consistency_per_class": [round(float(x), 4) for x in per_class],
-            "main_expert_per_class": [int(x) for x in counts.argmax(1)],
-            "class_purity": round(float(counts.max(0).sum() / counts.sum()), 4),
-            "expert_sizes": [int(x) for x in counts.sum(0)]}
 
 
 def main():

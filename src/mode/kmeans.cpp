@@ -27,9 +27,6 @@ const char* kmeans_init_name(KMeansInit i) { return i == KMeansInit::kmeanspp ? 
 
 namespace {
 
-// Fixed point: core/fixed_point.h.
-int fixed_exponent(double bound, int64_t n_terms) { return fixed_point_exponent(bound, n_terms); }
-inline int64_t quantize(double v, double scale) { return quantize_truncate(v, scale); }
 
 // Start row of every rank (size()+1 entries).
 std::vector<int64_t> rank_offsets(const Communicator& comm, int64_t n_local) {
@@ -85,7 +82,7 @@ double sq_dist(const float* a, const float* b, int64_t dim) {
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 void add_quantized(int64_t* s, const float* p, int64_t dim, double scale) {
-    for (int64_t d = 0; d < dim; ++d) s[d] += quantize(double(p[d]), scale);
+    for (int64_t d = 0; d < dim; ++d) s[d] += quantize_truncate(double(p[d]), scale);
 }
 
 // This rank's share of an update: red = [k*dim fixed-point sums of the points of each
@@ -124,9 +121,9 @@ void accumulate_fixed(const float* x, int64_t n_local, int64_t dim, int64_t k, c
 double exact_sum(const Communicator& comm, const double* terms, int64_t n_local, double bound) {
     int64_t n = n_local;
     comm.allreduce_sum(&n, 1);
-    const double scale = std::ldexp(1.0, fixed_exponent(bound, n));
+    const double scale = std::ldexp(1.0, fixed_point_exponent(bound, n));
     int64_t s = 0;
-    for (int64_t i = 0; i < n_local; ++i) s += quantize(terms[i], scale);
+    for (int64_t i = 0; i < n_local; ++i) s += quantize_truncate(terms[i], scale);
     comm.allreduce_sum(&s, 1);
     return double(s) / scale;
 }
@@ -154,7 +151,7 @@ std::vector<float> kmeans_init(const Communicator& comm, const float* x, int64_t
         max_norm = std::max(max_norm, std::sqrt(s));
     }
     comm.allreduce_max(&max_norm, 1);
-    const double scale = std::ldexp(1.0, fixed_exponent(4.0 * max_norm * max_norm + 1e-300, n_total));
+    const double scale = std::ldexp(1.0, fixed_point_exponent(4.0 * max_norm * max_norm + 1e-300, n_total));
     std::vector<double> d2(static_cast<size_t>(n_local), std::numeric_limits<double>::infinity());
     std::vector<int64_t> totals(size_t(comm.size()));
     for (int64_t c = 0; c < k; ++c) {
@@ -164,7 +161,7 @@ std::vector<float> kmeans_init(const Communicator& comm, const float* x, int64_t
             g = int64_t(rng.below(uint64_t(n_total)));
         } else {
             int64_t local = 0;
-            for (int64_t i = 0; i < n_local; ++i) local += quantize(d2[size_t(i)], scale);
+            for (int64_t i = 0; i < n_local; ++i) local += quantize_truncate(d2[size_t(i)], scale);
             comm.allgather(&local, totals.data(), 1);
             int64_t total = 0;
             for (int64_t t : totals) total += t;
@@ -182,7 +179,7 @@ std::vector<float> kmeans_init(const Communicator& comm, const float* x, int64_t
                     int64_t acc = before;
                     pick = n_local - 1;
                     for (int64_t i = 0; i < n_local; ++i) {
-                        acc += quantize(d2[size_t(i)], scale);
+                        acc += quantize_truncate(d2[size_t(i)], scale);
                         if (acc > int64_t(u)) {
                             pick = i;
                             break;
@@ -432,7 +429,7 @@ KMeansResult kmeans(Backend& be, const Communicator& comm, const float* x, int64
     else res.centers = kmeans_init(comm, x, n_local, dim, k, opt.init, opt.seed, opt.stream);
     for (float v : res.centers) CC_CHECK(std::isfinite(v), "k-means: non-finite initial center");
 
-    const double scale = std::ldexp(1.0, fixed_exponent(max_abs, n_total));
+    const double scale = std::ldexp(1.0, fixed_point_exponent(max_abs, n_total));
 
     NearestCenter nc(be, res.centers.data(), k, dim, std::max<int64_t>(n_local, 1), opt.block_rows);
     if (!opt.balanced) nc.load(x, n_local);

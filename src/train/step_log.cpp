@@ -70,8 +70,8 @@ void StepLog::report(int64_t done, double lr, double grad_norm, int64_t epoch, i
         row["flops"] = rounded(total_flops, "%.6e");
         row["corrupted_share"] = rounded(window_corrupted_ / n, "%.6f");
         if (jest_) {
-            row["jest_score"] = rounded(window_score_ / n, "%.17g");
-            row["superbatch_score"] = rounded(window_super_score_ / n, "%.17g");
+            row["jest_score"] = window_score_ / n;
+            row["superbatch_score"] = window_super_score_ / n;
         }
         metrics_.write_row(row);
     }
