@@ -168,11 +168,11 @@ int main(int argc, char** argv) {
         const double median = times[times.size() / 2];
         const double flops_pair = step.train_flops_per_pair();
         const double gflops = flops_pair * B / median / 1e9;
-        std::string peak_mem = "null", masters = "null", attention = "own kernels";
+        std::string peak_mem = "null", attention = "own kernels";
+        const std::string masters = std::to_string(model.params().master_bytes());  // 0 on the CPU
 #ifdef CURACLIP_HAVE_CUDA
         if (gpu) {
             peak_mem = std::to_string(cuda::device_memory_used() - mem_before);
-            masters = std::to_string(cuda::master_bytes(*be));
             attention = cuda::attention_report(*be);
         }
 #endif

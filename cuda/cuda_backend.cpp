@@ -1,17 +1,8 @@
 // CudaBackend: the Backend interface on one GPU. Memory, host transfers (with
-// f32/f64 <-> bf16 conversion on the host), the device error flag and the fp32
-// master weights live here; every op forwards to its file (cuda_ops.h).
-//
-// Master weights: a bf16 parameter is updated by adamw_step through an fp32 master
-// copy that the backend owns, keyed by the parameter's device address and created at
-// the first adamw_step on it (seeded from the bf16 value). The AdamW kernel uses the
-// master only where it still rounds to the current bf16 value, so any write to the
-// parameter behind the optimizer's back (checkpoint load, clamp, upload, a tensor
-// reusing freed memory) re-seeds it instead of being overwritten. Freeing memory
-// drops the masters inside it. The interface (backend.h) and the ParameterSet stay
-// unchanged; the price: the masters are not in the arenas (master_bytes() reports
-// them) and checkpoints hold the bf16 values, so a resumed run restarts its masters
-// from bf16.
+// f32/f64 <-> bf16 conversion on the host) and the device error flag live here;
+// every op forwards to its file (cuda_ops.h). The fp32 master weights of the bf16
+// parameters are not kept here: they live beside the parameters (Parameter::master,
+// src/model/parameters.h) and adamw_step receives them.
 #include "cuda/cuda_backend.h"
 
 #include <algorithm>
@@ -23,6 +14,7 @@
 
 #include "backend/curation_ops.h"
 #include "backend/registry.h"
+#include "core/bf16.h"
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_ops.h"
 #include "cuda/device_info.h"
@@ -33,24 +25,6 @@ namespace curaclip::cuda {
 namespace {
 
 constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;
-
-uint16_t bf16_bits(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    if ((u & 0x7f800000u) == 0x7f800000u) {  // inf or NaN: truncate, keep NaN quiet
-        uint16_t h = uint16_t(u >> 16);
-        if (u & 0x007fffffu) h |= 0x0040u;
-        return h;
-    }
-    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-    return uint16_t(u >> 16);
-}
-float bf16_to_float(uint16_t h) {
-    const uint32_t u = uint32_t(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
 
 class CudaBackend final : public Backend, public CurationOps {
 public:
@@ -85,7 +59,6 @@ public:
         // or an Error is already in flight).
         (void)cudaSetDevice(ctx_.device);
         (void)cudaStreamSynchronize(ctx_.stream);
-        for (auto& [key, mw] : masters_) (void)cudaFree(mw.ptr);
         release_sdpa(ctx_);
         ctx_.release_scratch();
         if (ctx_.error_flag) (void)cudaFree(ctx_.error_flag);
@@ -102,11 +75,6 @@ public:
     cudaStream_t stream() const { return ctx_.stream; }
     int device() const { return ctx_.device; }
     std::string attention_report() const { return sdpa_report(ctx_); }
-    size_t master_bytes() const {
-        size_t b = 0;
-        for (const auto& [key, mw] : masters_) b += size_t(mw.n) * sizeof(float);
-        return b;
-    }
 
     // ---- memory ----
     void* alloc(size_t bytes) override {
@@ -127,12 +95,6 @@ public:
         const uintptr_t a = reinterpret_cast<uintptr_t>(p);
         auto it = allocs_.find(a);
         CC_CHECK(it != allocs_.end(), "cuda free: ", p, " was not allocated by this backend");
-        const uintptr_t end = a + it->second;
-        CC_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));  // queued kernels may still use p or its masters
-        for (auto m = masters_.lower_bound(a); m != masters_.end() && m->first < end;) {
-            CC_CUDA_CHECK(cudaFree(m->second.ptr));
-            m = masters_.erase(m);
-        }
         allocs_.erase(it);
         CC_CUDA_CHECK(cudaFree(p));  // synchronizes the device: no queued kernel still uses p
     }
@@ -248,10 +210,9 @@ public:
     }
 
     // ---- optimizer ----
-    void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& hp,
+    void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
                     float grad_scale) override {
-        float* master = param.dtype == DType::bf16 && !param.empty() ? master_for(param) : nullptr;
-        cuda::adamw_step(ctx_, param, grad, m, v, hp, grad_scale, master);
+        cuda::adamw_step(ctx_, param, grad, m, v, master, hp, grad_scale);
     }
     void clamp(Tensor x, float lo, float hi) override { cuda::clamp(ctx_, x, lo, hi); }
 
@@ -269,30 +230,6 @@ protected:
     }
 
 private:
-    struct Master {
-        float* ptr = nullptr;
-        int64_t n = 0;
-    };
-
-    float* master_for(const Tensor& param) {
-        const uintptr_t key = reinterpret_cast<uintptr_t>(param.data);
-        auto it = masters_.find(key);
-        if (it != masters_.end() && it->second.n == param.numel()) return it->second.ptr;
-        if (it != masters_.end()) {
-            CC_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
-            CC_CUDA_CHECK(cudaFree(it->second.ptr));
-            masters_.erase(it);
-        }
-        Master mw;
-        mw.n = param.numel();
-        CC_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&mw.ptr), size_t(std::max<int64_t>(mw.n, 1)) * 4));
-        // NaN never rounds to a bf16 that compares equal bitwise to a finite value, and a
-        // NaN parameter re-seeds to NaN anyway: the kernel seeds the master on first use.
-        CC_CUDA_CHECK(cudaMemsetAsync(mw.ptr, 0xff, size_t(std::max<int64_t>(mw.n, 1)) * 4, ctx_.stream));
-        masters_[key] = mw;
-        return mw.ptr;
-    }
-
     void to_device(void* dst, const void* src, size_t bytes) {
         if (bytes == 0) return;
         CC_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx_.stream));
@@ -381,7 +318,6 @@ private:
 
     Context ctx_;
     std::map<uintptr_t, size_t> allocs_;
-    std::map<uintptr_t, Master> masters_;
 };
 
 CudaBackend& as_cuda(Backend& backend) {
@@ -427,7 +363,6 @@ int select_device_for_local_rank(int local_rank) {
 
 cudaStream_t stream_of(Backend& backend) { return as_cuda(backend).stream(); }
 int device_of(Backend& backend) { return as_cuda(backend).device(); }
-size_t master_bytes(Backend& backend) { return as_cuda(backend).master_bytes(); }
 std::string attention_report(Backend& backend) { return as_cuda(backend).attention_report(); }
 
 namespace {

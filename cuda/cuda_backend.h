@@ -1,7 +1,8 @@
 // The CUDA backend (docs/cuda.md §Numerics): every Backend op on one NVIDIA GPU, with bf16
 // activations and parameters (dtype() == bf16), fp32 accumulation everywhere, fp32
-// saved statistics, loss scalars and AdamW moments, and fp32 master weights for the
-// bf16 parameters. One stream per backend; memory by cudaMalloc. See docs/cuda.md.
+// saved statistics, loss scalars and AdamW moments; adamw_step updates bf16 parameters
+// through the fp32 masters the ParameterSet keeps beside them. One stream per backend;
+// memory by cudaMalloc. See docs/cuda.md.
 //
 // Registered as "cuda" (cuda_backend.cpp); make_backend("cuda") throws an Error
 // ("no CUDA device") where no usable GPU is present.
@@ -30,9 +31,6 @@ int select_device_for_local_rank(int local_rank);
 // The stream and device of a CUDA backend (for NCCL collectives); throws for other backends.
 cudaStream_t stream_of(Backend& backend);
 int device_of(Backend& backend);
-// Bytes of the fp32 master copies of bf16 parameters the backend holds (created by the
-// first adamw_step on each parameter; 4 bytes per parameter element).
-size_t master_bytes(Backend& backend);
 // Which attention path (cuDNN fused SDPA or the own kernels) each shape seen so far took.
 std::string attention_report(Backend& backend);
 

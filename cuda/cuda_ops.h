@@ -172,11 +172,11 @@ void kmeans_assign(Context& c, Tensor assign, Tensor dist, Tensor x, Tensor cent
                    Tensor center_sq_norms, Tensor scratch);
 
 // ---- optim.cu ------------------------------------------------------------------------------
-// AdamW (backend.h) on param (bf16 or f32) with f32 moments. master: an fp32 copy of a
-// bf16 param (nullptr for f32 params). Where bf16(master) differs from param (first use,
-// or someone wrote param: checkpoint load, clamp, upload), master is re-seeded from param
-// before the update; the updated master is rounded into param.
-void adamw_step(Context& c, Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& hp,
-                float grad_scale, float* master);
+// AdamW (backend.h) on param (bf16 or f32) with f32 moments. master: the f32 copy of a
+// bf16 param (required there; empty for an f32 param). Where bf16(master) differs from
+// param (someone wrote param: a checkpoint load of another run, a clamp, an upload), master
+// is re-seeded from param before the update; the updated master is rounded into param.
+void adamw_step(Context& c, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
+                float grad_scale);
 
 }  // namespace curaclip::cuda

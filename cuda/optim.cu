@@ -2,8 +2,9 @@
 //   p *= 1 - lr wd;  m += (1 - b1)(g - m);  v = b2 v + (1 - b2) g^2;
 //   p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
 // in fp32 with fp32 moments. A bf16 parameter is updated through its fp32 master copy
-// (backend-owned, see cuda_backend.cpp): the master is used where it still rounds to
-// the bf16 value (otherwise it is re-seeded from it), updated, and rounded into p.
+// (Parameter::master, src/model/parameters.h): the master is used where it still rounds
+// to the bf16 value (otherwise it is re-seeded from it: core/bf16.h master_agrees is the
+// same rule on the host), updated, and rounded into p.
 #include <cmath>
 
 #include "cuda/cuda_device.cuh"
@@ -46,8 +47,8 @@ __global__ void adamw_kernel(P* p, const P* g, float* m, float* v, float* master
 
 }  // namespace
 
-void adamw_step(Context& c, Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& hp, float grad_scale,
-                float* master) {
+void adamw_step(Context& c, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
+                float grad_scale) {
     const char* op = "adamw_step";
     CC_CHECK(!param.empty() && !grad.empty(), op, ": param or grad is empty");
     CC_CHECK(param.dtype == DType::bf16 || param.dtype == DType::f32, op, ": param has dtype ",
@@ -63,7 +64,13 @@ void adamw_step(Context& c, Tensor param, Tensor grad, Tensor m, Tensor v, const
     CC_CHECK(hp.step >= 1, op, ": step ", hp.step, " must be >= 1 (bias correction is 1-based)");
     CC_CHECK(hp.beta1 >= 0 && hp.beta1 < 1 && hp.beta2 >= 0 && hp.beta2 < 1, op, ": betas (", hp.beta1, ", ",
              hp.beta2, ") must lie in [0, 1)");
-    CC_CHECK(param.dtype == DType::bf16 || master == nullptr, "internal: master copy of an f32 parameter");
+    if (param.dtype == DType::bf16) {
+        CC_CHECK(!master.empty(), op, ": a bf16 param needs its f32 master copy (ParameterSet allocates it)");
+        check_dtype(master, DType::f32, op, "master");
+        check_numel(master, n, op, "master");
+    } else {
+        CC_CHECK(master.empty(), op, ": an f32 param has no master copy, got master ", master.shape.str());
+    }
     if (n == 0) return;
     const double lr = hp.lr, b1 = hp.beta1, b2 = hp.beta2;
     const double bc1 = 1.0 - std::pow(b1, double(hp.step));
@@ -79,7 +86,7 @@ void adamw_step(Context& c, Tensor param, Tensor grad, Tensor m, Tensor v, const
     k.gs = grad_scale;
     if (param.dtype == DType::bf16)
         adamw_kernel<bf16><<<grid_for(n, kThreads), kThreads, 0, c.stream>>>(
-            param.as<bf16>(), grad.as<bf16>(), m.as<float>(), v.as<float>(), master, n, k);
+            param.as<bf16>(), grad.as<bf16>(), m.as<float>(), v.as<float>(), master.as<float>(), n, k);
     else
         adamw_kernel<float><<<grid_for(n, kThreads), kThreads, 0, c.stream>>>(
             param.as<float>(), grad.as<float>(), m.as<float>(), v.as<float>(), nullptr, n, k);

@@ -177,7 +177,13 @@ public:
     // evaluated as torch.optim.AdamW does (same math, torch's rounding order):
     //   p *= 1 - lr*wd;  p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps),  bc_i = 1 - b_i^step
     // grad_scale multiplies g first (gradient clipping without a separate pass).
-    virtual void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& hp,
+    // master: the f32 master copy of a parameter stored narrower than f32 (bf16 on the
+    // CUDA backend; Parameter::master), empty for an f32/f64 parameter. The update runs
+    // on the master, which is then rounded into param; where rounding the master does
+    // not give param (param was written since: core/bf16.h master_agrees), the master is
+    // re-seeded from param first. So the master accumulates updates below bf16's
+    // resolution, and a write to param is never undone by a stale master.
+    virtual void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
                             float grad_scale) = 0;
     // x = min(max(x, lo), hi) elementwise (the logit-scale clamp).
     virtual void clamp(Tensor x, float lo, float hi) = 0;

@@ -176,9 +176,9 @@ public:
     }
 
     // ---- optimizer ----
-    void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& hp,
+    void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
                     float grad_scale) override {
-        cpu::adamw_step<T>(param, grad, m, v, hp, grad_scale);
+        cpu::adamw_step<T>(param, grad, m, v, master, hp, grad_scale);
     }
     void clamp(Tensor x, float lo, float hi) override { cpu::clamp(x, lo, hi); }
 

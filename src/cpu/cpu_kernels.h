@@ -144,7 +144,7 @@ void pairwise_sigmoid_nll(Tensor nll, Tensor dots, Tensor logit_scale, Tensor lo
 
 // cpu_optim.cpp
 template <typename T>
-void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& hp,
+void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
                 float grad_scale);
 
 // cpu_kmeans.cpp

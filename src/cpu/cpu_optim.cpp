@@ -37,9 +37,12 @@ void adamw_kernel(T* p, const T* g, M* m, M* v, int64_t n, const AdamWParams& hp
 }  // namespace
 
 template <typename T>
-void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& hp,
+void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
                 float grad_scale) {
     const char* op = "adamw_step";
+    // The CPU computes in f32 or f64: its parameters are their own masters.
+    CC_CHECK(master.empty(), op, ": a ", dtype_name(param.dtype), " param has no master copy, got master ",
+             master.shape.str());
     check_compute<T>(param, op, "param");
     check_compute<T>(grad, op, "grad");
     check_f32_or_f64(m, op, "m");
@@ -59,6 +62,6 @@ void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams
     });
 }
 
-CC_CPU_INSTANTIATE(adamw_step, (Tensor, Tensor, Tensor, Tensor, const AdamWParams&, float))
+CC_CPU_INSTANTIATE(adamw_step, (Tensor, Tensor, Tensor, Tensor, Tensor, const AdamWParams&, float))
 
 }  // namespace curaclip::cpu

@@ -376,8 +376,7 @@ std::string load_state_dict(const StateDict& sd, ParameterSet& params, const std
         problems.push_back(std::to_string(nonfinite.size()) + " holding NaN or Inf: " + join(nonfinite, ", "));
     CC_REQUIRE(problems.empty(), path, ": the weights do not fit the model (", params.size(), " parameters); tensors ",
                join(problems, "; "));
-    Backend& be = params.backend();
-    for (auto& [p, v] : ready) be.upload(p->value, v.data());
+    for (auto& [p, v] : ready) params.set_value(size_t(p - params.all().data()), v.data());
     return join(notes, "; ");
 }
 

@@ -57,20 +57,30 @@ private:
     size_t count_ = 0;
 };
 
-void write_tensor(H5File& f, const std::string& name, Backend& be, Tensor t, const Shape& shape, NonFinite& bad) {
-    std::vector<float> host(size_t(t.numel()));
-    be.download(host.data(), t);
+void write_host(H5File& f, const std::string& name, const std::vector<float>& host, const Shape& shape,
+                NonFinite& bad) {
     bad.check(name, host);
     f.write_f32(name, host.data(), h5_shape(shape));
 }
 
-void read_tensor(const H5File& f, const std::string& name, Backend& be, Tensor t, const Shape& shape,
-                 NonFinite& bad) {
+void write_tensor(H5File& f, const std::string& name, Backend& be, Tensor t, const Shape& shape, NonFinite& bad) {
+    std::vector<float> host(size_t(t.numel()));
+    be.download(host.data(), t);
+    write_host(f, name, host, shape, bad);
+}
+
+std::vector<float> read_host(const H5File& f, const std::string& name, const Shape& shape, NonFinite& bad) {
     std::vector<int64_t> dims;
-    const std::vector<float> host = f.read_f32(name, &dims);
+    std::vector<float> host = f.read_f32(name, &dims);
     CC_REQUIRE(dims == h5_shape(shape), f.path(), ": '", name, "' has shape ", Shape::from(dims).str(),
                ", the model expects ", shape.str());
     bad.check(name, host);
+    return host;
+}
+
+void read_tensor(const H5File& f, const std::string& name, Backend& be, Tensor t, const Shape& shape,
+                 NonFinite& bad) {
+    const std::vector<float> host = read_host(f, name, shape, bad);
     be.upload(t, host.data());
 }
 
@@ -101,8 +111,11 @@ void remove_stale_temporaries(const std::string& dir) {
 void fill_checkpoint(H5File& f, ParameterSet& params, const CheckpointState& state) {
     Backend& be = params.backend();
     NonFinite bad;
-    for (auto& p : params.all()) {
-        write_tensor(f, "params/" + p.name, be, p.value, p.shape, bad);
+    for (size_t i = 0; i < params.size(); ++i) {
+        const Parameter& p = params[i];
+        // At full precision: the fp32 master of a bf16 parameter (ParameterSet::values_to_host).
+        const std::vector<double> v = params.values_to_host(i);
+        write_host(f, "params/" + p.name, std::vector<float>(v.begin(), v.end()), p.shape, bad);
         write_tensor(f, "optimizer/adam_m/" + p.name, be, p.adam_m, p.shape, bad);
         write_tensor(f, "optimizer/adam_v/" + p.name, be, p.adam_v, p.shape, bad);
     }
@@ -249,10 +262,11 @@ CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, b
                kFormatVersion);
     Backend& be = params.backend();
     NonFinite bad;
-    for (auto& p : params.all()) {
+    for (size_t i = 0; i < params.size(); ++i) {
+        Parameter& p = params[i];
         CC_REQUIRE(f.exists("params/" + p.name), path, ": no parameter '", p.name,
                    "' (checkpoint of another model shape?)");
-        read_tensor(f, "params/" + p.name, be, p.value, p.shape, bad);
+        params.set_value(i, read_host(f, "params/" + p.name, p.shape, bad).data());
         if (with_optimizer) {
             read_tensor(f, "optimizer/adam_m/" + p.name, be, p.adam_m, p.shape, bad);
             read_tensor(f, "optimizer/adam_v/" + p.name, be, p.adam_v, p.shape, bad);

@@ -1,6 +1,8 @@
 // Checkpoints: one HDF5 file per checkpoint holding
 //   /params/<open_clip name>        fp32 parameters (0-d scalars for logit_scale/bias),
-//                                   readable into PyTorch with h5py
+//                                   readable into PyTorch with h5py; a bf16 model's are
+//                                   its fp32 masters (ParameterSet::values_to_host), and
+//                                   loading writes both value and master (set_value)
 //   /optimizer/adam_m/<name>, /optimizer/adam_v/<name>   AdamW moments (fp32)
 //   attributes on "/": format_version, step, loader_epoch, loader_step, seed,
 //                      config (the INI text of every option in effect), model_config

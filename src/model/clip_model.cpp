@@ -117,8 +117,9 @@ std::string ClipModel::memory_report() const {
     os << "model: " << config_.summary() << "\n"
        << "parameters: " << params_.count() << " in " << params_.size() << " tensors\n"
        << "arenas: parameters " << format_bytes(params_.value_bytes()) << ", gradients "
-       << format_bytes(params_.grad_bytes()) << ", optimizer " << format_bytes(params_.optimizer_bytes())
-       << ", activations " << format_bytes(activations_.capacity()) << " (batch " << max_batch_ << ")";
+       << format_bytes(params_.grad_bytes()) << ", optimizer " << format_bytes(params_.optimizer_bytes());
+    if (params_.has_masters()) os << ", fp32 masters " << format_bytes(params_.master_bytes());
+    os << ", activations " << format_bytes(activations_.capacity()) << " (batch " << max_batch_ << ")";
     if (config_.flexi()) {
         const ModelConfig& c = config_;
         const int64_t k = c.flexi_rows(max_batch_);

@@ -1,11 +1,13 @@
 #include "model/parameters.h"
 
+#include "core/bf16.h"
+
 namespace curaclip {
 
 size_t ParameterSet::declare(const std::string& name, Shape shape, bool weight_decay) {
     CC_CHECK(!finalized_, "declare('", name, "') after finalize()");
     CC_CHECK(find(name) == nullptr, "parameter '", name, "' declared twice");
-    params_.push_back(Parameter{name, shape, weight_decay, {}, {}, {}, {}});
+    params_.push_back(Parameter{name, shape, weight_decay, {}, {}, {}, {}, {}});
     return params_.size() - 1;
 }
 
@@ -23,11 +25,17 @@ void ParameterSet::finalize() {
     grads_ = Arena(*backend_, measure_value.used(), "gradients");
     moments_m_ = Arena(*backend_, measure_master.used(), "adam_m");
     moments_v_ = Arena(*backend_, measure_master.used(), "adam_v");
+    // A compute dtype narrower than f32 (bf16) gets fp32 masters beside the values. They
+    // start at zero (arenas are zero-filled), which agrees only with values that are zero: every other element is
+    // seeded from its value by the first AdamW step (or written by set_value before).
+    const bool with_masters = dtype_size(dt) < dtype_size(DType::f32);
+    if (with_masters) masters_ = Arena(*backend_, measure_master.used(), "masters");
     for (auto& p : params_) {
         p.value = values_.alloc(p.shape, dt);
         p.grad = grads_.alloc(p.shape, dt);
         p.adam_m = moments_m_.alloc(p.shape, master);
         p.adam_v = moments_v_.alloc(p.shape, master);
+        if (with_masters) p.master = masters_.alloc(p.shape, DType::f32);
     }
     finalized_ = true;
 }
@@ -56,9 +64,27 @@ void ParameterSet::zero_grad() {
 }
 
 std::vector<double> ParameterSet::values_to_host(size_t index) {
-    std::vector<double> out(size_t(params_.at(index).shape.numel()));
-    backend_->download(out.data(), params_[index].value);
+    const Parameter& p = params_.at(index);
+    std::vector<double> out(size_t(p.shape.numel()));
+    backend_->download(out.data(), p.value);
+    if (p.master.empty()) return out;
+    std::vector<float> master(out.size());
+    backend_->download(master.data(), p.master);
+    for (size_t i = 0; i < out.size(); ++i)
+        if (master_agrees(master[i], float(out[i]))) out[i] = double(master[i]);
     return out;
+}
+
+void ParameterSet::set_value(size_t index, const float* host) {
+    Parameter& p = params_.at(index);
+    backend_->upload(p.value, host);
+    if (!p.master.empty()) backend_->upload(p.master, host);
+}
+
+void ParameterSet::set_value(size_t index, const double* host) {
+    Parameter& p = params_.at(index);
+    backend_->upload(p.value, host);
+    if (!p.master.empty()) backend_->upload(p.master, host);
 }
 
 std::vector<double> ParameterSet::grads_to_host(size_t index) {

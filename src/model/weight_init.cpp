@@ -58,7 +58,7 @@ void init_clip_weights(ParameterSet& ps, const ModelConfig& cfg, uint64_t seed) 
             else if (kind == kUniform) v = (2.0 * rng.uniform() - 1.0) * scale;
             else v = rng.normal() * scale;
         }
-        ps.backend().upload(p.value, host.data());
+        ps.set_value(i, host.data());
     }
 }
 

@@ -62,10 +62,13 @@ double AdamW::step() {
     hp.step = steps_ + 1;
     for (auto& p : params_.all()) {
         hp.weight_decay = p.weight_decay ? float(cfg_.weight_decay) : 0.0f;
-        be.adamw_step(p.value, p.grad, p.adam_m, p.adam_v, hp, float(last_clip_));
+        be.adamw_step(p.value, p.grad, p.adam_m, p.adam_v, p.master, hp, float(last_clip_));
     }
     for (auto& p : params_.all())
-        if (p.name == kLogitScaleName) be.clamp(p.value, 0.0f, float(kMaxLogitScale));
+        if (p.name == kLogitScaleName) {
+            be.clamp(p.value, 0.0f, float(kMaxLogitScale));
+            if (!p.master.empty()) be.clamp(p.master, 0.0f, float(kMaxLogitScale));  // keeps them in agreement
+        }
     ++steps_;
     return norm;
 }

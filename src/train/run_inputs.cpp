@@ -126,12 +126,11 @@ std::string load_initial_parameters(const std::string& path, ClipModel& model) {
     ClipModel source(*host, other, 1);
     load_weights(path, source.params(), /*with_optimizer=*/false);
     Backend& be = model.backend();
-    for (auto& p : model.params().all()) {
-        const Parameter* q = source.params().find(p.name);
+    for (size_t j = 0; j < model.params().size(); ++j) {
+        const Parameter* q = source.params().find(model.params()[j].name);
         if (!q) continue;  // logit_bias of a sigmoid model from a softmax checkpoint
         const size_t i = size_t(q - source.params().all().data());
-        const std::vector<double> v = source.params().values_to_host(i);
-        be.upload(p.value, v.data());
+        model.params().set_value(j, source.params().values_to_host(i).data());
     }
     double t = 0.0;
     be.download(&t, model.logit_scale().value);

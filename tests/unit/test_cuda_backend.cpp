@@ -26,12 +26,14 @@
 #include "jest/learnability.h"
 #include "jest/selector.h"
 #include "loss/contrastive_loss.h"
+#include "model/checkpoint.h"
 #include "model/clip_model.h"
 #include "model/model_config.h"
 #include "mpi/collectives.h"
 #include "mpi/communicator.h"
 #include "optim/adamw.h"
 #include "train/grad_buckets.h"
+#include "tests/common/test_files.h"
 #include "train/train_step.h"
 #ifdef CURACLIP_HAVE_CUDA
 #include "cuda/cuda_backend.h"
@@ -379,7 +381,8 @@ TEST(CudaBackend, MasterWeightsKeepSmallUpdates) {
     auto mk = [&](DType dt) {
         return Tensor{be->alloc(size_t(n) * dtype_size(dt)), dt, Shape{n}};
     };
-    Tensor p = mk(DType::bf16), g = mk(DType::bf16), m = mk(DType::f32), v = mk(DType::f32);
+    Tensor p = mk(DType::bf16), g = mk(DType::bf16), m = mk(DType::f32), v = mk(DType::f32), mw = mk(DType::f32);
+    be->fill(mw, 0.0f);  // disagrees with p: seeded from it by the first step
     be->fill(p, 1.0f);
     be->fill(g, 1.0f);
     be->fill(m, 0.0f);
@@ -389,7 +392,7 @@ TEST(CudaBackend, MasterWeightsKeepSmallUpdates) {
     const int steps = 100;
     for (int s = 1; s <= steps; ++s) {
         hp.step = s;
-        be->adamw_step(p, g, m, v, hp, 1.0f);
+        be->adamw_step(p, g, m, v, mw, hp, 1.0f);
     }
     std::vector<double> got(static_cast<size_t>(n));
     be->download(got.data(), p);
@@ -400,10 +403,61 @@ TEST(CudaBackend, MasterWeightsKeepSmallUpdates) {
     std::vector<double> two(size_t(n), 2.0);
     be->upload(p, two.data());
     hp.step = steps + 1;
-    be->adamw_step(p, g, m, v, hp, 1.0f);
+    be->adamw_step(p, g, m, v, mw, hp, 1.0f);
     be->download(got.data(), p);
     for (int64_t i = 0; i < n; ++i) EXPECT_EQ(got[size_t(i)], 2.0) << i;  // 2 - 1e-4 rounds to 2 in bf16
-    for (Tensor t : {p, g, m, v}) be->free(t.data);
+    for (Tensor t : {p, g, m, v, mw}) be->free(t.data);
+}
+
+// The masters live in the ParameterSet (an arena beside the values), a checkpoint holds
+// them (params/ at fp32), and a load restores them: the step after a resume is bit for
+// bit the step an uninterrupted run takes. Before the masters moved out of the backend,
+// a resume restarted them from bf16 and lost the updates below bf16's spacing.
+TEST(CudaBackend, MasterWeightsAreCheckpointedAndRestored) {
+    SKIP_WITHOUT_CUDA();
+    auto be = make_backend("cuda");
+    auto make = [&] {
+        auto ps = std::make_unique<ParameterSet>(*be);
+        ps->declare("w", Shape{256}, true);
+        ps->finalize();
+        return ps;
+    };
+    auto run = make();
+    ASSERT_TRUE(run->has_masters());
+    EXPECT_EQ(run->master_bytes(), 256u * 4u);
+    const std::vector<double> init(256, 1.0);
+    run->set_value(0, init.data());
+    be->fill((*run)[0].grad, 1.0f);
+    AdamWParams hp;
+    hp.lr = 1e-4f;
+    auto step = [&](ParameterSet& ps, int64_t s) {
+        Parameter& p = ps[0];
+        hp.step = s;
+        be->adamw_step(p.value, p.grad, p.adam_m, p.adam_v, p.master, hp, 1.0f);
+    };
+    for (int s = 1; s <= 30; ++s) step(*run, s);
+    // The stored bf16 value moved by one spacing at most; the master holds 1 - 30e-4.
+    const std::vector<double> full = run->values_to_host(0);
+    EXPECT_NEAR(full[0], 1.0 - 30e-4, 1e-6);
+    testing::TempDir d;
+    CheckpointState st;
+    st.step = 30;
+    st.model_config = "[model]\n";
+    save_checkpoint(d.path.string(), "step_00000030.h5", *run, st);
+    auto resumed = make();
+    load_checkpoint(d / "step_00000030.h5", *resumed, /*with_optimizer=*/true);
+    be->fill((*resumed)[0].grad, 1.0f);
+    auto bits = [&](Tensor t) {
+        std::vector<float> h(size_t(t.numel()));
+        be->download(h.data(), t);
+        return h;
+    };
+    EXPECT_EQ(bits((*resumed)[0].master), bits((*run)[0].master));
+    EXPECT_EQ(bits((*resumed)[0].value), bits((*run)[0].value));
+    step(*run, 31);
+    step(*resumed, 31);
+    EXPECT_EQ(bits((*resumed)[0].master), bits((*run)[0].master));
+    EXPECT_EQ(bits((*resumed)[0].value), bits((*run)[0].value));
 }
 
 // A token id out of range is reported (as an Error at the next synchronize), never written.
