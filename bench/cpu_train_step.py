@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 from torch_clip import CLIP, clip_loss  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from bench_common import git_commit, machine  # noqa: E402
+from bench_common import git_commit, machine, write_result  # noqa: E402
 
 # name -> (curaclip preset, batch, timed steps); shapes as src/model/model_config.cpp
 RECIPES = {
@@ -115,10 +115,7 @@ def main():
     for n, b, o, t, ratio, gf, sg in rows:
         print(f"{n:8} {b:5d} {o:14.1f} {t:13.1f} {ratio:6.2f} {gf:8.2f} {sg:7.1f}")
     print(f"machine: {result['machine']}, threads {a.threads}, torch {torch.__version__}")
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print("wrote", a.out)
+    write_result(a.out, result)
 
 
 if __name__ == "__main__":

@@ -101,4 +101,20 @@ void note_progress(int64_t step, double step_seconds);
 void pause_progress_watchdog(bool paused);
 void stop_progress_watchdog();
 
+// The watchdog for one scope: started by the constructor, stopped by the destructor
+// (also when an Error leaves the training loop).
+struct ProgressWatchdog {
+    explicit ProgressWatchdog(double timeout_s) { start_progress_watchdog(timeout_s); }
+    ~ProgressWatchdog() { stop_progress_watchdog(); }
+    ProgressWatchdog(const ProgressWatchdog&) = delete;
+    ProgressWatchdog& operator=(const ProgressWatchdog&) = delete;
+};
+// Paused for one scope (a checkpoint, an evaluation: no step to note).
+struct WatchdogPause {
+    WatchdogPause() { pause_progress_watchdog(true); }
+    ~WatchdogPause() { pause_progress_watchdog(false); }
+    WatchdogPause(const WatchdogPause&) = delete;
+    WatchdogPause& operator=(const WatchdogPause&) = delete;
+};
+
 }  // namespace curaclip
