@@ -156,11 +156,7 @@ BpeTokenizer load_tokenizer_file(const std::string& path) {
     return lines - 1 > BpeTokenizer::kClipNumMerges ? BpeTokenizer::load_clip_merges(path) : BpeTokenizer::load(path);
 }
 
-}  // namespace
-
-PrepSummary run_prep(const PrepOptions& o, const Communicator& comm) {
-    const auto t0 = Clock::now();
-    const bool talk = comm.rank() == 0 && !o.quiet;
+void check_prep_options(const PrepOptions& o) {
     CC_REQUIRE(!o.out_dir.empty(), "prep: --out DIR is required");
     CC_REQUIRE(!o.name.empty() && o.name.find('/') == std::string::npos, "prep: --name '", o.name,
              "' must be a plain file name");
@@ -172,6 +168,210 @@ PrepSummary run_prep(const PrepOptions& o, const Communicator& comm) {
     CC_REQUIRE(o.image.max_pixels > 0, "prep: --max-pixels must be positive");
     CC_REQUIRE(o.max_reject >= 0 && o.max_reject <= 1, "prep: --max-reject ", o.max_reject, " must be in [0, 1]");
     CC_REQUIRE(o.bpe_sample > 0, "prep: --bpe-sample must be positive");
+}
+
+void save_tokenizer(const BpeTokenizer& t, const std::string& path) {
+    ::unlink((path + ".tmp").c_str());
+    t.save(path + ".tmp");
+    io::publish_new_file(path + ".tmp", path);
+}
+
+// Rank 0: the output folder's tokenizer.bpe, given (--tokenizer), left by an earlier run
+// of this folder, or trained on the first --bpe-sample usable captions.
+void prepare_tokenizer(const PrepOptions& o, Source& src, const std::string& path, bool talk) {
+    const bool have = io::path_exists(path);
+    if (!o.tokenizer.empty()) {
+        const BpeTokenizer given = load_tokenizer_file(o.tokenizer);
+        if (have) {
+            const BpeTokenizer there = BpeTokenizer::load(path);
+            CC_REQUIRE(there.id() == given.id(), "prep: ", path, " (tokenizer ", there.id_hex(),
+                     ") is not the --tokenizer ", o.tokenizer, " (", given.id_hex(),
+                     "): one output folder holds one tokenizer");
+        } else {
+            save_tokenizer(given, path);
+        }
+        if (talk) std::printf("prep: tokenizer %s from %s\n", given.id_hex().c_str(), o.tokenizer.c_str());
+        return;
+    }
+    if (have) {
+        if (talk) std::printf("prep: reusing %s\n", path.c_str());
+        return;
+    }
+    const auto tt = Clock::now();
+    std::vector<std::string> caps;
+    for (size_t u = 0; u < src.num_units() && int64_t(caps.size()) < o.bpe_sample; ++u)
+        src.read_unit(u, [&](RawSample&& s) {
+            if (s.reject || int64_t(caps.size()) >= o.bpe_sample) return;
+            CaptionResult c = normalize_caption(s.caption);
+            if (!c.reject) caps.push_back(std::move(c.text));
+        }, /*captions_only=*/true);
+    CC_REQUIRE(!caps.empty(), "prep: no usable caption found to train a tokenizer on (", src.describe(), ")");
+    const BpeTokenizer t = BpeTokenizer::train(caps, o.vocab);
+    save_tokenizer(t, path);
+    if (talk)
+        std::printf("prep: trained a BPE tokenizer (%d ids, id %s) on %zu captions in %.1fs -> %s\n", t.vocab_size(),
+                    t.id_hex().c_str(), caps.size(), since(tt), path.c_str());
+}
+
+// What converting one input unit needs, the same on every rank.
+struct UnitContext {
+    const PrepOptions& o;
+    Source& src;
+    const BpeTokenizer& tok;
+    const std::vector<std::string>& classnames;
+    io::ShardSpec spec;
+    std::string signature;  // options_signature: a finished shard must carry it
+    std::string shard_dir;
+};
+
+// The counts of a shard finished by an earlier run, after checking that it was made
+// from the same input unit with the same options.
+Counts finished_shard_counts(const UnitContext& c, size_t u, const std::string& shard) {
+    Counts mine;
+    H5File f(shard, H5File::Mode::read);
+    const std::string sig = f.has_attr("/", "prep_options") ? f.attr_string("/", "prep_options") : "";
+    const std::string in = f.has_attr("/", "input") ? f.attr_string("/", "input") : "";
+    CC_REQUIRE(sig == c.signature && in == c.src.unit_name(u), "prep: ", shard, " was made from other input or options (",
+             in, "; ", sig, ") than this run (", c.src.unit_name(u), "; ", c.signature,
+             "): use another --out or --name");
+    mine.v[Counts::kRead] = f.attr_i64("/", "samples_read");
+    mine.v[Counts::kKept] = f.attr_i64("/", "samples_kept");
+    for (int r = 0; r < kNumRejectReasons; ++r) {
+        const std::string a = std::string("rejected_") + reject_reason_name(RejectReason(r));
+        if (f.has_attr("/", a)) mine.v[Counts::kReason + size_t(r)] = f.attr_i64("/", a);
+    }
+    mine.v[Counts::kSkipped] = 1;
+    return mine;
+}
+
+// Converts unit u into its shard and rejects list (each written to .tmp, published when
+// complete): every sample decoded, normalized, tokenized, or rejected with its reason.
+Counts convert_unit(const UnitContext& c, size_t u, const std::string& shard, const std::string& rej) {
+    Counts mine;
+    // Leftovers of a run killed inside this unit are ours to remove.
+    ::unlink((shard + ".tmp").c_str());
+    ::unlink((rej + ".tmp").c_str());
+    ::unlink(rej.c_str());
+    io::ShardWriter w(shard, c.spec);
+    std::ofstream rejects(rej + ".tmp", std::ios::binary | std::ios::trunc);
+    CC_REQUIRE(rejects.good(), "cannot create ", rej, ".tmp");
+    const PrepOptions& o = c.o;
+    std::vector<uint8_t> pixels(size_t(o.image.size) * size_t(o.image.size) * size_t(o.image.channels));
+    std::vector<int32_t> ids(size_t(o.context));
+    const std::string unit = c.src.unit_name(u);
+    auto reject = [&](const RawSample& s, RejectReason r, const std::string& detail) {
+        ++mine.v[Counts::kReason + size_t(r)];
+        rejects << tsv_field(unit) << '\t' << tsv_field(s.key) << '\t' << reject_reason_name(r) << '\t'
+                << tsv_field(detail) << '\n';
+    };
+    c.src.read_unit(u, [&](RawSample&& s) {
+        ++mine.v[Counts::kRead];
+        if (s.reject) return reject(s, *s.reject, s.detail);
+        const CaptionResult cap = normalize_caption(s.caption);
+        if (cap.reject) return reject(s, *cap.reject, cap.detail);
+        const DecodeResult d = decode_image(s.image_bytes.data(), s.image_bytes.size(), o.image, pixels.data());
+        if (d.reject) return reject(s, *d.reject, s.image_name + ": " + d.detail);
+        if (c.spec.labels && !c.classnames.empty() && s.label >= int32_t(c.classnames.size()))
+            return reject(s, RejectReason::bad_label,
+                          "label " + std::to_string(s.label) + " but only " + std::to_string(c.classnames.size()) +
+                              " class names");
+        c.tok.encode_into(cap.text, o.context, ids);
+        const int64_t image_id = s.group.empty() ? -1 : int64_t(fnv1a(s.group) >> 1);
+        w.append(pixels.data(), ids.data(), cap.text, s.key, s.label, image_id);
+        ++mine.v[Counts::kKept];
+    });
+    rejects.close();
+    if (rejects.fail()) {
+        ::unlink((rej + ".tmp").c_str());
+        CC_USER_FAIL("writing ", rej, ".tmp failed (disk full?)");
+    }
+    io::publish_new_file(rej + ".tmp", rej);
+    w.set_attr("prep_options", c.signature);
+    w.set_attr("input", unit);
+    w.set_attr("tokenizer_id", c.tok.id_hex());
+    w.set_attr("sot_id", int64_t(c.tok.sot_id()));
+    w.set_attr("eot_id", int64_t(c.tok.eot_id()));
+    w.set_attr("source", o.kind + ": " + unit);
+    w.set_attr("creation_command", o.creation_command);
+    w.set_attr("samples_read", mine.v[Counts::kRead]);
+    w.set_attr("samples_kept", mine.v[Counts::kKept]);
+    for (int r = 0; r < kNumRejectReasons; ++r)
+        w.set_attr(std::string("rejected_") + reject_reason_name(RejectReason(r)), mine.v[Counts::kReason + size_t(r)]);
+    w.finish();
+    mine.v[Counts::kConverted] = 1;
+    return mine;
+}
+
+// Unit u on this rank: skipped if finished earlier, else converted. A failure is
+// printed and counted (kFailed), never thrown, so that every rank reaches the round's
+// all-reduce; the unit's rejects list does not outlive an unfinished shard.
+Counts prep_unit(const UnitContext& c, size_t u, int rank) {
+    const std::string base = c.shard_dir + "/" + shard_name(u);
+    const std::string shard = base + ".h5", rej = base + ".rejects.tsv";
+    try {
+        return io::path_exists(shard) ? finished_shard_counts(c, u, shard) : convert_unit(c, u, shard, rej);
+    } catch (const std::exception& e) {
+        if (!io::path_exists(shard)) {
+            ::unlink((rej + ".tmp").c_str());
+            ::unlink(rej.c_str());
+        }
+        std::fprintf(stderr, "curaclip prep: error: [rank %d] %s\n", rank, e.what());
+        Counts failed;
+        failed.v[Counts::kFailed] = 1;
+        return failed;
+    }
+}
+
+// Rank 0: the shards' rejects lists, in unit order, as one file (written to .tmp,
+// published when complete).
+void join_rejects(const std::string& path, const std::string& shard_dir, size_t units) {
+    const std::string tmp = path + ".tmp";
+    ::unlink(tmp.c_str());
+    try {
+        std::ofstream all(tmp, std::ios::binary | std::ios::trunc);
+        CC_REQUIRE(all.good(), "cannot create ", tmp);
+        all << "# shard\tkey\treason\tdetail\n";
+        std::vector<char> buf(1 << 16);
+        for (size_t u = 0; u < units; ++u) {
+            const std::string rej = shard_dir + "/" + shard_name(u) + ".rejects.tsv";
+            std::ifstream in(rej, std::ios::binary);
+            CC_REQUIRE(in.good(), "cannot read ", rej);
+            while (in.read(buf.data(), std::streamsize(buf.size())) || in.gcount() > 0) all.write(buf.data(), in.gcount());
+        }
+        all.close();
+        CC_REQUIRE(!all.fail(), "writing ", tmp, " failed (disk full?)");
+        io::publish_new_file(tmp, path);
+    } catch (...) {
+        ::unlink(tmp.c_str());
+        throw;
+    }
+}
+
+// Rank 0: the shards joined into the dataset, with the run's attributes.
+void join_dataset(const UnitContext& c, const PrepSummary& sum, const std::string& shard_dir_rel) {
+    ::unlink((sum.dataset_path + ".tmp").c_str());  // left by a join that was killed
+    std::vector<io::JoinShard> shards;
+    for (size_t u = 0; u < c.src.num_units(); ++u)
+        shards.push_back({shard_dir_rel + "/" + shard_name(u) + ".h5", c.src.unit_name(u)});
+    io::JoinAttributes a;
+    a.classnames = c.classnames;
+    a.strings = {{"source", c.src.describe()},
+                 {"creation_command", c.o.creation_command},
+                 {"prep_options", c.signature},
+                 {"rejects_file", c.o.name + ".rejects.tsv"}};
+    a.integers = {{"sot_id", c.tok.sot_id()}, {"eot_id", c.tok.eot_id()}, {"samples_read", sum.read},
+                  {"samples_kept", sum.kept}, {"samples_rejected", sum.rejected}};
+    for (int r = 0; r < kNumRejectReasons; ++r)
+        a.integers.emplace_back(std::string("rejected_") + reject_reason_name(RejectReason(r)), sum.rejected_by_reason[r]);
+    io::join_shards(sum.dataset_path, shards, a);
+}
+
+}  // namespace
+
+PrepSummary run_prep(const PrepOptions& o, const Communicator& comm) {
+    const auto t0 = Clock::now();
+    const bool talk = comm.rank() == 0 && !o.quiet;
+    check_prep_options(o);
 
     PrepSummary sum;
     const std::string dir = o.out_dir;
@@ -195,159 +395,36 @@ PrepSummary run_prep(const PrepOptions& o, const Communicator& comm) {
     std::vector<std::string> classnames = src->classnames();
     if (classnames.empty() && !o.source.classnames_file.empty())
         classnames = read_lines(o.source.classnames_file, "--classnames");
-    // /labels whenever the source can carry them (-1 where a sample has none): a
-    // webdataset's .cls members are optional per sample.
-    const bool with_labels = o.kind == "folder" || o.kind == "webdataset" || !o.source.label_col.empty() ||
-                             !classnames.empty();
-    const bool with_image_ids = o.kind == "csv" || o.kind == "tsv" || o.kind == "jsonl";
 
-    // ---- tokenizer: given, left by an earlier run, or trained on the first captions
     on_rank0(comm, "preparing the tokenizer", [&] {
         io::make_directories(shard_dir, "--out");
-        const bool have = io::path_exists(sum.tokenizer_path);
-        if (!o.tokenizer.empty()) {
-            const BpeTokenizer given = load_tokenizer_file(o.tokenizer);
-            if (have) {
-                const BpeTokenizer there = BpeTokenizer::load(sum.tokenizer_path);
-                CC_REQUIRE(there.id() == given.id(), "prep: ", sum.tokenizer_path, " (tokenizer ", there.id_hex(),
-                         ") is not the --tokenizer ", o.tokenizer, " (", given.id_hex(),
-                         "): one output folder holds one tokenizer");
-            } else {
-                ::unlink((sum.tokenizer_path + ".tmp").c_str());
-                given.save(sum.tokenizer_path + ".tmp");
-                io::publish_new_file(sum.tokenizer_path + ".tmp", sum.tokenizer_path);
-            }
-            if (talk) std::printf("prep: tokenizer %s from %s\n", given.id_hex().c_str(), o.tokenizer.c_str());
-            return;
-        }
-        if (have) {
-            if (talk) std::printf("prep: reusing %s\n", sum.tokenizer_path.c_str());
-            return;
-        }
-        const auto tt = Clock::now();
-        std::vector<std::string> caps;
-        for (size_t u = 0; u < U && int64_t(caps.size()) < o.bpe_sample; ++u)
-            src->read_unit(u, [&](RawSample&& s) {
-                if (s.reject || int64_t(caps.size()) >= o.bpe_sample) return;
-                CaptionResult c = normalize_caption(s.caption);
-                if (!c.reject) caps.push_back(std::move(c.text));
-            }, /*captions_only=*/true);
-        CC_REQUIRE(!caps.empty(), "prep: no usable caption found to train a tokenizer on (", src->describe(), ")");
-        const BpeTokenizer t = BpeTokenizer::train(caps, o.vocab);
-        ::unlink((sum.tokenizer_path + ".tmp").c_str());
-        t.save(sum.tokenizer_path + ".tmp");
-        io::publish_new_file(sum.tokenizer_path + ".tmp", sum.tokenizer_path);
-        if (talk)
-            std::printf("prep: trained a BPE tokenizer (%d ids, id %s) on %zu captions in %.1fs -> %s\n",
-                        t.vocab_size(), t.id_hex().c_str(), caps.size(), since(tt), sum.tokenizer_path.c_str());
+        prepare_tokenizer(o, *src, sum.tokenizer_path, talk);
     });
     const BpeTokenizer tok = BpeTokenizer::load(sum.tokenizer_path);
     sum.tokenizer_id = tok.id_hex();
-    const std::string signature = options_signature(o, tok.id_hex());
     if (talk)
         std::printf("prep %s: %zu input units (%s) on %d rank%s -> %s\n", o.kind.c_str(), U, src->describe().c_str(),
                     comm.size(), comm.size() > 1 ? "s" : "", sum.dataset_path.c_str());
 
     init_image_codecs();
-    io::ShardSpec spec;
-    spec.image_size = o.image.size;
-    spec.channels = o.image.channels;
-    spec.context_length = o.context;
-    spec.labels = with_labels;
-    spec.image_ids = with_image_ids;
-    const size_t image_bytes = size_t(o.image.size) * size_t(o.image.size) * size_t(o.image.channels);
+    UnitContext ctx{o, *src, tok, classnames, {}, options_signature(o, tok.id_hex()), shard_dir};
+    ctx.spec.image_size = o.image.size;
+    ctx.spec.channels = o.image.channels;
+    ctx.spec.context_length = o.context;
+    // /labels whenever the source can carry them (-1 where a sample has none): a
+    // webdataset's .cls members are optional per sample.
+    ctx.spec.labels = o.kind == "folder" || o.kind == "webdataset" || !o.source.label_col.empty() ||
+                      !classnames.empty();
+    ctx.spec.image_ids = o.kind == "csv" || o.kind == "tsv" || o.kind == "jsonl";
 
-    // ---- the units, in rounds of P
+    // ---- the units, in rounds of P: rank r converts unit round * P + r
     Counts total;
     const auto t_run = Clock::now();
     int64_t done_units = 0, converted_read = 0;
     const size_t P = size_t(comm.size()), rounds = (U + P - 1) / P;
     for (size_t round = 0; round < rounds; ++round) {
-        Counts mine;
         const size_t u = round * P + size_t(comm.rank());
-        if (u < U) {
-            const std::string base = shard_dir + "/" + shard_name(u);
-            const std::string shard = base + ".h5", rej = base + ".rejects.tsv";
-            try {
-                if (io::path_exists(shard)) {
-                    // Finished by an earlier run: check it belongs, take its counts.
-                    H5File f(shard, H5File::Mode::read);
-                    const std::string sig = f.has_attr("/", "prep_options") ? f.attr_string("/", "prep_options") : "";
-                    const std::string in = f.has_attr("/", "input") ? f.attr_string("/", "input") : "";
-                    CC_REQUIRE(sig == signature && in == src->unit_name(u), "prep: ", shard,
-                             " was made from other input or options (", in, "; ", sig, ") than this run (",
-                             src->unit_name(u), "; ", signature, "): use another --out or --name");
-                    mine.v[Counts::kRead] = f.attr_i64("/", "samples_read");
-                    mine.v[Counts::kKept] = f.attr_i64("/", "samples_kept");
-                    for (int r = 0; r < kNumRejectReasons; ++r) {
-                        const std::string a = std::string("rejected_") + reject_reason_name(RejectReason(r));
-                        if (f.has_attr("/", a)) mine.v[Counts::kReason + size_t(r)] = f.attr_i64("/", a);
-                    }
-                    mine.v[Counts::kSkipped] = 1;
-                } else {
-                    // Leftovers of a run killed inside this unit are ours to remove.
-                    ::unlink((shard + ".tmp").c_str());
-                    ::unlink((rej + ".tmp").c_str());
-                    ::unlink(rej.c_str());
-                    io::ShardWriter w(shard, spec);
-                    std::ofstream rejects(rej + ".tmp", std::ios::binary | std::ios::trunc);
-                    CC_REQUIRE(rejects.good(), "cannot create ", rej, ".tmp");
-                    std::vector<uint8_t> pixels(image_bytes);
-                    std::vector<int32_t> ids(size_t(o.context));
-                    const std::string unit = src->unit_name(u);
-                    auto reject = [&](const RawSample& s, RejectReason r, const std::string& detail) {
-                        ++mine.v[Counts::kReason + size_t(r)];
-                        rejects << tsv_field(unit) << '\t' << tsv_field(s.key) << '\t' << reject_reason_name(r) << '\t'
-                                << tsv_field(detail) << '\n';
-                    };
-                    src->read_unit(u, [&](RawSample&& s) {
-                        ++mine.v[Counts::kRead];
-                        if (s.reject) return reject(s, *s.reject, s.detail);
-                        const CaptionResult c = normalize_caption(s.caption);
-                        if (c.reject) return reject(s, *c.reject, c.detail);
-                        const DecodeResult d = decode_image(s.image_bytes.data(), s.image_bytes.size(), o.image,
-                                                            pixels.data());
-                        if (d.reject) return reject(s, *d.reject, s.image_name + ": " + d.detail);
-                        if (with_labels && !classnames.empty() && s.label >= int32_t(classnames.size()))
-                            return reject(s, RejectReason::bad_label,
-                                          "label " + std::to_string(s.label) + " but only " +
-                                              std::to_string(classnames.size()) + " class names");
-                        tok.encode_into(c.text, o.context, ids);
-                        const int64_t image_id = s.group.empty() ? -1 : int64_t(fnv1a(s.group) >> 1);
-                        w.append(pixels.data(), ids.data(), c.text, s.key, s.label, image_id);
-                        ++mine.v[Counts::kKept];
-                    });
-                    rejects.close();
-                    if (rejects.fail()) {
-                        ::unlink((rej + ".tmp").c_str());
-                        CC_USER_FAIL("writing ", rej, ".tmp failed (disk full?)");
-                    }
-                    io::publish_new_file(rej + ".tmp", rej);
-                    w.set_attr("prep_options", signature);
-                    w.set_attr("input", unit);
-                    w.set_attr("tokenizer_id", tok.id_hex());
-                    w.set_attr("sot_id", int64_t(tok.sot_id()));
-                    w.set_attr("eot_id", int64_t(tok.eot_id()));
-                    w.set_attr("source", o.kind + ": " + unit);
-                    w.set_attr("creation_command", o.creation_command);
-                    w.set_attr("samples_read", mine.v[Counts::kRead]);
-                    w.set_attr("samples_kept", mine.v[Counts::kKept]);
-                    for (int r = 0; r < kNumRejectReasons; ++r)
-                        w.set_attr(std::string("rejected_") + reject_reason_name(RejectReason(r)),
-                                   mine.v[Counts::kReason + size_t(r)]);
-                    w.finish();
-                    mine.v[Counts::kConverted] = 1;
-                }
-            } catch (const std::exception& e) {
-                // The unit is not finished: its rejects list must not outlive it.
-                if (!io::path_exists(shard)) {
-                    ::unlink((rej + ".tmp").c_str());
-                    ::unlink(rej.c_str());
-                }
-                std::fprintf(stderr, "curaclip prep: error: [rank %d] %s\n", comm.rank(), e.what());
-                mine.v[Counts::kFailed] = 1;
-            }
-        }
+        Counts mine = u < U ? prep_unit(ctx, u, comm.rank()) : Counts{};
         comm.allreduce_sum(mine.v, Counts::kSize);
         CC_REQUIRE(mine.v[Counts::kFailed] == 0, "prep: ", mine.v[Counts::kFailed],
                  " rank(s) failed on an input unit (messages above); finished shards are kept, a rerun resumes");
@@ -383,46 +460,9 @@ PrepSummary run_prep(const PrepOptions& o, const Communicator& comm) {
              "; the rejected samples are listed in ", shard_dir,
              "/*.rejects.tsv. The shards are kept: rerun with a higher --max-reject to join them.");
 
-    // ---- rank 0: the rejects list and the joined dataset
     on_rank0(comm, "joining the shards", [&] {
-        {
-            const std::string tmp = sum.rejects_path + ".tmp";
-            ::unlink(tmp.c_str());
-            try {
-                std::ofstream all(tmp, std::ios::binary | std::ios::trunc);
-                CC_REQUIRE(all.good(), "cannot create ", tmp);
-                all << "# shard\tkey\treason\tdetail\n";
-                std::vector<char> buf(1 << 16);
-                for (size_t u = 0; u < U; ++u) {
-                    const std::string rej = shard_dir + "/" + shard_name(u) + ".rejects.tsv";
-                    std::ifstream in(rej, std::ios::binary);
-                    CC_REQUIRE(in.good(), "cannot read ", rej);
-                    while (in.read(buf.data(), std::streamsize(buf.size())) || in.gcount() > 0)
-                        all.write(buf.data(), in.gcount());
-                }
-                all.close();
-                CC_REQUIRE(!all.fail(), "writing ", tmp, " failed (disk full?)");
-                io::publish_new_file(tmp, sum.rejects_path);
-            } catch (...) {
-                ::unlink(tmp.c_str());
-                throw;
-            }
-        }
-        ::unlink((sum.dataset_path + ".tmp").c_str());  // left by a join that was killed
-        std::vector<io::JoinShard> shards;
-        for (size_t u = 0; u < U; ++u) shards.push_back({shard_dir_rel + "/" + shard_name(u) + ".h5", src->unit_name(u)});
-        io::JoinAttributes a;
-        a.classnames = classnames;
-        a.strings = {{"source", src->describe()},
-                     {"creation_command", o.creation_command},
-                     {"prep_options", signature},
-                     {"rejects_file", o.name + ".rejects.tsv"}};
-        a.integers = {{"sot_id", tok.sot_id()}, {"eot_id", tok.eot_id()}, {"samples_read", sum.read},
-                      {"samples_kept", sum.kept}, {"samples_rejected", sum.rejected}};
-        for (int r = 0; r < kNumRejectReasons; ++r)
-            a.integers.emplace_back(std::string("rejected_") + reject_reason_name(RejectReason(r)),
-                                    sum.rejected_by_reason[r]);
-        io::join_shards(sum.dataset_path, shards, a);
+        join_rejects(sum.rejects_path, shard_dir, U);
+        join_dataset(ctx, sum, shard_dir_rel);
     });
     sum.seconds = since(t0);
     if (talk) {
