@@ -24,6 +24,7 @@
 #include "io/loader.h"
 #include "mpi/communicator.h"
 #include "prep/fashion_mnist.h"
+#include "prep/fashion_mnist_job.h"
 #include "tests/common/test_files.h"
 #include "tokenizer/bpe_tokenizer.h"
 
@@ -493,6 +494,39 @@ TEST(Prep, SyntheticSourceWithNoiseAndCurated) {
     // Bad options.
     expect_error([&] { run_prep({"--source", src.path.string(), "--out", out / "p3", "--noise", "1.5"}); }, {"--noise"});
     expect_error([&] { run_prep({"--source", out / "none", "--out", out / "p4"}); }, {"train-images-idx3-ubyte"});
+}
+
+// The library call behind `curaclip prep fashion-mnist` (prep/fashion_mnist_job.h): its
+// summary is what it wrote.
+TEST(Prep, FashionMnistJobSummaryDescribesTheFiles) {
+    TempDir src, out;
+    write_fake_split(src.path.string(), "train", 200);
+    write_fake_split(src.path.string(), "t10k", 30);
+    FashionMnistPrepOptions o;
+    o.source = src.path.string();
+    o.out = out / "p";
+    o.noise = 0.1;
+    o.curated = 20;
+    o.command = "test";
+    const FashionMnistPrepSummary s = prep_fashion_mnist(o);
+    EXPECT_EQ(s.train_rows, 200);
+    EXPECT_EQ(s.test_rows, 30);
+    EXPECT_EQ(s.noisy, 20);  // round(0.1 * 200)
+    EXPECT_EQ(s.curated_path, o.out + "/curated.h5");
+    const BpeTokenizer tok = BpeTokenizer::load(s.tokenizer_path);
+    EXPECT_EQ(s.tokenizer_id, tok.id_hex());
+    EXPECT_EQ(s.tokenizer_vocab, tok.vocab_size());
+    DatasetReader train(s.train_path, DatasetExpect{28, 1, 16, tok.id_hex()});
+    const auto caps = train.read_captions(0, 3);
+    std::vector<uint8_t> corrupted(3);
+    train.read_range(0, 3, nullptr, nullptr, nullptr, corrupted.data());
+    ASSERT_EQ(s.first_captions.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(s.first_captions[i], caps[i]);
+        EXPECT_EQ(s.first_noisy[i], corrupted[i] != 0);
+        EXPECT_EQ(s.first_classes[i], fashion_mnist_classnames()[i % 10]);
+    }
+    EXPECT_EQ(train.creation_command(), "test");
 }
 
 TEST(Prep, RealFashionMnistIfInstalled) {
