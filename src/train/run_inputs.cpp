@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
+#include <string>
 
 #include "backend/registry.h"
 #include "core/check.h"
@@ -172,7 +174,8 @@ void check_eval_set(const TrainOptions& opt, const io::DatasetExpect& expect) {
     }
 }
 
-std::string check_jest_reference(const TrainOptions& opt, const io::DatasetExpect& expect, bool root) {
+std::string check_jest_reference(const TrainOptions& opt, const io::DatasetExpect& expect,
+                                 const std::function<std::string()>& train_fingerprint, bool root) {
     std::string reference = opt.jest_reference;
     if (!opt.jest_enabled || opt.jest.score == jest::ScoreKind::hard_learner || reference.empty()) return reference;
     CC_REQUIRE(fs::exists(reference), "jest.reference: ", reference, " does not exist");
@@ -183,8 +186,7 @@ std::string check_jest_reference(const TrainOptions& opt, const io::DatasetExpec
                    " does not exist");
         const H5File f(opt.jest_reference_cache, H5File::Mode::read);
         auto attr = [&](const char* k) { return f.has_attr("/", k) ? f.attr_string("/", k) : std::string(); };
-        require_side_file_source("jest.reference_cache", opt.jest_reference_cache, opt.train_path,
-                                 io::dataset_fingerprint(io::DatasetReader(opt.train_path, expect)),
+        require_side_file_source("jest.reference_cache", opt.jest_reference_cache, opt.train_path, train_fingerprint(),
                                  attr("source_dataset"), attr("source_fingerprint"), reference, attr("checkpoint"),
                                  root);
         const std::string tid = attr("tokenizer_id");
@@ -250,10 +252,15 @@ RunInputs check_run_inputs(const TrainOptions& opt, const ModelConfig& model_cfg
                    " on one rank: choose train.batch_size or model.flexi_fraction so that flexi_fraction * batch_size / ranks "
                    "is a whole number");
     }
+    // io::dataset_fingerprint of data.train, computed at most once (it reads rows).
+    std::optional<std::string> fingerprint;
+    auto train_fingerprint = [&]() -> std::string {
+        if (!fingerprint) fingerprint = io::dataset_fingerprint(io::DatasetReader(opt.train_path, lo.expect));
+        return *fingerprint;
+    };
     if (opt.mode_expert >= 0 || !opt.rows.empty()) {
         const io::DatasetReader train_set(opt.train_path, lo.expect);
-        lo.rows = training_rows(opt, train_set.size(),
-                                opt.mode_expert >= 0 ? io::dataset_fingerprint(train_set) : std::string(), root);
+        lo.rows = training_rows(opt, train_set.size(), opt.mode_expert >= 0 ? train_fingerprint() : std::string(), root);
         if (opt.mode_expert >= 0)
             CC_REQUIRE(int64_t(lo.rows.size()) >= super_batch, "mode.expert = ", opt.mode_expert, " has ", lo.rows.size(),
                        " examples (cluster + out-of-cluster share), fewer than one global batch of ", super_batch);
@@ -264,10 +271,9 @@ RunInputs check_run_inputs(const TrainOptions& opt, const ModelConfig& model_cfg
         require_checkpoint_tokenizer(in.init_path, "train.init_from", opt.train_path, tok.id_hex());
         require_init_architecture(in.init_path, model_cfg);
     }
-    in.jest_reference = check_jest_reference(opt, lo.expect, root);
+    in.jest_reference = check_jest_reference(opt, lo.expect, train_fingerprint, root);
     // What the checkpoints record of data.train (rank 0 writes them).
-    in.train_fingerprint =
-        root ? io::dataset_fingerprint(io::DatasetReader(opt.train_path, lo.expect)) : std::string();
+    in.train_fingerprint = root ? train_fingerprint() : std::string();
     require_resumed_data(start, opt, tok.id_hex(), in.loader->dataset_size(), in.train_fingerprint, comm);
     // The run folder must take files before any step runs.
     agree_on_error(comm, root ? probe_run_folder(opt.out_dir) : std::string());

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -70,8 +71,10 @@ void check_eval_set(const TrainOptions& opt, const io::DatasetExpect& expect);
 
 // jest.reference resolved and checked (it must read this data's token ids), and
 // jest.reference_cache checked against data.train and the reference. Returns the
-// reference checkpoint's path ("" when the run has none).
-std::string check_jest_reference(const TrainOptions& opt, const io::DatasetExpect& expect, bool root);
+// reference checkpoint's path ("" when the run has none). train_fingerprint gives
+// io::dataset_fingerprint of data.train (called only when there is a cache to check).
+std::string check_jest_reference(const TrainOptions& opt, const io::DatasetExpect& expect,
+                                 const std::function<std::string()>& train_fingerprint, bool root);
 
 // Whether every parameter value is finite (one host pass; only used when steps were skipped).
 bool parameters_finite(ParameterSet& ps);
