@@ -123,98 +123,11 @@ public:
         check_error_flag();
     }
 
-    // ---- elementwise and reductions ----
-    void fill(Tensor x, float value) override { cuda::fill(ctx_, x, value); }
-    void copy(Tensor dst, Tensor src) override { cuda::copy(ctx_, dst, src); }
-    void add(Tensor out, Tensor a, Tensor b) override { cuda::add(ctx_, out, a, b); }
-    void accumulate(Tensor dst, Tensor src) override { cuda::accumulate(ctx_, dst, src); }
-    void scale(Tensor x, float s) override { cuda::scale(ctx_, x, s); }
-    void sum_squares(Tensor out, Tensor x) override { cuda::sum_squares(ctx_, out, x); }
-
-    // ---- matrix products ----
-    void matmul(Tensor out, Tensor a, Tensor b, bool trans_a, bool trans_b, float alpha, float beta) override {
-        cuda::matmul(ctx_, out, a, b, trans_a, trans_b, alpha, beta);
-    }
-    void linear_forward(Tensor out, Tensor inp, Tensor weight, Tensor bias) override {
-        cuda::linear_forward(ctx_, out, inp, weight, bias);
-    }
-    void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
-                         Tensor weight) override {
-        cuda::linear_backward(ctx_, dinp, dweight, dbias, dout, inp, weight);
-    }
-
-    // ---- normalization and activations ----
-    void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor weight, Tensor bias) override {
-        cuda::layernorm_forward(ctx_, out, mean, rstd, inp, weight, bias);
-    }
-    void layernorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
-                            Tensor mean, Tensor rstd) override {
-        cuda::layernorm_backward(ctx_, dinp, dweight, dbias, dout, inp, weight, mean, rstd);
-    }
-    void activation_forward(Tensor out, Tensor inp, Activation act) override {
-        cuda::activation_forward(ctx_, out, inp, act);
-    }
-    void activation_backward(Tensor dinp, Tensor dout, Tensor inp, Activation act) override {
-        cuda::activation_backward(ctx_, dinp, dout, inp, act);
-    }
-    void l2_normalize_forward(Tensor out, Tensor norms, Tensor inp) override {
-        cuda::l2_normalize_forward(ctx_, out, norms, inp);
-    }
-    void l2_normalize_backward(Tensor dinp, Tensor dout, Tensor out, Tensor norms) override {
-        cuda::l2_normalize_backward(ctx_, dinp, dout, out, norms);
-    }
-
-    // ---- attention ----
-    void attention_forward(Tensor out, Tensor stats, Tensor qkv, int n_head, bool causal) override {
-        cuda::attention_forward(ctx_, out, stats, qkv, n_head, causal);
-    }
-    void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
-                            bool causal) override {
-        cuda::attention_backward(ctx_, dqkv, dout, qkv, out, stats, n_head, causal);
-    }
-    void attention_padded_forward(Tensor out, Tensor qkv, Tensor lengths, int n_head) override {
-        cuda::attention_padded_forward(ctx_, out, qkv, lengths, n_head);
-    }
-
-    // ---- embeddings and token bookkeeping ----
-    void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe) override {
-        cuda::embedding_forward(ctx_, out, tokens, wte, wpe);
-    }
-    void embedding_backward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) override {
-        cuda::embedding_backward(ctx_, dwte, dwpe, dout, tokens);
-    }
-    void patchify(Tensor out, Tensor images, int patch, const float* mean, const float* std) override {
-        cuda::patchify(ctx_, out, images, patch, mean, std);
-    }
-    void vit_embed_forward(Tensor out, Tensor patches, Tensor cls, Tensor pos) override {
-        cuda::vit_embed_forward(ctx_, out, patches, cls, pos);
-    }
-    void vit_embed_backward(Tensor dpatches, Tensor dcls, Tensor dpos, Tensor dout) override {
-        cuda::vit_embed_backward(ctx_, dpatches, dcls, dpos, dout);
-    }
-    void argmax_rows(Tensor idx, Tensor tokens) override { cuda::argmax_rows(ctx_, idx, tokens); }
-    void gather_rows(Tensor out, Tensor x, Tensor idx) override { cuda::gather_rows(ctx_, out, x, idx); }
-    void gather_rows_backward(Tensor dx, Tensor dout, Tensor idx) override {
-        cuda::gather_rows_backward(ctx_, dx, dout, idx);
-    }
-
-    // ---- contrastive losses ----
-    void softmax_xent_rows(Tensor loss, Tensor ddots, Tensor dscale, Tensor dots, Tensor logit_scale,
-                           int64_t label_offset, float weight) override {
-        cuda::softmax_xent_rows(ctx_, loss, ddots, dscale, dots, logit_scale, label_offset, weight);
-    }
-    void sigmoid_pairwise_rows(Tensor loss, Tensor ddots, Tensor dscale, Tensor dbias, Tensor dots,
-                               Tensor logit_scale, Tensor logit_bias, int64_t label_offset, float weight) override {
-        cuda::sigmoid_pairwise_rows(ctx_, loss, ddots, dscale, dbias, dots, logit_scale, logit_bias, label_offset,
-                                    weight);
-    }
-
     // ---- optimizer ----
     void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
                     float grad_scale) override {
         cuda::adamw_step(ctx_, param, grad, m, v, master, hp, grad_scale);
     }
-    void clamp(Tensor x, float lo, float hi) override { cuda::clamp(ctx_, x, lo, hi); }
 
     // ---- the curation extension (backend/curation_ops.h) ----
     CurationOps& curation() override { return *this; }
@@ -227,6 +140,97 @@ protected:
     void kmeans_assign_kernel(Tensor assign, Tensor dist, Tensor x, Tensor centers, Tensor center_sq_norms,
                               Tensor scratch) override {
         cuda::kmeans_assign(ctx_, assign, dist, x, centers, center_sq_norms, scratch);
+    }
+
+    // ---- the model ops' kernels (their shared contracts are checked by Backend's ops,
+    // backend/op_contracts.cpp; the op files check bf16/f32 dtypes and device limits) ----
+    // elementwise and reductions
+    void fill_kernel(Tensor x, float value) override { cuda::fill(ctx_, x, value); }
+    void copy_kernel(Tensor dst, Tensor src) override { cuda::copy(ctx_, dst, src); }
+    void add_kernel(Tensor out, Tensor a, Tensor b) override { cuda::add(ctx_, out, a, b); }
+    void accumulate_kernel(Tensor dst, Tensor src) override { cuda::accumulate(ctx_, dst, src); }
+    void scale_kernel(Tensor x, float s) override { cuda::scale(ctx_, x, s); }
+    void sum_squares_kernel(Tensor out, Tensor x) override { cuda::sum_squares(ctx_, out, x); }
+    void clamp_kernel(Tensor x, float lo, float hi) override { cuda::clamp(ctx_, x, lo, hi); }
+
+    // matrix products
+    void matmul_kernel(Tensor out, Tensor a, Tensor b, bool trans_a, bool trans_b, float alpha, float beta) override {
+        cuda::matmul(ctx_, out, a, b, trans_a, trans_b, alpha, beta);
+    }
+    void linear_forward_kernel(Tensor out, Tensor inp, Tensor weight, Tensor bias) override {
+        cuda::linear_forward(ctx_, out, inp, weight, bias);
+    }
+    void linear_backward_kernel(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
+                                Tensor weight) override {
+        cuda::linear_backward(ctx_, dinp, dweight, dbias, dout, inp, weight);
+    }
+
+    // normalization and activations
+    void layernorm_forward_kernel(Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor weight,
+                                  Tensor bias) override {
+        cuda::layernorm_forward(ctx_, out, mean, rstd, inp, weight, bias);
+    }
+    void layernorm_backward_kernel(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
+                                   Tensor mean, Tensor rstd) override {
+        cuda::layernorm_backward(ctx_, dinp, dweight, dbias, dout, inp, weight, mean, rstd);
+    }
+    void activation_forward_kernel(Tensor out, Tensor inp, Activation act) override {
+        cuda::activation_forward(ctx_, out, inp, act);
+    }
+    void activation_backward_kernel(Tensor dinp, Tensor dout, Tensor inp, Activation act) override {
+        cuda::activation_backward(ctx_, dinp, dout, inp, act);
+    }
+    void l2_normalize_forward_kernel(Tensor out, Tensor norms, Tensor inp) override {
+        cuda::l2_normalize_forward(ctx_, out, norms, inp);
+    }
+    void l2_normalize_backward_kernel(Tensor dinp, Tensor dout, Tensor out, Tensor norms) override {
+        cuda::l2_normalize_backward(ctx_, dinp, dout, out, norms);
+    }
+
+    // attention
+    void attention_forward_kernel(Tensor out, Tensor stats, Tensor qkv, int n_head, bool causal) override {
+        cuda::attention_forward(ctx_, out, stats, qkv, n_head, causal);
+    }
+    void attention_backward_kernel(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
+                                   bool causal) override {
+        cuda::attention_backward(ctx_, dqkv, dout, qkv, out, stats, n_head, causal);
+    }
+    void attention_padded_forward_kernel(Tensor out, Tensor qkv, Tensor lengths, int n_head) override {
+        cuda::attention_padded_forward(ctx_, out, qkv, lengths, n_head);
+    }
+
+    // embeddings and token bookkeeping
+    void embedding_forward_kernel(Tensor out, Tensor tokens, Tensor wte, Tensor wpe) override {
+        cuda::embedding_forward(ctx_, out, tokens, wte, wpe);
+    }
+    void embedding_backward_kernel(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) override {
+        cuda::embedding_backward(ctx_, dwte, dwpe, dout, tokens);
+    }
+    void patchify_kernel(Tensor out, Tensor images, int patch, const float* mean, const float* std) override {
+        cuda::patchify(ctx_, out, images, patch, mean, std);
+    }
+    void vit_embed_forward_kernel(Tensor out, Tensor patches, Tensor cls, Tensor pos) override {
+        cuda::vit_embed_forward(ctx_, out, patches, cls, pos);
+    }
+    void vit_embed_backward_kernel(Tensor dpatches, Tensor dcls, Tensor dpos, Tensor dout) override {
+        cuda::vit_embed_backward(ctx_, dpatches, dcls, dpos, dout);
+    }
+    void argmax_rows_kernel(Tensor idx, Tensor tokens) override { cuda::argmax_rows(ctx_, idx, tokens); }
+    void gather_rows_kernel(Tensor out, Tensor x, Tensor idx) override { cuda::gather_rows(ctx_, out, x, idx); }
+    void gather_rows_backward_kernel(Tensor dx, Tensor dout, Tensor idx) override {
+        cuda::gather_rows_backward(ctx_, dx, dout, idx);
+    }
+
+    // contrastive losses
+    void softmax_xent_rows_kernel(Tensor loss, Tensor ddots, Tensor dscale, Tensor dots, Tensor logit_scale,
+                                  int64_t label_offset, float weight) override {
+        cuda::softmax_xent_rows(ctx_, loss, ddots, dscale, dots, logit_scale, label_offset, weight);
+    }
+    void sigmoid_pairwise_rows_kernel(Tensor loss, Tensor ddots, Tensor dscale, Tensor dbias, Tensor dots,
+                                      Tensor logit_scale, Tensor logit_bias, int64_t label_offset,
+                                      float weight) override {
+        cuda::sigmoid_pairwise_rows(ctx_, loss, ddots, dscale, dbias, dots, logit_scale, logit_bias, label_offset,
+                                    weight);
     }
 
 private:

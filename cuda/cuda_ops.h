@@ -10,7 +10,10 @@
 //   loss.cu           softmax cross-entropy and sigmoid pairwise loss row kernels
 //   jest_kmeans.cu    pairwise sigmoid NLL matrix (JEST), k-means assignment
 //   optim.cu          AdamW with fp32 moments and fp32 master weights
-// Every function checks its arguments on the host (curaclip::Error on misuse),
+// The model ops are called by Backend's ops after the contracts every backend shares
+// were checked (shapes, i32/u8 dtypes, offsets: backend/op_contracts.cpp; the curation
+// ops likewise by backend/curation_ops.cpp). Every function checks on the host what is
+// its own (the bf16/f32 dtypes, grid and library limits; curaclip::Error on misuse),
 // enqueues kernels on ctx.stream and checks the launch. Nothing here synchronizes
 // unless it says so. This header is plain C++ (the backend class is compiled by
 // the host compiler); device helpers live in cuda_device.cuh.

@@ -118,16 +118,10 @@ __global__ void gather_bwd_kernel(bf16* dx, const bf16* g, const int32_t* idx, i
 
 void embedding_forward(Context& c, Tensor out, Tensor tokens, Tensor wte, Tensor wpe) {
     const char* op = "embedding_forward";
-    check_dtype(tokens, DType::i32, op, "tokens");
     check_bf16(out, op, "out");
     check_bf16(wte, op, "wte");
     check_bf16(wpe, op, "wpe");
-    CC_CHECK(tokens.shape.ndim == 2, op, ": tokens ", tokens.shape.str(), " should be [B, T]");
     const int64_t B = tokens.shape[0], T = tokens.shape[1], C = wte.shape.cols(), V = wte.shape.rows();
-    CC_CHECK(wpe.shape.cols() == C && wpe.shape.rows() >= T, op, ": wpe ", wpe.shape.str(), " should be [>= ", T,
-             ", ", C, "]");
-    CC_CHECK(out.numel() == B * T * C && out.shape.cols() == C, op, ": out ", out.shape.str(), " should be [", B,
-             ", ", T, ", ", C, "]");
     if (B * T * C == 0) return;
     embedding_fwd_kernel<<<grid_for(B * T * C, kThreads), kThreads, 0, c.stream>>>(
         out.as<bf16>(), tokens.as<int32_t>(), wte.as<bf16>(), wpe.as<bf16>(), B * T, T, C, V, c.error_flag);
@@ -136,14 +130,10 @@ void embedding_forward(Context& c, Tensor out, Tensor tokens, Tensor wte, Tensor
 
 void embedding_backward(Context& c, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) {
     const char* op = "embedding_backward";
-    check_dtype(tokens, DType::i32, op, "tokens");
     check_bf16(dout, op, "dout");
-    CC_CHECK(tokens.shape.ndim == 2, op, ": tokens ", tokens.shape.str(), " should be [B, T]");
     const int64_t B = tokens.shape[0], T = tokens.shape[1], C = dout.shape.cols();
-    CC_CHECK(dout.numel() == B * T * C, op, ": dout ", dout.shape.str(), " should be [", B, ", ", T, ", ", C, "]");
     if (!dwte.empty()) {
         check_bf16(dwte, op, "dwte");
-        CC_CHECK(dwte.shape.cols() == C, op, ": dwte ", dwte.shape.str(), " should have ", C, " columns");
         CC_CHECK(B * T <= INT32_MAX, op, ": too many tokens");
         const int64_t n = B * T, V = dwte.shape.rows();
         std::vector<int32_t> tok(static_cast<size_t>(n));
@@ -186,8 +176,6 @@ void embedding_backward(Context& c, Tensor dwte, Tensor dwpe, Tensor dout, Tenso
     }
     if (!dwpe.empty()) {
         check_bf16(dwpe, op, "dwpe");
-        CC_CHECK(dwpe.shape.cols() == C && dwpe.shape.rows() >= T, op, ": dwpe ", dwpe.shape.str(),
-                 " should be [>= ", T, ", ", C, "]");
         // dwpe[t, c] += sum_b dout[b, t, c]: column sums of dout viewed as [B, T*C].
         column_sums_add(c, dwpe.data, dout.data, B, T * C, T * C);
     }
@@ -195,19 +183,13 @@ void embedding_backward(Context& c, Tensor dwte, Tensor dwpe, Tensor dout, Tenso
 
 void patchify(Context& c, Tensor out, Tensor images, int patch, const float* mean, const float* std) {
     const char* op = "patchify";
-    check_dtype(images, DType::u8, op, "images");
     check_bf16(out, op, "out");
-    CC_CHECK(images.shape.ndim == 4, op, ": images ", images.shape.str(), " should be [B, H, W, Cin]");
-    CC_CHECK(mean != nullptr && std != nullptr, op, ": mean and std must be given");
+    // Shapes, the tiling and std != 0: checked by Backend::patchify (backend/op_contracts.cpp).
     const int64_t B = images.shape[0], H = images.shape[1], W = images.shape[2], Cin = images.shape[3], p = patch;
-    CC_CHECK(p > 0 && H % p == 0 && W % p == 0, op, ": patch ", p, " does not tile ", H, "x", W);
     CC_CHECK(Cin >= 1 && Cin <= 8, op, ": ", Cin, " channels (the CUDA backend takes 1 to 8)");
     const int64_t P = (H / p) * (W / p), K = Cin * p * p;
-    CC_CHECK(out.shape.rows() == B * P && out.shape.cols() == K, op, ": out ", out.shape.str(), " should be [",
-             B * P, ", ", K, "]");
     PixelNorm norm{};
     for (int64_t ci = 0; ci < Cin; ++ci) {
-        CC_CHECK(std[ci] != 0.0f, op, ": std[", ci, "] is zero");
         norm.mean[ci] = mean[ci];
         norm.std[ci] = std[ci];
     }
@@ -223,14 +205,7 @@ void vit_embed_forward(Context& c, Tensor out, Tensor patches, Tensor cls, Tenso
     check_bf16(patches, op, "patches");
     check_bf16(cls, op, "cls");
     check_bf16(pos, op, "pos");
-    CC_CHECK(out.shape.ndim == 3, op, ": out ", out.shape.str(), " should be [B, T, C]");
     const int64_t B = out.shape[0], T = out.shape[1], C = out.shape[2];
-    CC_CHECK(T >= 1, op, ": out ", out.shape.str(), " has no class token row");
-    check_numel(patches, B * (T - 1) * C, op, "patches");
-    CC_CHECK(patches.shape.cols() == C, op, ": patches ", patches.shape.str(), " should have ", C, " columns");
-    check_numel(cls, C, op, "cls");
-    CC_CHECK(pos.shape.rows() == T && pos.shape.cols() == C, op, ": pos ", pos.shape.str(), " should be [", T, ", ",
-             C, "]");
     if (B * T * C == 0) return;
     vit_fwd_kernel<<<grid_for(B * T * C, kThreads), kThreads, 0, c.stream>>>(out.as<bf16>(), patches.as<bf16>(),
                                                                              cls.as<bf16>(), pos.as<bf16>(), B, T, C);
@@ -240,12 +215,9 @@ void vit_embed_forward(Context& c, Tensor out, Tensor patches, Tensor cls, Tenso
 void vit_embed_backward(Context& c, Tensor dpatches, Tensor dcls, Tensor dpos, Tensor dout) {
     const char* op = "vit_embed_backward";
     check_bf16(dout, op, "dout");
-    CC_CHECK(dout.shape.ndim == 3, op, ": dout ", dout.shape.str(), " should be [B, T, C]");
     const int64_t B = dout.shape[0], T = dout.shape[1], C = dout.shape[2];
-    CC_CHECK(T >= 1, op, ": dout ", dout.shape.str(), " has no class token row");
     if (!dpatches.empty()) {
         check_bf16(dpatches, op, "dpatches");
-        check_numel(dpatches, B * (T - 1) * C, op, "dpatches");
         if (B * (T - 1) * C > 0) {
             vit_bwd_patches_kernel<<<grid_for(B * (T - 1) * C, kThreads), kThreads, 0, c.stream>>>(
                 dpatches.as<bf16>(), dout.as<bf16>(), B, T, C);
@@ -254,25 +226,17 @@ void vit_embed_backward(Context& c, Tensor dpatches, Tensor dcls, Tensor dpos, T
     }
     if (!dcls.empty()) {
         check_bf16(dcls, op, "dcls");
-        check_numel(dcls, C, op, "dcls");
         column_sums_add(c, dcls.data, dout.data, B, C, T * C);  // row 0 of every image
     }
     if (!dpos.empty()) {
         check_bf16(dpos, op, "dpos");
-        CC_CHECK(dpos.shape.rows() == T && dpos.shape.cols() == C, op, ": dpos ", dpos.shape.str(), " should be [",
-                 T, ", ", C, "]");
         column_sums_add(c, dpos.data, dout.data, B, T * C, T * C);
     }
 }
 
 void argmax_rows(Context& c, Tensor idx, Tensor tokens) {
     const char* op = "argmax_rows";
-    check_dtype(idx, DType::i32, op, "idx");
-    check_dtype(tokens, DType::i32, op, "tokens");
-    CC_CHECK(tokens.shape.ndim == 2, op, ": tokens ", tokens.shape.str(), " should be [B, T]");
     const int64_t B = tokens.shape[0], T = tokens.shape[1];
-    CC_CHECK(T > 0, op, ": tokens ", tokens.shape.str(), " has empty rows");
-    check_numel(idx, B, op, "idx");
     if (B == 0) return;
     argmax_kernel<<<grid_for(B, 128), 128, 0, c.stream>>>(idx.as<int32_t>(), tokens.as<int32_t>(), B, T);
     check_launch(op);
@@ -282,12 +246,7 @@ void gather_rows(Context& c, Tensor out, Tensor x, Tensor idx) {
     const char* op = "gather_rows";
     check_bf16(out, op, "out");
     check_bf16(x, op, "x");
-    check_dtype(idx, DType::i32, op, "idx");
-    CC_CHECK(x.shape.ndim == 3, op, ": x ", x.shape.str(), " should be [B, T, C]");
     const int64_t B = x.shape[0], T = x.shape[1], C = x.shape[2];
-    check_numel(idx, B, op, "idx");
-    CC_CHECK(out.shape.rows() == B && out.shape.cols() == C, op, ": out ", out.shape.str(), " should be [", B, ", ",
-             C, "]");
     if (B * C == 0) return;
     gather_kernel<<<grid_for(B * C, kThreads), kThreads, 0, c.stream>>>(out.as<bf16>(), x.as<bf16>(),
                                                                         idx.as<int32_t>(), B, T, C, c.error_flag);
@@ -298,12 +257,7 @@ void gather_rows_backward(Context& c, Tensor dx, Tensor dout, Tensor idx) {
     const char* op = "gather_rows_backward";
     check_bf16(dx, op, "dx");
     check_bf16(dout, op, "dout");
-    check_dtype(idx, DType::i32, op, "idx");
-    CC_CHECK(dx.shape.ndim == 3, op, ": dx ", dx.shape.str(), " should be [B, T, C]");
     const int64_t B = dx.shape[0], T = dx.shape[1], C = dx.shape[2];
-    check_numel(idx, B, op, "idx");
-    CC_CHECK(dout.shape.rows() == B && dout.shape.cols() == C, op, ": dout ", dout.shape.str(), " should be [", B,
-             ", ", C, "]");
     if (B * C == 0) return;
     gather_bwd_kernel<<<grid_for(B * C, kThreads), kThreads, 0, c.stream>>>(dx.as<bf16>(), dout.as<bf16>(),
                                                                             idx.as<int32_t>(), B, T, C, c.error_flag);

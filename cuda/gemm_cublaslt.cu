@@ -129,15 +129,9 @@ void matmul(Context& c, Tensor out, Tensor a, Tensor b, bool trans_a, bool trans
     check_bf16(out, "matmul", "out");
     check_bf16(a, "matmul", "a");
     check_bf16(b, "matmul", "b");
-    const int64_t ar = a.shape.rows(), ac = a.shape.cols();
-    const int64_t br = b.shape.rows(), bc = b.shape.cols();
-    const int64_t M = trans_a ? ac : ar, K = trans_a ? ar : ac;
-    const int64_t Kb = trans_b ? bc : br, N = trans_b ? br : bc;
-    CC_CHECK(K == Kb, "matmul: inner dimensions differ: op(a) is [", M, ", ", K, "] (a ", a.shape.str(),
-             trans_a ? " transposed" : "", "), op(b) is [", Kb, ", ", N, "] (b ", b.shape.str(),
-             trans_b ? " transposed" : "", ")");
-    CC_CHECK(out.shape.rows() == M && out.shape.cols() == N, "matmul: out ", out.shape.str(), " should be [", M,
-             ", ", N, "]");
+    // Shapes: checked by Backend::matmul (backend/op_contracts.cpp).
+    const int64_t ac = a.shape.cols(), bc = b.shape.cols();
+    const int64_t M = out.shape.rows(), N = out.shape.cols(), K = trans_a ? a.shape.rows() : ac;
     gemm_ex(c, trans_a, trans_b, M, N, K, alpha, a.data, ac, b.data, bc, CUDA_R_16BF, beta, out.data, N,
             CUDA_R_16BF);
 }
@@ -147,16 +141,8 @@ void linear_forward(Context& c, Tensor out, Tensor inp, Tensor weight, Tensor bi
     check_bf16(out, op, "out");
     check_bf16(inp, op, "inp");
     check_bf16(weight, op, "weight");
-    CC_CHECK(weight.shape.ndim == 2, op, ": weight ", weight.shape.str(), " should be [out, in]");
+    if (!bias.empty()) check_bf16(bias, op, "bias");
     const int64_t N = inp.shape.rows(), C = inp.shape.cols(), OC = weight.shape[0];
-    CC_CHECK(weight.shape[1] == C, op, ": weight ", weight.shape.str(), " does not take ", C,
-             " input features (inp ", inp.shape.str(), ")");
-    CC_CHECK(out.shape.rows() == N && out.shape.cols() == OC, op, ": out ", out.shape.str(), " should be [", N,
-             ", ", OC, "]");
-    if (!bias.empty()) {
-        check_bf16(bias, op, "bias");
-        check_numel(bias, OC, op, "bias");
-    }
     if (N == 0 || OC == 0) return;
     check_blas_dim(N, "N");
     check_blas_dim(C, "C");
@@ -179,14 +165,9 @@ void linear_backward(Context& c, Tensor dinp, Tensor dweight, Tensor dbias, Tens
     const char* op = "linear_backward";
     check_bf16(dout, op, "dout");
     check_bf16(weight, op, "weight");
-    CC_CHECK(weight.shape.ndim == 2, op, ": weight ", weight.shape.str(), " should be [out, in]");
     const int64_t OC = weight.shape[0], C = weight.shape[1], N = dout.shape.rows();
-    CC_CHECK(dout.shape.cols() == OC, op, ": dout ", dout.shape.str(), " should have ", OC, " columns (weight ",
-             weight.shape.str(), ")");
     if (!dinp.empty()) {
         check_bf16(dinp, op, "dinp");
-        CC_CHECK(dinp.shape.rows() == N && dinp.shape.cols() == C, op, ": dinp ", dinp.shape.str(),
-                 " should be [", N, ", ", C, "]");
         // dinp[N,C] += dout[N,OC] W[OC,C]
         gemm_ex(c, false, false, N, C, OC, 1.0f, dout.data, OC, weight.data, C, CUDA_R_16BF, 1.0f, dinp.data, C,
                 CUDA_R_16BF);
@@ -194,17 +175,12 @@ void linear_backward(Context& c, Tensor dinp, Tensor dweight, Tensor dbias, Tens
     if (!dweight.empty()) {
         check_bf16(dweight, op, "dweight");
         check_bf16(inp, op, "inp");
-        CC_CHECK(dweight.shape == weight.shape, op, ": dweight ", dweight.shape.str(), " differs from weight ",
-                 weight.shape.str());
-        CC_CHECK(inp.shape.rows() == N && inp.shape.cols() == C, op, ": inp ", inp.shape.str(), " should be [",
-                 N, ", ", C, "]");
         // dW[OC,C] += dout^T[OC,N] inp[N,C]
         gemm_ex(c, true, false, OC, C, N, 1.0f, dout.data, OC, inp.data, C, CUDA_R_16BF, 1.0f, dweight.data, C,
                 CUDA_R_16BF);
     }
     if (!dbias.empty()) {
         check_bf16(dbias, op, "dbias");
-        check_numel(dbias, OC, op, "dbias");
         column_sums_add(c, dbias.data, dout.data, N, OC, OC);
     }
 }

@@ -90,18 +90,13 @@ struct LossDims {
     int64_t M, N;
 };
 
-LossDims check_loss(const char* op, const Tensor& loss, const Tensor& ddots, const Tensor& dots,
-                    int64_t label_offset) {
+// Shapes, label_offset and the [1] scalars were checked by Backend (backend/op_contracts.cpp);
+// here the dtypes and the grid limit (one block per row).
+LossDims check_loss(const char* op, const Tensor& loss, const Tensor& ddots, const Tensor& dots) {
     check_bf16(dots, op, "dots");
+    if (!loss.empty()) check_float(loss, op, "loss");
+    if (!ddots.empty()) check_bf16(ddots, op, "ddots");
     const int64_t M = dots.shape.rows(), N = dots.shape.cols();
-    CC_CHECK(label_offset >= 0 && label_offset + M <= N, op, ": label_offset ", label_offset,
-             " puts the positives of ", M, " rows outside the ", N, " columns of dots ", dots.shape.str());
-    if (!loss.empty()) check_scalar(loss, op, "loss");
-    if (!ddots.empty()) {
-        check_bf16(ddots, op, "ddots");
-        CC_CHECK(ddots.shape.rows() == M && ddots.shape.cols() == N, op, ": ddots ", ddots.shape.str(),
-                 " differs from dots ", dots.shape.str());
-    }
     CC_CHECK(M <= INT32_MAX, op, ": too many rows (", M, ")");
     return {M, N};
 }
@@ -117,9 +112,9 @@ void add_rows(Context& c, const double* rows, int64_t M, float w, const Tensor& 
 void softmax_xent_rows(Context& c, Tensor loss, Tensor ddots, Tensor dscale, Tensor dots, Tensor logit_scale,
                        int64_t label_offset, float weight) {
     const char* op = "softmax_xent_rows";
-    const LossDims d = check_loss(op, loss, ddots, dots, label_offset);
-    check_scalar(logit_scale, op, "logit_scale");
-    if (!dscale.empty()) check_scalar(dscale, op, "dscale");
+    const LossDims d = check_loss(op, loss, ddots, dots);
+    check_float(logit_scale, op, "logit_scale");
+    if (!dscale.empty()) check_float(dscale, op, "dscale");
     if (d.M == 0) return;
     ScratchCarver sc(c.scratch(2 * ScratchCarver::round_up(size_t(d.M) * sizeof(double))));
     double* row_loss = sc.take<double>(size_t(d.M));
@@ -136,11 +131,11 @@ void softmax_xent_rows(Context& c, Tensor loss, Tensor ddots, Tensor dscale, Ten
 void sigmoid_pairwise_rows(Context& c, Tensor loss, Tensor ddots, Tensor dscale, Tensor dbias, Tensor dots,
                            Tensor logit_scale, Tensor logit_bias, int64_t label_offset, float weight) {
     const char* op = "sigmoid_pairwise_rows";
-    const LossDims d = check_loss(op, loss, ddots, dots, label_offset);
-    check_scalar(logit_scale, op, "logit_scale");
-    check_scalar(logit_bias, op, "logit_bias");
-    if (!dscale.empty()) check_scalar(dscale, op, "dscale");
-    if (!dbias.empty()) check_scalar(dbias, op, "dbias");
+    const LossDims d = check_loss(op, loss, ddots, dots);
+    check_float(logit_scale, op, "logit_scale");
+    check_float(logit_bias, op, "logit_bias");
+    if (!dscale.empty()) check_float(dscale, op, "dscale");
+    if (!dbias.empty()) check_float(dbias, op, "dbias");
     if (d.M == 0) return;
     ScratchCarver sc(c.scratch(3 * ScratchCarver::round_up(size_t(d.M) * sizeof(double))));
     double* row_loss = sc.take<double>(size_t(d.M));

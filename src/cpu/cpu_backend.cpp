@@ -83,104 +83,11 @@ public:
     }
     void synchronize() override {}
 
-    // ---- elementwise and reductions ----
-    void fill(Tensor x, float value) override { cpu::fill(x, value); }
-    void copy(Tensor dst, Tensor src) override { cpu::copy(dst, src); }
-    void add(Tensor out, Tensor a, Tensor b) override { cpu::add(out, a, b); }
-    void accumulate(Tensor dst, Tensor src) override { cpu::accumulate(dst, src); }
-    void scale(Tensor x, float s) override { cpu::scale(x, s); }
-    void sum_squares(Tensor out, Tensor x) override { cpu::sum_squares(out, x); }
-
-    // ---- matrix products ----
-    void matmul(Tensor out, Tensor a, Tensor b, bool trans_a, bool trans_b, float alpha,
-                float beta) override {
-        cpu::matmul<T>(out, a, b, trans_a, trans_b, alpha, beta);
-    }
-    void linear_forward(Tensor out, Tensor inp, Tensor weight, Tensor bias) override {
-        cpu::linear_forward<T>(out, inp, weight, bias);
-    }
-    void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
-                         Tensor weight) override {
-        cpu::linear_backward<T>(dinp, dweight, dbias, dout, inp, weight);
-    }
-
-    // ---- normalization and activations ----
-    void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor weight,
-                           Tensor bias) override {
-        cpu::layernorm_forward<T>(out, mean, rstd, inp, weight, bias);
-    }
-    void layernorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
-                            Tensor weight, Tensor mean, Tensor rstd) override {
-        cpu::layernorm_backward<T>(dinp, dweight, dbias, dout, inp, weight, mean, rstd);
-    }
-    void activation_forward(Tensor out, Tensor inp, Activation act) override {
-        cpu::activation_forward<T>(out, inp, act);
-    }
-    void activation_backward(Tensor dinp, Tensor dout, Tensor inp, Activation act) override {
-        cpu::activation_backward<T>(dinp, dout, inp, act);
-    }
-    void l2_normalize_forward(Tensor out, Tensor norms, Tensor inp) override {
-        cpu::l2_normalize_forward<T>(out, norms, inp);
-    }
-    void l2_normalize_backward(Tensor dinp, Tensor dout, Tensor out, Tensor norms) override {
-        cpu::l2_normalize_backward<T>(dinp, dout, out, norms);
-    }
-
-    // ---- attention ----
-    void attention_forward(Tensor out, Tensor stats, Tensor qkv, int n_head, bool causal) override {
-        cpu::attention_forward<T>(out, stats, qkv, n_head, causal);
-    }
-    void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats,
-                            int n_head, bool causal) override {
-        cpu::attention_backward<T>(dqkv, dout, qkv, out, stats, n_head, causal);
-    }
-    void attention_padded_forward(Tensor out, Tensor qkv, Tensor lengths, int n_head) override {
-        cpu::attention_padded_forward<T>(out, qkv, lengths, n_head);
-    }
-
-    // ---- embeddings and token bookkeeping ----
-    void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe) override {
-        cpu::embedding_forward<T>(out, tokens, wte, wpe);
-    }
-    void embedding_backward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) override {
-        cpu::embedding_backward<T>(dwte, dwpe, dout, tokens);
-    }
-    void patchify(Tensor out, Tensor images, int patch, const float* mean,
-                  const float* std) override {
-        cpu::patchify<T>(out, images, patch, mean, std);
-    }
-    void vit_embed_forward(Tensor out, Tensor patches, Tensor cls, Tensor pos) override {
-        cpu::vit_embed_forward<T>(out, patches, cls, pos);
-    }
-    void vit_embed_backward(Tensor dpatches, Tensor dcls, Tensor dpos, Tensor dout) override {
-        cpu::vit_embed_backward<T>(dpatches, dcls, dpos, dout);
-    }
-    void argmax_rows(Tensor idx, Tensor tokens) override { cpu::argmax_rows(idx, tokens); }
-    void gather_rows(Tensor out, Tensor x, Tensor idx) override {
-        cpu::gather_rows<T>(out, x, idx);
-    }
-    void gather_rows_backward(Tensor dx, Tensor dout, Tensor idx) override {
-        cpu::gather_rows_backward<T>(dx, dout, idx);
-    }
-
-    // ---- contrastive losses ----
-    void softmax_xent_rows(Tensor loss, Tensor ddots, Tensor dscale, Tensor dots,
-                           Tensor logit_scale, int64_t label_offset, float weight) override {
-        cpu::softmax_xent_rows<T>(loss, ddots, dscale, dots, logit_scale, label_offset, weight);
-    }
-    void sigmoid_pairwise_rows(Tensor loss, Tensor ddots, Tensor dscale, Tensor dbias, Tensor dots,
-                               Tensor logit_scale, Tensor logit_bias, int64_t label_offset,
-                               float weight) override {
-        cpu::sigmoid_pairwise_rows<T>(loss, ddots, dscale, dbias, dots, logit_scale, logit_bias,
-                                      label_offset, weight);
-    }
-
     // ---- optimizer ----
     void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
                     float grad_scale) override {
         cpu::adamw_step<T>(param, grad, m, v, master, hp, grad_scale);
     }
-    void clamp(Tensor x, float lo, float hi) override { cpu::clamp(x, lo, hi); }
 
     // ---- the curation extension (backend/curation_ops.h) ----
     CurationOps& curation() override { return *this; }
@@ -193,6 +100,102 @@ protected:
     void pairwise_sigmoid_nll_kernel(Tensor nll, Tensor dots, Tensor logit_scale, Tensor logit_bias,
                                      int64_t label_offset) override {
         cpu::pairwise_sigmoid_nll<T>(nll, dots, logit_scale, logit_bias, label_offset);
+    }
+
+    // ---- the model ops' kernels (their shared contracts are checked by Backend's ops,
+    // backend/op_contracts.cpp; the kernels in cpu_*.cpp check dtypes and the data) ----
+    // elementwise and reductions
+    void fill_kernel(Tensor x, float value) override { cpu::fill(x, value); }
+    void copy_kernel(Tensor dst, Tensor src) override { cpu::copy(dst, src); }
+    void add_kernel(Tensor out, Tensor a, Tensor b) override { cpu::add(out, a, b); }
+    void accumulate_kernel(Tensor dst, Tensor src) override { cpu::accumulate(dst, src); }
+    void scale_kernel(Tensor x, float s) override { cpu::scale(x, s); }
+    void sum_squares_kernel(Tensor out, Tensor x) override { cpu::sum_squares(out, x); }
+    void clamp_kernel(Tensor x, float lo, float hi) override { cpu::clamp(x, lo, hi); }
+
+    // matrix products
+    void matmul_kernel(Tensor out, Tensor a, Tensor b, bool trans_a, bool trans_b, float alpha,
+                       float beta) override {
+        cpu::matmul<T>(out, a, b, trans_a, trans_b, alpha, beta);
+    }
+    void linear_forward_kernel(Tensor out, Tensor inp, Tensor weight, Tensor bias) override {
+        cpu::linear_forward<T>(out, inp, weight, bias);
+    }
+    void linear_backward_kernel(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
+                                Tensor weight) override {
+        cpu::linear_backward<T>(dinp, dweight, dbias, dout, inp, weight);
+    }
+
+    // normalization and activations
+    void layernorm_forward_kernel(Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor weight,
+                                  Tensor bias) override {
+        cpu::layernorm_forward<T>(out, mean, rstd, inp, weight, bias);
+    }
+    void layernorm_backward_kernel(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
+                                   Tensor weight, Tensor mean, Tensor rstd) override {
+        cpu::layernorm_backward<T>(dinp, dweight, dbias, dout, inp, weight, mean, rstd);
+    }
+    void activation_forward_kernel(Tensor out, Tensor inp, Activation act) override {
+        cpu::activation_forward<T>(out, inp, act);
+    }
+    void activation_backward_kernel(Tensor dinp, Tensor dout, Tensor inp, Activation act) override {
+        cpu::activation_backward<T>(dinp, dout, inp, act);
+    }
+    void l2_normalize_forward_kernel(Tensor out, Tensor norms, Tensor inp) override {
+        cpu::l2_normalize_forward<T>(out, norms, inp);
+    }
+    void l2_normalize_backward_kernel(Tensor dinp, Tensor dout, Tensor out, Tensor norms) override {
+        cpu::l2_normalize_backward<T>(dinp, dout, out, norms);
+    }
+
+    // attention
+    void attention_forward_kernel(Tensor out, Tensor stats, Tensor qkv, int n_head,
+                                  bool causal) override {
+        cpu::attention_forward<T>(out, stats, qkv, n_head, causal);
+    }
+    void attention_backward_kernel(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats,
+                                   int n_head, bool causal) override {
+        cpu::attention_backward<T>(dqkv, dout, qkv, out, stats, n_head, causal);
+    }
+    void attention_padded_forward_kernel(Tensor out, Tensor qkv, Tensor lengths, int n_head) override {
+        cpu::attention_padded_forward<T>(out, qkv, lengths, n_head);
+    }
+
+    // embeddings and token bookkeeping
+    void embedding_forward_kernel(Tensor out, Tensor tokens, Tensor wte, Tensor wpe) override {
+        cpu::embedding_forward<T>(out, tokens, wte, wpe);
+    }
+    void embedding_backward_kernel(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) override {
+        cpu::embedding_backward<T>(dwte, dwpe, dout, tokens);
+    }
+    void patchify_kernel(Tensor out, Tensor images, int patch, const float* mean,
+                         const float* std) override {
+        cpu::patchify<T>(out, images, patch, mean, std);
+    }
+    void vit_embed_forward_kernel(Tensor out, Tensor patches, Tensor cls, Tensor pos) override {
+        cpu::vit_embed_forward<T>(out, patches, cls, pos);
+    }
+    void vit_embed_backward_kernel(Tensor dpatches, Tensor dcls, Tensor dpos, Tensor dout) override {
+        cpu::vit_embed_backward<T>(dpatches, dcls, dpos, dout);
+    }
+    void argmax_rows_kernel(Tensor idx, Tensor tokens) override { cpu::argmax_rows(idx, tokens); }
+    void gather_rows_kernel(Tensor out, Tensor x, Tensor idx) override {
+        cpu::gather_rows<T>(out, x, idx);
+    }
+    void gather_rows_backward_kernel(Tensor dx, Tensor dout, Tensor idx) override {
+        cpu::gather_rows_backward<T>(dx, dout, idx);
+    }
+
+    // contrastive losses
+    void softmax_xent_rows_kernel(Tensor loss, Tensor ddots, Tensor dscale, Tensor dots,
+                                  Tensor logit_scale, int64_t label_offset, float weight) override {
+        cpu::softmax_xent_rows<T>(loss, ddots, dscale, dots, logit_scale, label_offset, weight);
+    }
+    void sigmoid_pairwise_rows_kernel(Tensor loss, Tensor ddots, Tensor dscale, Tensor dbias,
+                                      Tensor dots, Tensor logit_scale, Tensor logit_bias,
+                                      int64_t label_offset, float weight) override {
+        cpu::sigmoid_pairwise_rows<T>(loss, ddots, dscale, dbias, dots, logit_scale, logit_bias,
+                                      label_offset, weight);
     }
 
 private:

@@ -1,7 +1,10 @@
 // Internal to src/cpu/: the CPU kernels behind CpuBackend<T>, one function per
-// Backend op, templated over the compute type T (float or double). Each kernel
-// validates its arguments (shapes, dtypes, index ranges) with CC_CHECK before
-// touching memory, so no check ever runs inside an OpenMP region.
+// Backend op, templated over the compute type T (float or double). The kernels of
+// the model ops are called by Backend's ops after the contracts every backend shares
+// were checked (shapes, i32/u8 dtypes, offsets: backend/op_contracts.cpp; the
+// curation kernels likewise by backend/curation_ops.cpp). Each kernel validates what
+// is its own (the f32/f64 dtypes, BLAS int limits, index values read from the data)
+// with CC_CHECK before touching memory, so no check ever runs inside an OpenMP region.
 //
 // The kernels are defined in cpu_*.cpp by concern and explicitly instantiated
 // there for float and double (CC_CPU_INSTANTIATE).
