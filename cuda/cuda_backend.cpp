@@ -123,16 +123,14 @@ public:
         check_error_flag();
     }
 
-    // ---- optimizer ----
-    void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
-                    float grad_scale) override {
-        cuda::adamw_step(ctx_, param, grad, m, v, master, hp, grad_scale);
-    }
-
     // ---- the curation extension (backend/curation_ops.h) ----
     CurationOps& curation() override { return *this; }
 
 protected:
+    void adamw_step_kernel(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
+                           float grad_scale) override {
+        cuda::adamw_step(ctx_, param, grad, m, v, master, hp, grad_scale);
+    }
     void pairwise_sigmoid_nll_kernel(Tensor nll, Tensor dots, Tensor logit_scale, Tensor logit_bias,
                                      int64_t label_offset) override {
         cuda::pairwise_sigmoid_nll(ctx_, nll, dots, logit_scale, logit_bias, label_offset);

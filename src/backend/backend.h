@@ -26,7 +26,7 @@
 // protected <op>_kernel. A kernel checks only what is its own: the dtypes it computes
 // in (CPU f32/f64, CUDA bf16/f32), device limits (BLAS ints, grid sizes, cuDNN), and
 // what needs the data (token ids and lengths in range). Errors name the op first
-// ("matmul: ..."). Memory ops, identity and adamw_step stay plain virtuals.
+// ("matmul: ..."). Memory ops and identity stay plain virtuals.
 #pragma once
 
 #include <cstddef>
@@ -191,8 +191,8 @@ public:
     // not give param (param was written since: core/bf16.h master_agrees), the master is
     // re-seeded from param first. So the master accumulates updates below bf16's
     // resolution, and a write to param is never undone by a stale master.
-    virtual void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
-                            float grad_scale) = 0;
+    void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
+                    float grad_scale);
     // x = min(max(x, lo), hi) elementwise (the logit-scale clamp).
     void clamp(Tensor x, float lo, float hi);
 
@@ -256,6 +256,9 @@ protected:
                                               Tensor dbias, Tensor dots, Tensor logit_scale,
                                               Tensor logit_bias, int64_t label_offset,
                                               float weight) = 0;
+    // optimizer
+    virtual void adamw_step_kernel(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master,
+                                   const AdamWParams& hp, float grad_scale) = 0;
 };
 
 }  // namespace curaclip

@@ -442,4 +442,36 @@ void Backend::sigmoid_pairwise_rows(Tensor loss, Tensor ddots, Tensor dscale, Te
                                  label_offset, weight);
 }
 
+// ---- optimizer ---------------------------------------------------------------------------------
+
+void Backend::adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
+                         float grad_scale) {
+    const char* op = "adamw_step";
+    require(param, op, "param");
+    require(grad, op, "grad");
+    require(m, op, "m");
+    require(v, op, "v");
+    CC_CHECK(grad.dtype == param.dtype, op, ": grad is ", dtype_name(grad.dtype), " but param is ",
+             dtype_name(param.dtype));
+    CC_CHECK(m.dtype == v.dtype, op, ": m is ", dtype_name(m.dtype), " but v is ", dtype_name(v.dtype));
+    const int64_t n = param.numel();
+    check_numel(grad, n, op, "grad");
+    check_numel(m, n, op, "m");
+    check_numel(v, n, op, "v");
+    // A master exactly where the parameter is stored narrower than f32 (ParameterSet's rule).
+    if (dtype_size(param.dtype) < dtype_size(DType::f32)) {
+        CC_CHECK(!master.empty(), op, ": a ", dtype_name(param.dtype),
+                 " param needs its f32 master copy (ParameterSet allocates it)");
+        CC_CHECK(master.dtype == DType::f32, op, ": master has dtype ", dtype_name(master.dtype), ", expected f32");
+        check_numel(master, n, op, "master");
+    } else {
+        CC_CHECK(master.empty(), op, ": a ", dtype_name(param.dtype), " param has no master copy, got master ",
+                 master.shape.str());
+    }
+    CC_CHECK(hp.step >= 1, op, ": step ", hp.step, " must be >= 1 (bias correction is 1-based)");
+    CC_CHECK(hp.beta1 >= 0 && hp.beta1 < 1 && hp.beta2 >= 0 && hp.beta2 < 1, op, ": betas (", hp.beta1, ", ",
+             hp.beta2, ") must lie in [0, 1)");
+    adamw_step_kernel(param, grad, m, v, master, hp, grad_scale);
+}
+
 }  // namespace curaclip

@@ -83,16 +83,14 @@ public:
     }
     void synchronize() override {}
 
-    // ---- optimizer ----
-    void adamw_step(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
-                    float grad_scale) override {
-        cpu::adamw_step<T>(param, grad, m, v, master, hp, grad_scale);
-    }
-
     // ---- the curation extension (backend/curation_ops.h) ----
     CurationOps& curation() override { return *this; }
 
 protected:
+    void adamw_step_kernel(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor master, const AdamWParams& hp,
+                           float grad_scale) override {
+        cpu::adamw_step<T>(param, grad, m, v, master, hp, grad_scale);
+    }
     void kmeans_assign_kernel(Tensor assign, Tensor dist, Tensor x, Tensor centers, Tensor center_sq_norms,
                               Tensor scratch) override {
         cpu::kmeans_assign<T>(assign, dist, x, centers, center_sq_norms, scratch);

@@ -269,6 +269,40 @@ TEST(OpContracts, ContrastiveLosses) {
 // What stays with the CPU kernels once the shapes are right: their compute dtypes and
 // the index values, which only a kernel can read (the CUDA kernels flag bad values on
 // the device instead; tests/unit/test_cuda_backend.cpp).
+TEST(OpContracts, AdamW) {
+    on_every_backend([](Env& e) {
+        Backend& be = *e.be;
+        const Tensor none{};
+        AdamWParams hp;
+        // The moments and (on a bf16 backend) the master the ParameterSet would give.
+        const bool narrow = dtype_size(be.dtype()) < 4;
+        auto master = [&](int64_t n) { return narrow ? e.stat({n}) : Tensor{}; };
+        expect_contract("adamw_step: grad [5] should have 4 elements",
+                        [&] { be.adamw_step(e.t({4}), e.t({5}), e.stat({4}), e.stat({4}), master(4), hp, 1.0f); });
+        expect_contract("adamw_step: v [3] should have 4 elements",
+                        [&] { be.adamw_step(e.t({4}), e.t({4}), e.stat({4}), e.stat({3}), master(4), hp, 1.0f); });
+        expect_contract("adamw_step: m is f32 but v is f64", [&] {
+            be.adamw_step(e.t({4}), e.t({4}), e.stat({4}), e.t({4}, DType::f64), master(4), hp, 1.0f);
+        });
+        expect_contract("adamw_step: m is empty",
+                        [&] { be.adamw_step(e.t({4}), e.t({4}), none, e.stat({4}), master(4), hp, 1.0f); });
+        if (narrow)
+            expect_contract("param needs its f32 master copy",
+                            [&] { be.adamw_step(e.t({4}), e.t({4}), e.stat({4}), e.stat({4}), none, hp, 1.0f); });
+        else
+            expect_contract("param has no master copy, got master [4]",
+                            [&] { be.adamw_step(e.t({4}), e.t({4}), e.stat({4}), e.stat({4}), e.stat({4}), hp, 1.0f); });
+        AdamWParams zero = hp;
+        zero.step = 0;
+        expect_contract("adamw_step: step 0 must be >= 1",
+                        [&] { be.adamw_step(e.t({4}), e.t({4}), e.stat({4}), e.stat({4}), master(4), zero, 1.0f); });
+        AdamWParams betas = hp;
+        betas.beta2 = 1.0f;
+        expect_contract("adamw_step: betas (0.9, 1) must lie in [0, 1)",
+                        [&] { be.adamw_step(e.t({4}), e.t({4}), e.stat({4}), e.stat({4}), master(4), betas, 1.0f); });
+    });
+}
+
 TEST(OpContracts, CpuKernelsCheckTheirDtypesAndTheData) {
     Env e("cpu");
     Backend& be = *e.be;
