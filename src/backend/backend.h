@@ -179,7 +179,7 @@ public:
                                int64_t label_offset, float weight);
 
     // ---- optimizer -------------------------------------------------------------------------
-    // AdamW on one parameter tensor (m, v are f32 or the master dtype):
+    // AdamW on one parameter tensor (m, v: f32, f64 on cpu-f64, as the ParameterSet's moments):
     //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
     //   p -= lr * ( mhat / (sqrt(vhat) + eps) + wd * p ),  mhat = m/(1-b1^step), vhat = v/(1-b2^step)
     // evaluated as torch.optim.AdamW does (same math, torch's rounding order):

@@ -61,7 +61,11 @@ int cmd_prep(int argc, char** argv, const Communicator* world) {
     o.out = vm["out"].as<std::string>();
     o.context = vm["context"].as<int>();
     o.vocab = vm["vocab"].as<int>();
-    if (vm.count("tokenizer")) o.tokenizer = vm["tokenizer"].as<std::string>();
+    if (vm.count("tokenizer")) {
+        o.tokenizer = vm["tokenizer"].as<std::string>();
+        CC_REQUIRE(!o.tokenizer.empty(),
+                   "prep: --tokenizer is empty (name a merges file, or leave the option out to train one)");
+    }
     o.noise = vm["noise"].as<double>();
     o.curated = vm["curated"].as<int64_t>();
     o.seed = uint64_t(vm["seed"].as<int64_t>());

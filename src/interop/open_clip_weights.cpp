@@ -382,13 +382,13 @@ std::string load_state_dict(const StateDict& sd, ParameterSet& params, const std
 
 StateDict state_dict_of(ParameterSet& params) {
     StateDict sd;
-    Backend& be = params.backend();
-    for (auto& p : params.all()) {
+    for (size_t i = 0; i < params.size(); ++i) {
+        const Parameter& p = params[i];
         HostTensor t;
         if (p.name == "logit_scale" || p.name == "logit_bias") t.shape = {};
         else t.shape.assign(p.shape.d.begin(), p.shape.d.begin() + p.shape.ndim);
-        t.values.resize(size_t(p.shape.numel()));
-        be.download(t.values.data(), p.value);
+        const std::vector<double> v = params.values_to_host(i);  // a bf16 model's fp32 masters
+        t.values.assign(v.begin(), v.end());
         sd[p.name] = std::move(t);
     }
     return sd;

@@ -493,6 +493,10 @@ TEST(Prep, SyntheticSourceWithNoiseAndCurated) {
     EXPECT_EQ(again.size(), 30);
     // Bad options.
     expect_error([&] { run_prep({"--source", src.path.string(), "--out", out / "p3", "--noise", "1.5"}); }, {"--noise"});
+    // An empty --tokenizer (an unset shell variable) is refused, not taken as "train one".
+    expect_error([&] { run_prep({"--source", src.path.string(), "--out", out / "p5", "--tokenizer", ""}); },
+                 {"--tokenizer is empty"});
+    EXPECT_FALSE(fs::exists(out / "p5"));
     expect_error([&] { run_prep({"--source", out / "none", "--out", out / "p4"}); }, {"train-images-idx3-ubyte"});
 }
 

@@ -54,6 +54,13 @@ TEST(MasterWeights, AgreeWhileTheyRoundToTheStoredValue) {
     EXPECT_FALSE(master_agrees(1.0f + 0x1p-7f, value)); // the value was written since
     EXPECT_FALSE(master_agrees(0.0f, value));           // a fresh (zero) master: seeded on first use
     EXPECT_TRUE(master_agrees(0.0f, 0.0f));             // ... and exact where the value is 0
+    // A finite master that rounds to bf16 Inf never hides the Inf (parameters_finite,
+    // the checkpoint writer's refusal): the value wins.
+    const float inf = std::numeric_limits<float>::infinity();
+    const float below_max = std::numeric_limits<float>::max();
+    ASSERT_EQ(bf16_bits(below_max), bf16_bits(inf));
+    EXPECT_FALSE(master_agrees(below_max, inf));
+    EXPECT_FALSE(master_agrees(1.0f, std::numeric_limits<float>::quiet_NaN()));
 }
 
 // The CPU backends compute in f32/f64: no master arena, no master tensor, and an
