@@ -20,12 +20,15 @@ struct AdamConsts {
 };
 
 __device__ __forceinline__ float read_param(const bf16* p, int64_t i, const float* master) {
+    // core/bf16.h master_agrees: the master while it rounds to the stored value, and
+    // never in place of a non-finite value.
     const bf16 cur = p[i];
-    if (master) {
+    const float cv = __bfloat162float(cur);
+    if (master && isfinite(cv)) {
         const float mv = master[i];
         if (__bfloat16_as_ushort(__float2bfloat16_rn(mv)) == __bfloat16_as_ushort(cur)) return mv;
     }
-    return __bfloat162float(cur);
+    return cv;
 }
 __device__ __forceinline__ float read_param(const float* p, int64_t i, const float*) { return p[i]; }
 
