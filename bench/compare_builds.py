@@ -69,7 +69,7 @@ def main():
             last = {}
             for k in (("a", "b") if rnd % 2 == 0 else ("b", "a")):
                 out = os.path.join(args.work, f"{s}_{k}_{rnd}")
-                subprocess.run(["rm", "-rf", out])
+                subprocess.run(["rm", "-rf", out, out + ".h5"])  # `cluster` never overwrites its side file
                 loads.append(load_average())
                 common = ["--data.train", os.path.join(args.data, "train.h5"), "--data.eval", "",
                           "--train.steps", str(args.steps), "--train.log_every", str(log_every), "--train.out", out]
