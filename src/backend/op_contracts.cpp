@@ -395,28 +395,28 @@ void Backend::argmax_rows(Tensor idx, Tensor tokens) {
     argmax_rows_kernel(idx, tokens);
 }
 
-void Backend::gather_rows(Tensor out, Tensor x, Tensor idx) {
-    const char* op = "gather_rows";
-    require(out, op, "out");
-    require(x, op, "x");
+namespace {
+// gather_rows and its backward: `full` [B, T, C] (x or dx), `rows` [B, C] (out or dout),
+// idx i32 [B]. Each idx in [0, T): the kernel checks it (the values live on the device).
+void check_gather(const char* op, const Tensor& full, const char* full_name, const Tensor& rows,
+                  const char* rows_name, const Tensor& idx) {
+    require(full, op, full_name);
+    require(rows, op, rows_name);
     check_dtype(idx, DType::i32, op, "idx");
-    CC_CHECK(x.shape.ndim == 3, op, ": x ", x.shape.str(), " should be [B, T, C]");
-    const int64_t B = x.shape[0], C = x.shape[2];
+    CC_CHECK(full.shape.ndim == 3, op, ": ", full_name, " ", full.shape.str(), " should be [B, T, C]");
+    const int64_t B = full.shape[0], C = full.shape[2];
     check_numel(idx, B, op, "idx");
-    check_rows(out, B, C, op, "out");
-    // Each idx in [0, T): the kernel checks it (the values live on the device).
+    check_rows(rows, B, C, op, rows_name);
+}
+}  // namespace
+
+void Backend::gather_rows(Tensor out, Tensor x, Tensor idx) {
+    check_gather("gather_rows", x, "x", out, "out", idx);
     gather_rows_kernel(out, x, idx);
 }
 
 void Backend::gather_rows_backward(Tensor dx, Tensor dout, Tensor idx) {
-    const char* op = "gather_rows_backward";
-    require(dx, op, "dx");
-    require(dout, op, "dout");
-    check_dtype(idx, DType::i32, op, "idx");
-    CC_CHECK(dx.shape.ndim == 3, op, ": dx ", dx.shape.str(), " should be [B, T, C]");
-    const int64_t B = dx.shape[0], C = dx.shape[2];
-    check_numel(idx, B, op, "idx");
-    check_rows(dout, B, C, op, "dout");
+    check_gather("gather_rows_backward", dx, "dx", dout, "dout", idx);
     gather_rows_backward_kernel(dx, dout, idx);
 }
 

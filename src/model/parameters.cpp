@@ -75,17 +75,15 @@ std::vector<double> ParameterSet::values_to_host(size_t index) {
     return out;
 }
 
-void ParameterSet::set_value(size_t index, const float* host) {
+template <typename H>
+void ParameterSet::set_value_from(size_t index, const H* host) {
     Parameter& p = params_.at(index);
     backend_->upload(p.value, host);
     if (!p.master.empty()) backend_->upload(p.master, host);
 }
 
-void ParameterSet::set_value(size_t index, const double* host) {
-    Parameter& p = params_.at(index);
-    backend_->upload(p.value, host);
-    if (!p.master.empty()) backend_->upload(p.master, host);
-}
+void ParameterSet::set_value(size_t index, const float* host) { set_value_from(index, host); }
+void ParameterSet::set_value(size_t index, const double* host) { set_value_from(index, host); }
 
 std::vector<double> ParameterSet::grads_to_host(size_t index) {
     std::vector<double> out(size_t(params_.at(index).shape.numel()));

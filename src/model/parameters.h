@@ -79,6 +79,9 @@ public:
     void set_value(size_t index, const double* host);
 
 private:
+    template <typename H>
+    void set_value_from(size_t index, const H* host);
+
     Backend* backend_;
     std::vector<Parameter> params_;
     bool finalized_ = false;
