@@ -115,7 +115,9 @@ def run_seed(R, args, bin_, split_bin, W, data, S, embeddings):
     common = ["--config", cfg, "--data.train", fit, "--data.eval", "", "--train.log_every", "100",
               "--train.seed", str(S)]
     E = args.expert_steps
-    seed_total = args.seed_steps + E  # the experts finish the seed's schedule
+    # The experts finish the seed's schedule; --seed-schedule decouples the two (shorter
+    # expert runs from the same seed model: the continuation lr is the seed's at its stop).
+    seed_total = args.seed_schedule or (args.seed_steps + E)
     def seed_done():
         if not os.path.exists(f"{W}/seed/latest"):
             return 0
@@ -219,6 +221,8 @@ def main():
     ap.add_argument("--balanced", default="false", help="balanced k-means at both levels (the released code's choice)")
     ap.add_argument("--seed-steps", type=int, default=1500)
     ap.add_argument("--expert-steps", type=int, default=1000)
+    ap.add_argument("--seed-schedule", type=int, default=0,
+                    help="length of the seed's cosine schedule (0: seed-steps + expert-steps)")
     ap.add_argument("--warmup", type=int, default=50, help="warmup of the expert and continuation runs")
     ap.add_argument("--fine", type=int, default=128)
     ap.add_argument("--experts", default="4,2", help="n of the MoDE-n arms, in the order they are trained")
@@ -336,7 +340,7 @@ def main():
         "clustering": ("balanced k-means at both levels" if args.balanced.lower() in ("1", "true", "yes", "on")
                        else "k-means at both levels (not balanced)") + f", m = {args.fine} fine",
         "seed_steps": args.seed_steps,
-        "seed_schedule_steps": args.seed_steps + args.expert_steps,
+        "seed_schedule_steps": args.seed_schedule or (args.seed_steps + args.expert_steps),
         "expert_steps": args.expert_steps,
         "continuation_warmup": args.warmup,
         "holdout_rows": args.holdout,

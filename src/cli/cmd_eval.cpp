@@ -48,6 +48,9 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
          "paper: p(c|T) ~ exp(sum A), A = exp(-d^2/lambda); metaclip: the released MetaCLIP sharpness schedule")
         ("routing-lambda", po::value<double>()->default_value(0.2), "lambda of the paper schedule")
         ("routing-temperature", po::value<double>()->default_value(1.0), "divides the routing softmax logits (both schedules)")
+        ("routing-scope", po::value<std::string>()->default_value("task"),
+         "zero-shot: task (all class names are one task, one weight per expert: the paper's rule) or class (each "
+         "class name routes its own column of scores, as text->image routes each query)")
         ("routing-checkpoint", po::value<std::string>()->default_value(""),
          "model that embedded the captions for clustering (default: the side file's checkpoint attribute)")
         ("routing-encoder", po::value<std::string>()->default_value(""),
@@ -81,6 +84,7 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
         eo.routing.schedule = mode::parse_routing_schedule(p.vm["routing"].as<std::string>());
         eo.routing.lambda = p.vm["routing-lambda"].as<double>();
         eo.routing.temperature = p.vm["routing-temperature"].as<double>();
+        eo.scope = mode::parse_routing_scope(p.vm["routing-scope"].as<std::string>());
         CC_REQUIRE(std::isfinite(eo.routing.lambda) && eo.routing.lambda > 0,
                    "--routing-lambda must be a positive finite number, got ", eo.routing.lambda);
         CC_REQUIRE(std::isfinite(eo.routing.temperature) && eo.routing.temperature > 0,

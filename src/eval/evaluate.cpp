@@ -275,6 +275,10 @@ nlohmann::ordered_json report_json(const EvalReport& r) {
     j["zeroshot_top1"] = frac(r.zero_shot.top1);
     j["zeroshot_top5"] = frac(r.zero_shot.top5);
     j["zeroshot_mean_per_class_recall"] = frac(r.zero_shot.mean_per_class_recall);
+    nlohmann::ordered_json per_class = nlohmann::ordered_json::array();
+    for (const double v : r.zero_shot.per_class_recall)
+        per_class.push_back(std::isfinite(v) ? nlohmann::ordered_json(frac(v)) : nlohmann::ordered_json(nullptr));
+    j["zeroshot_per_class_recall"] = per_class;  // in /classnames order; null: no sample of the class
     j["zeroshot_images"] = int64_t(r.zero_shot.n);
     j["zeroshot_classes"] = int64_t(r.zero_shot.classes);
     j["zeroshot_templates"] = int64_t(r.templates);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string_view>
 #include <unordered_map>
 
@@ -157,9 +158,11 @@ ZeroShotResult zero_shot_accuracy_from_logits(const std::vector<float>& logits, 
     r.top5 = n ? double(top5) / double(n) : 0.0;
     // balanced_accuracy_score: classes absent from the labels are left out of the mean.
     double recall_sum = 0;
+    r.per_class_recall.assign(size_t(K), std::numeric_limits<double>::quiet_NaN());
     for (int64_t k = 0; k < K; ++k)
         if (samples[size_t(k)] > 0) {
-            recall_sum += double(correct[size_t(k)]) / double(samples[size_t(k)]);
+            r.per_class_recall[size_t(k)] = double(correct[size_t(k)]) / double(samples[size_t(k)]);
+            recall_sum += r.per_class_recall[size_t(k)];
             ++r.classes_present;
         }
     r.mean_per_class_recall = r.classes_present ? recall_sum / double(r.classes_present) : 0.0;

@@ -57,6 +57,8 @@ struct ZeroShotResult {
     // the top-1 predictions): the mean, over the classes with at least one
     // sample, of (samples of the class predicted top-1 correctly) / (samples of the class).
     double mean_per_class_recall = 0;
+    // Recall of each class [K]; NaN for a class without samples (JSON null).
+    std::vector<double> per_class_recall;
     int64_t n = 0;        // samples (images)
     int64_t classes = 0;  // K, the classes scored
     int64_t classes_present = 0;  // classes with at least one sample (the recall mean's denominator)

@@ -22,6 +22,32 @@ namespace fs = std::filesystem;
 
 namespace curaclip::mode {
 
+RoutingScope parse_routing_scope(const std::string& s) {
+    if (s == "task") return RoutingScope::task;
+    if (s == "class") return RoutingScope::per_class;
+    CC_USER_FAIL("--routing-scope: '", s, "' is not one of task, class");
+}
+
+const char* routing_scope_name(RoutingScope s) { return s == RoutingScope::task ? "task" : "class"; }
+
+std::vector<float> mix_zero_shot_scores(const std::vector<std::vector<float>>& S, int64_t I, int64_t K,
+                                        const std::vector<double>& w) {
+    const int64_t n = int64_t(S.size());
+    CC_CHECK(n > 0 && (int64_t(w.size()) == n || int64_t(w.size()) == K * n), "mix_zero_shot_scores: ", w.size(),
+             " weights for ", n, " experts and ", K, " classes");
+    const bool per_class = int64_t(w.size()) != n;  // (K = 1: both readings agree)
+    std::vector<float> total(size_t(I * K), 0.0f);
+    for (int64_t c = 0; c < n; ++c) {
+        CC_CHECK(int64_t(S[size_t(c)].size()) == I * K, "mix_zero_shot_scores: expert ", c, " has ",
+                 S[size_t(c)].size(), " scores, expected ", I * K);
+        const float* x = S[size_t(c)].data();
+        for (int64_t i = 0; i < I; ++i)
+            for (int64_t k = 0; k < K; ++k)
+                total[size_t(i * K + k)] += float(per_class ? w[size_t(k * n + c)] : w[size_t(c)]) * x[i * K + k];
+    }
+    return total;
+}
+
 std::vector<std::string> resolve_expert_checkpoints(const std::string& spec) {
     CC_REQUIRE(!spec.empty(), "--experts: no expert checkpoints given");
     std::vector<std::string> items;
@@ -83,6 +109,7 @@ void scores(const std::vector<float>& a, int64_t q0, int64_t m, const std::vecto
                 int(D), 0.0f, out, int(nb));
 }
 
+// w_zs: [n] (one zero-shot task) or [K, n] (each class name its own task).
 EvalReport combine(const std::vector<ExpertData>& ex, const std::vector<double>& w_zs, const std::vector<double>& w_i2t,
                    const std::vector<double>& w_t2i /* [N, n] or empty: w_i2t for every query */, bool cosine,
                    int64_t templates, const std::string& dataset) {
@@ -93,14 +120,11 @@ EvalReport combine(const std::vector<ExpertData>& ex, const std::vector<double>&
     r.dataset = dataset;
     if (e0.has_labels) {
         const int64_t K = int64_t(e0.classnames.size());
-        std::vector<float> total(size_t(I * K), 0.0f), one(size_t(I * K));
-        for (int64_t c = 0; c < n_ex; ++c) {
+        std::vector<std::vector<float>> S(size_t(n_ex), std::vector<float>(size_t(I * K)));
+        for (int64_t c = 0; c < n_ex; ++c)
             scores(ex[size_t(c)].emb.images, 0, I, ex[size_t(c)].cls, K, D, cosine ? 1.0f : float(ex[size_t(c)].scale),
-                   one.data());
-            const float w = float(w_zs[size_t(c)]);
-            for (size_t i = 0; i < one.size(); ++i) total[i] += w * one[i];
-        }
-        r.zero_shot = zero_shot_accuracy_from_logits(total, e0.labels, K, e0.dup);
+                   S[size_t(c)].data());
+        r.zero_shot = zero_shot_accuracy_from_logits(mix_zero_shot_scores(S, I, K, w_zs), e0.labels, K, e0.dup);
         r.templates = templates;
     }
     std::vector<float> one;
@@ -162,6 +186,18 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
 
     // Routing: the task's texts in the clustering embedding space.
     std::vector<double> w_t2i;
+    auto route_class_names = [&](const float* cls, const std::vector<std::string>& names) {
+        const int64_t K = int64_t(names.size());
+        rep.classnames = names;
+        rep.class_routes = route_texts(cls, K, centers);
+        rep.weights_zeroshot = routing_weights(cls, K, centers, opt.routing);
+        if (opt.scope != RoutingScope::per_class) return;
+        rep.weights_per_class = routing_weights_per_query(cls, K, centers, opt.routing);
+        rep.weights_zeroshot.assign(size_t(n), 0.0);
+        for (int64_t k = 0; k < K; ++k)
+            for (int64_t c = 0; c < n; ++c)
+                rep.weights_zeroshot[size_t(c)] += rep.weights_per_class[size_t(k * n + c)] / double(K);
+    };
     if (by_encoder) {
         // The pooling the centers were made with is part of the encoder's id ("bert NAME POOLING HASH").
         const std::string& id = assign.encoder_id;
@@ -173,11 +209,8 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
         const int64_t N = reader.size();
         const std::vector<float> texts = encoder_caption_embeddings(enc, eval_path, comm);
         if (reader.has_labels() && !reader.classnames().empty()) {
-            const std::vector<float> cls = encoder_class_embeddings(enc, reader.classnames(), opt.templates);
-            const int64_t K = int64_t(reader.classnames().size());
-            rep.weights_zeroshot = routing_weights(cls.data(), K, centers, opt.routing);
-            rep.classnames = reader.classnames();
-            rep.class_routes = route_texts(cls.data(), K, centers);
+            route_class_names(encoder_class_embeddings(enc, reader.classnames(), opt.templates).data(),
+                              reader.classnames());
         } else {
             rep.weights_zeroshot.assign(size_t(n), 1.0 / double(n));
         }
@@ -195,10 +228,7 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
         const std::string label = "routing checkpoint " + routing_checkpoint;
         const EvalEmbeddings e = embed_eval_set(model, tok, eval_path, comm, /*images=*/false, label);
         if (e.has_labels) {
-            const std::vector<float> cls = zero_shot_classifier(model, tok, e.classnames, opt.templates, label);
-            rep.weights_zeroshot = routing_weights(cls.data(), int64_t(e.classnames.size()), centers, opt.routing);
-            rep.classnames = e.classnames;
-            rep.class_routes = route_texts(cls.data(), int64_t(e.classnames.size()), centers);
+            route_class_names(zero_shot_classifier(model, tok, e.classnames, opt.templates, label).data(), e.classnames);
         } else {
             rep.weights_zeroshot.assign(size_t(n), 1.0 / double(n));
         }
@@ -227,7 +257,8 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
         // The expert alone.
         rep.expert_reports.push_back(evaluate_embeddings(d.emb, d.cls, T, eval_path));
     }
-    rep.routed = combine(ex, rep.weights_zeroshot, rep.weights_i2t, w_t2i, opt.cosine, T, eval_path);
+    rep.routed = combine(ex, rep.weights_per_class.empty() ? rep.weights_zeroshot : rep.weights_per_class,
+                         rep.weights_i2t, w_t2i, opt.cosine, T, eval_path);
     const std::vector<double> uni(size_t(n), 1.0 / double(n));
     rep.uniform = combine(ex, uni, uni, {}, opt.cosine, T, eval_path);
     return rep;
@@ -236,8 +267,11 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
 std::string format_ensemble_report(const EnsembleReport& r, const EnsembleOptions& opt) {
     std::ostringstream os;
     char buf[512];
-    std::snprintf(buf, sizeof buf, "routing: %s schedule, lambda %.3g, temperature %.3g, ensemble of %s; routing model %s\n",
+    std::snprintf(buf, sizeof buf,
+                  "routing: %s schedule, lambda %.3g, temperature %.3g, zero-shot routed per %s, ensemble of %s; "
+                  "routing model %s\n",
                   routing_schedule_name(opt.routing.schedule), opt.routing.lambda, opt.routing.temperature,
+                  opt.scope == RoutingScope::task ? "task" : "class name",
                   opt.cosine ? "cosine similarities" : "logits (each expert's own logit scale)",
                   r.routing_checkpoint.c_str());
     os << buf;
@@ -268,11 +302,21 @@ std::string format_ensemble_report(const EnsembleReport& r, const EnsembleOption
 std::string ensemble_report_json(const EnsembleReport& r, const EnsembleOptions& opt) {
     std::ostringstream os;
     os << "\"routing\": {\"schedule\": \"" << routing_schedule_name(opt.routing.schedule) << "\", \"lambda\": "
-       << opt.routing.lambda << ", \"temperature\": " << opt.routing.temperature << ", \"space\": \""
+       << opt.routing.lambda << ", \"temperature\": " << opt.routing.temperature << ", \"scope\": \""
+       << routing_scope_name(opt.scope) << "\", \"space\": \""
        << (opt.cosine ? "cosine" : "logits") << "\", \"checkpoint\": \"" << r.routing_checkpoint << "\"}, ";
     os << "\"weights_zeroshot\": " << json_array(r.weights_zeroshot) << ", \"weights_i2t\": " << json_array(r.weights_i2t)
        << ", \"weights_t2i_mean\": " << json_array(r.weights_t2i_mean) << ", \"logit_scales\": "
        << json_array(r.logit_scales) << ", ";
+    if (!r.weights_per_class.empty()) {
+        const size_t n = r.experts.size();
+        os << "\"weights_zeroshot_per_class\": [";
+        for (size_t k = 0; k * n < r.weights_per_class.size(); ++k)
+            os << (k ? ", " : "")
+               << json_array(std::vector<double>(r.weights_per_class.begin() + long(k * n),
+                                                 r.weights_per_class.begin() + long((k + 1) * n)));
+        os << "], ";
+    }
     os << "\"class_routes\": [";
     for (size_t k = 0; k < r.class_routes.size(); ++k)
         os << (k ? ", " : "") << "{\"class\": \"" << r.classnames[k] << "\", \"fine\": " << r.class_routes[k].fine

@@ -9,7 +9,9 @@
 // temperature, not a calibration: with logits an expert whose t_c ended higher
 // would outweigh the routing weights p(c|T).
 //
-//   zero-shot:  scores = sum_c p(c|T) * S_c,  T = the class names
+//   zero-shot:  scores = sum_c p(c|T) * S_c,  T = the class names (scope task, the paper's
+//               and the released code's rule), or, with scope class, each class name l its own
+//               task: scores[:, l] = sum_c p(c|t_l) * S_c[:, l] (as text->image routes queries)
 //   text->image: query q's scores = sum_c p(c|q) * S_c(q, .)  (each query its own task)
 //   image->text: scores = sum_c p(c|C) * S_c, C = the whole caption corpus as the task
 //
@@ -29,8 +31,14 @@
 
 namespace curaclip::mode {
 
+// Which texts make one zero-shot task (eval --routing-scope).
+enum class RoutingScope { task, per_class };
+RoutingScope parse_routing_scope(const std::string& s);
+const char* routing_scope_name(RoutingScope s);
+
 struct EnsembleOptions {
     RoutingOptions routing;
+    RoutingScope scope = RoutingScope::task;
     bool cosine = true;  // false: each expert's logits (own logit scale)
     int64_t batch = 256;
     std::string backend = "cpu";
@@ -45,7 +53,8 @@ struct EnsembleReport {
     std::vector<std::string> experts;       // checkpoint files, expert c at [c]
     std::vector<EvalReport> expert_reports;  // each expert alone
     std::vector<double> logit_scales;       // exp(t_c)
-    std::vector<double> weights_zeroshot;   // p(c | class names)
+    std::vector<double> weights_zeroshot;   // p(c | class names); scope class: the mean over the classes
+    std::vector<double> weights_per_class;  // scope class: p(c | class name l), [K, n]; else empty
     std::vector<std::string> classnames;    // of the zero-shot task (empty: no labels)
     std::vector<TextRoute> class_routes;    // each class name's nearest fine center and expert
     std::vector<double> weights_i2t;        // p(c | caption corpus)
@@ -58,6 +67,12 @@ struct EnsembleReport {
 EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoints, const Assignment& assign,
                                  const std::string& routing_checkpoint, const std::string& tokenizer_path,
                                  const std::string& eval_path, const Communicator& comm, const EnsembleOptions& opt);
+
+// The ensemble's zero-shot scores [I, K] from each expert's scores S[c] ([I, K] each):
+// sum_c w_c * S_c with w = [n] (one task), or column l mixed by w[l, :] with w = [K, n]
+// (each class its own task). Error unless w has n or K*n entries.
+std::vector<float> mix_zero_shot_scores(const std::vector<std::vector<float>>& S, int64_t I, int64_t K,
+                                        const std::vector<double>& w);
 
 // The report as a terminal table and as a JSON object body.
 std::string format_ensemble_report(const EnsembleReport& r, const EnsembleOptions& opt);

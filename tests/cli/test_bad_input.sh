@@ -412,6 +412,20 @@ PYEOF
   expect_error "eval --experts: expert out of range refused naming the file" \
     "map_assign.h5: /centers/fine_to_expert maps fine center 3 to expert 7, not one of the 2 experts" \
     "$BIN" eval --experts "$W/run,$W/run" --assign "$E/map_assign.h5" --data "$W/d/test.h5"
+  expect_error "eval --routing-scope: an unknown scope is refused" "--routing-scope: 'image' is not one of task, class" \
+    "$BIN" eval --experts "$W/run,$W/run" --assign "$E/assign.h5" --data "$W/d/test.h5" --routing-scope image
+  # Each class name routed on its own: two copies of one model give that model's accuracy
+  # whatever the weights, and every class's weights sum to 1.
+  "$BIN" eval --experts "$W/run,$W/run" --assign "$E/assign.h5" --data "$W/d/test.h5" --routing-scope class \
+    --json "$E/scope_eval.json" >/dev/null 2>&1
+  "$BIN" eval --checkpoint "$W/run" --data "$W/d/test.h5" --json "$E/one_eval.json" >/dev/null 2>&1
+  check "eval --routing-scope class: per-class weights, and copies of one model score as that model" $PY -c "
+import json; r = json.load(open('$E/scope_eval.json')); one = json.load(open('$E/one_eval.json'))
+w = r['weights_zeroshot_per_class']
+assert r['routing']['scope'] == 'class' and len(w) == one['zeroshot_classes'], r['routing']
+assert all(abs(sum(x) - 1) < 1e-5 for x in w), w
+assert abs(r['routed']['zeroshot_top1'] - one['zeroshot_top1']) < 1e-9, (r['routed'], one)
+assert r['routed']['zeroshot_per_class_recall'] == one['zeroshot_per_class_recall']"
   expect_error "train --mode.assign: NaN centers refused before the first step" "mode.assign: $E/nan_assign.h5: /centers/fine: fine center 1" \
     "$BIN" "${TRAIN[@]}" --mode.assign "$E/nan_assign.h5" --mode.expert 0 --train.init_from "$W/run" --train.out "$E/x_run"
   # An assignment used with another dataset of the same size: refused by its fingerprint;

@@ -341,6 +341,11 @@ TEST(EvalMetrics, MeanPerClassRecallOverTheClassesPresent) {
     EXPECT_DOUBLE_EQ(r.mean_per_class_recall, (3.0 / 4 + 0.0 + 2.0 / 2) / 3);
     EXPECT_EQ(r.classes_present, 3);
     EXPECT_EQ(r.classes, 4);
+    ASSERT_EQ(r.per_class_recall.size(), 4u);
+    EXPECT_DOUBLE_EQ(r.per_class_recall[0], 0.75);
+    EXPECT_DOUBLE_EQ(r.per_class_recall[1], 0.0);
+    EXPECT_DOUBLE_EQ(r.per_class_recall[2], 1.0);
+    EXPECT_TRUE(std::isnan(r.per_class_recall[3]));  // no sample: not a recall of 0
     EXPECT_DOUBLE_EQ(r.top5, 1.0);  // K = 4 < 5: every label is in the top 5
     // Balanced classes: mean per-class recall = accuracy.
     const ZeroShotResult b = zero_shot_accuracy_from_logits({5, 1, 1, 5, 5, 1, 1, 5}, {0, 0, 1, 1}, 2);
@@ -610,7 +615,7 @@ TEST(EvalWithMpi, EvaluateEmbedsEachImageOnceAndRetrievesOverDistinctImages) {
     EXPECT_NE(table.find("zero-shot classification (9 images, 3 classes, 7 templates)"), std::string::npos) << table;
     EXPECT_NE(table.find("mean per-class recall"), std::string::npos) << table;
     for (const char* f : {"\"zeroshot_top1\": ", "\"zeroshot_top5\": ", "\"zeroshot_mean_per_class_recall\": ",
-                          "\"i2t_r1\": ", "\"t2i_r10\": ", "\"eval_images\": 9", "\"zeroshot_templates\": 7"})
+                          "\"zeroshot_per_class_recall\": [", "\"i2t_r1\": ", "\"t2i_r10\": ", "\"eval_images\": 9", "\"zeroshot_templates\": 7"})
         EXPECT_NE(json.find(f), std::string::npos) << f << " not in " << json;
     EXPECT_NE(json.find("\"eval_captions\": " + std::to_string(N)), std::string::npos) << json;
 }

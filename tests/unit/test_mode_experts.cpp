@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "mode/ensemble.h"
 #include "mode/experts.h"
 #include "mode/routing.h"
 #include "train/train_experts.h"
@@ -163,6 +164,22 @@ TEST(Routing, MetaClipScheduleEqualsTheReleasedFormula) {
     EXPECT_GT(q[0], 0.5);  // (1,0) routes to expert 0
     EXPECT_LT(q[4], 0.5);  // (0.1,0.99) routes to expert 1
     EXPECT_THROW(parse_routing_schedule("sharp"), Error);
+}
+
+TEST(Ensemble, ZeroShotScoresMixPerTaskOrPerClassName) {
+    // 2 experts, 2 images x 3 classes.
+    const std::vector<std::vector<float>> S = {{1, 2, 3, 4, 5, 6}, {10, 20, 30, 40, 50, 60}};
+    // One task: every column mixed by the same weights.
+    const std::vector<float> task = mix_zero_shot_scores(S, 2, 3, {0.25, 0.75});
+    for (size_t i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(task[i], 0.25f * S[0][i] + 0.75f * S[1][i]);
+    // Each class name its own task: column l mixed by row l of [K, n].
+    const std::vector<float> cls = mix_zero_shot_scores(S, 2, 3, {1, 0, 0, 1, 0.5, 0.5});
+    EXPECT_EQ(cls, (std::vector<float>{1, 20, 16.5f, 4, 50, 33}));
+    // Neither n nor K*n weights, or an expert of the wrong size: an internal error.
+    EXPECT_THROW(mix_zero_shot_scores(S, 2, 3, {1, 0, 0}), Error);
+    EXPECT_THROW(mix_zero_shot_scores({{1, 2}, {3}}, 1, 2, {0.5, 0.5}), Error);
+    EXPECT_EQ(parse_routing_scope("class"), RoutingScope::per_class);
+    EXPECT_THROW(parse_routing_scope("image"), Error);
 }
 
 TEST(TrainExperts, IniSetReplacesOrAddsAKey) {
