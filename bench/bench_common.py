@@ -23,14 +23,23 @@ def machine(gpu=None):
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "gpu": gpu}
 
 
-def git_commit():
-    """The commit the benchmark ran at, with "-dirty" when the tree had uncommitted changes."""
+def _read_commit():
     try:
         c = subprocess.check_output(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], text=True).strip()
         dirty = subprocess.call(["git", "-C", ROOT, "diff", "--quiet"]) != 0
         return c + ("-dirty" if dirty else "")
     except Exception:
         return None
+
+
+# Read when the benchmark starts (every bench imports this module first), not when it
+# writes its result: a run of an hour must not record a commit made while it ran.
+_COMMIT_AT_START = _read_commit()
+
+
+def git_commit():
+    """The commit the benchmark started at, with "-dirty" when the tree had uncommitted changes."""
+    return _COMMIT_AT_START
 
 
 def read_metrics(run):
