@@ -7,8 +7,9 @@ Protocol (as the released MoDE code: experts finish the seed's schedule):
   * the seed is a run whose cosine schedule spans seed-steps + expert-steps, stopped
     (checkpointed) after --seed-steps: a partially trained model, mid-schedule;
   * every continuation from the seed (each expert, and the equal-compute model)
-    starts from the seed's parameters with a fresh AdamW, --warmup steps up to the
-    seed's learning rate at the stop, then a cosine to 0 over its own length:
+    starts from the seed's parameters with a fresh AdamW (--carry-optimizer: the
+    seed's moments), --warmup steps up to the seed's learning rate at the stop,
+    then a cosine to 0 over its own length:
     e steps for an expert, n * e for the equal-compute model (same treatment);
   * `curaclip embed` of the fit captions by the seed, `curaclip cluster` (fine m,
     coarse n), `curaclip train-experts`, `curaclip eval --experts`;
@@ -135,6 +136,8 @@ def run_seed(R, args, bin_, split_bin, W, data, S, embeddings):
     ns = [int(x) for x in args.experts.split(",")]
     rand_ns = [int(x) for x in args.rand.split(",") if x]
     cont = ["--train.init_from", f"{W}/seed", "--train.warmup", str(args.warmup), "--train.lr", f"{cont_lr:.6g}"]
+    if args.carry_optimizer:  # the seed's AdamW moments too, as the released code's experts resume the seed run
+        cont += ["--train.init_optimizer", "true"]
     expert_opts = [*cont, "--train.steps", str(E), "--mode.ood_share", str(args.ood_share)]
     # Evaluation (right after each n is trained): the routing temperature of each
     # ensemble on val, then the test set.
@@ -230,6 +233,9 @@ def main():
     ap.add_argument("--holdout", type=int, default=5000, help="training rows held out to choose the routing temperature")
     ap.add_argument("--taus", default="1,8,64", help="routing temperatures tried on the held-out rows")
     ap.add_argument("--ood-share", type=float, default=0.02)
+    ap.add_argument("--carry-optimizer", action="store_true",
+                    help="every continuation (experts, equal compute) also takes the seed's AdamW moments "
+                         "(train.init_optimizer); use with --warmup 0, as a resumed run does not warm up again")
     ap.add_argument("--nice", type=int, default=10, help="run every stage under nice -n NICE (shared machines)")
     ap.add_argument("--out-json", default=os.path.join(ROOT, "bench", "results", "mode_fashion_mnist.json"))
     ap.add_argument("--out-png", default=os.path.join(ROOT, "docs", "mode_fashion_mnist.png"))
@@ -343,6 +349,8 @@ def main():
         "seed_schedule_steps": args.seed_schedule or (args.seed_steps + args.expert_steps),
         "expert_steps": args.expert_steps,
         "continuation_warmup": args.warmup,
+        "continuation_optimizer": "the seed's AdamW moments (train.init_optimizer)" if args.carry_optimizer
+                                  else "fresh AdamW",
         "holdout_rows": args.holdout,
         "batch_size": 256,
         "fine_clusters": args.fine,

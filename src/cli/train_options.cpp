@@ -114,6 +114,10 @@ const std::vector<TrainField>& train_fields() {
         field<S>("train.init_from", 0, "",
                  "start from this checkpoint's parameters (fresh optimizer, step 0), e.g. the MoDE seed model",
                  [](TrainOptions& o) -> S& { return o.init_from; }),
+        field<bool>("train.init_optimizer", 0, false,
+                    "with train.init_from: also take its AdamW moments, and continue their bias correction from its "
+                    "step count (this run's learning-rate schedule and data; the MoDE experts of the released code)",
+                    [](TrainOptions& o) -> bool& { return o.init_optimizer; }),
         field<S>("mode.assign", 1, "", "cluster side file of `curaclip cluster` (/assign/expert)",
                  [](TrainOptions& o) -> S& { return o.mode_assign; }),
         field<int64_t>("mode.expert", 1, -1,

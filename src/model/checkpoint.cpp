@@ -123,6 +123,7 @@ void fill_checkpoint(H5File& f, ParameterSet& params, const CheckpointState& sta
                "; such a checkpoint could not be loaded again");
     f.set_attr("/", "format_version", kFormatVersion);
     f.set_attr("/", "step", state.step);
+    if (state.adam_step_offset > 0) f.set_attr("/", "adam_step_offset", state.adam_step_offset);
     f.set_attr("/", "loader_epoch", state.loader_epoch);
     f.set_attr("/", "loader_step", state.loader_step);
     f.set_attr("/", "seed", int64_t(state.seed));
@@ -276,6 +277,7 @@ CheckpointState load_checkpoint(const std::string& path, ParameterSet& params, b
                "; refusing to use it (the run that wrote it had diverged: take an earlier checkpoint)");
     CheckpointState s;
     s.step = f.attr_i64("/", "step");
+    if (f.has_attr("/", "adam_step_offset")) s.adam_step_offset = f.attr_i64("/", "adam_step_offset");
     s.loader_epoch = f.attr_i64("/", "loader_epoch");
     s.loader_step = f.attr_i64("/", "loader_step");
     s.seed = uint64_t(f.attr_i64("/", "seed"));

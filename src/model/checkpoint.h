@@ -46,6 +46,9 @@ struct CheckpointState {
     std::string tokenizer_id;  // BpeTokenizer::id_hex() of data.tokenizer ("" = unknown: not written)
     int64_t train_rows = -1;   // rows of data.train (-1 = unknown: not written)
     std::string train_fingerprint;  // io::dataset_fingerprint of data.train ("" = unknown: not written)
+    // AdamW steps of the moments before this run's step 0 (AdamW::moment_step_offset;
+    // attribute adam_step_offset, written when > 0; absent = 0).
+    int64_t adam_step_offset = 0;
 };
 
 // Writes <dir>/<name> and points <dir>/latest at it, as above. `name` is a file

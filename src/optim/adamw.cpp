@@ -35,6 +35,11 @@ void AdamW::set_steps_done(int64_t steps) {
     steps_ = steps;
 }
 
+void AdamW::set_moment_step_offset(int64_t steps) {
+    CC_CHECK(steps >= 0, "optimizer: negative moment step offset ", steps);
+    moment_offset_ = steps;
+}
+
 double AdamW::grad_norm() {
     Backend& be = params_.backend();
     be.fill(norm_sq_, 0.0f);
@@ -59,7 +64,7 @@ double AdamW::step() {
     hp.beta1 = float(cfg_.beta1);
     hp.beta2 = float(cfg_.beta2);
     hp.eps = float(cfg_.eps);
-    hp.step = steps_ + 1;
+    hp.step = moment_offset_ + steps_ + 1;
     for (auto& p : params_.all()) {
         hp.weight_decay = p.weight_decay ? float(cfg_.weight_decay) : 0.0f;
         be.adamw_step(p.value, p.grad, p.adam_m, p.adam_v, p.master, hp, float(last_clip_));

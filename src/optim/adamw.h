@@ -11,8 +11,8 @@
 //                          reports it; skipped() tells), steps_done() unchanged
 //   clip  = min(1, grad_clip_norm / (norm + 1e-6))       (torch clip_grad_norm_; 1 when off)
 //   lr    = CosineSchedule(k)
-//   every parameter: Backend::adamw_step with g * clip, step k + 1 for the bias
-//                    correction, weight decay only where Parameter::weight_decay
+//   every parameter: Backend::adamw_step with g * clip, step k + 1 + moment_step_offset()
+//                    for the bias correction, weight decay only where Parameter::weight_decay
 //   logit_scale (if the set has one) clamped to [0, ln 100]
 // The update is torch.optim.AdamW's (decoupled decay p -= lr*wd*p).
 #pragma once
@@ -59,6 +59,13 @@ public:
     int64_t steps_done() const { return steps_; }
     void set_steps_done(int64_t steps);
 
+    // AdamW steps the moments had taken before this run's step 0: 0, or the
+    // train.init_from checkpoint's when train.init_optimizer carries its moments over
+    // (the bias correction 1 - beta^t continues from there; the learning-rate
+    // schedule is this run's own). Saved in every checkpoint, restored on resume.
+    int64_t moment_step_offset() const { return moment_offset_; }
+    void set_moment_step_offset(int64_t steps);
+
     double lr_at(int64_t step) const { return schedule_.lr(step); }
     double last_lr() const { return last_lr_; }
     double last_clip_scale() const { return last_clip_; }
@@ -75,6 +82,7 @@ private:
     Arena scratch_;
     Tensor norm_sq_;  // [1] device accumulator
     int64_t steps_ = 0;
+    int64_t moment_offset_ = 0;
     double last_lr_ = 0.0, last_clip_ = 1.0;
     bool skipped_ = false;
 };

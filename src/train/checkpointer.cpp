@@ -11,7 +11,7 @@ namespace curaclip {
 
 Checkpointer::Checkpointer(const TrainOptions& opt, const ModelConfig& model_cfg, ClipModel& model,
                            const io::Loader& loader, std::string tokenizer_id, std::string train_fingerprint,
-                           const Communicator& comm, std::string last)
+                           const Communicator& comm, std::string last, int64_t adam_step_offset)
     : opt_(opt),
       model_ini_(model_config_to_ini(model_cfg)),
       model_(model),
@@ -19,7 +19,8 @@ Checkpointer::Checkpointer(const TrainOptions& opt, const ModelConfig& model_cfg
       tokenizer_id_(std::move(tokenizer_id)),
       train_fingerprint_(std::move(train_fingerprint)),
       comm_(comm),
-      last_(std::move(last)) {}
+      last_(std::move(last)),
+      adam_step_offset_(adam_step_offset) {}
 
 bool Checkpointer::save(int64_t done, bool check_finite) {
     const WatchdogPause pause;
@@ -37,6 +38,7 @@ bool Checkpointer::save(int64_t done, bool check_finite) {
         const io::LoaderPosition pos = loader_.position();
         CheckpointState state;
         state.step = done;
+        state.adam_step_offset = adam_step_offset_;
         state.loader_epoch = pos.epoch;
         state.loader_step = pos.step;
         state.seed = opt_.seed;

@@ -19,9 +19,11 @@ namespace curaclip {
 class Checkpointer {
 public:
     // last: the newest checkpoint of this run folder known so far ("" = none; a
-    // resume's checkpoint). tokenizer_id and train_fingerprint go into every checkpoint.
+    // resume's checkpoint). tokenizer_id, train_fingerprint and adam_step_offset
+    // (AdamW::moment_step_offset) go into every checkpoint.
     Checkpointer(const TrainOptions& opt, const ModelConfig& model_cfg, ClipModel& model, const io::Loader& loader,
-                 std::string tokenizer_id, std::string train_fingerprint, const Communicator& comm, std::string last);
+                 std::string tokenizer_id, std::string train_fingerprint, const Communicator& comm, std::string last,
+                 int64_t adam_step_offset);
 
     // Writes <train.out>/step_<done>.h5 and points `latest` at it. check_finite: steps
     // were skipped since the last write, so the parameters are checked first (on every
@@ -42,6 +44,7 @@ private:
     std::string tokenizer_id_, train_fingerprint_;
     const Communicator& comm_;
     std::string last_;
+    int64_t adam_step_offset_;
 };
 
 }  // namespace curaclip

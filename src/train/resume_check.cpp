@@ -12,7 +12,7 @@ bool resume_may_change(const std::string& key) {
         "train.stop_at",        "train.threads",     "train.resume",      "train.overwrite",
         "train.backend",        "train.grad_bucket_mb", "train.out",      "train.max_skipped_steps",
         "train.step_timeout",
-        "train.init_from",      "data.eval",         "jest.reference_cache"};
+        "train.init_from",      "train.init_optimizer", "data.eval",         "jest.reference_cache"};
     return kAllowed.count(key) > 0;
 }
 

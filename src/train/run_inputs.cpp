@@ -36,6 +36,8 @@ void validate_train_options(const TrainOptions& o) {
                o.threads);
     CC_REQUIRE(std::isfinite(o.grad_bucket_mb) && o.grad_bucket_mb >= 0 && o.grad_bucket_mb <= 1e6,
                "train.grad_bucket_mb must be in [0, 1e6] MiB, got ", o.grad_bucket_mb);
+    CC_REQUIRE(!o.init_optimizer || !o.init_from.empty(),
+               "train.init_optimizer = true needs train.init_from (the checkpoint whose AdamW moments to take)");
     CC_REQUIRE(o.max_skipped_steps >= 0, "train.max_skipped_steps must be >= 0 (0: never stop), got ",
                o.max_skipped_steps);
     // The optimizer, option by option (OptimizerConfig::validate repeats the basic
@@ -154,11 +156,25 @@ std::string load_initial_parameters(const std::string& path, ClipModel& model) {
     return buf;
 }
 
+int64_t load_initial_optimizer(const std::string& path, ClipModel& model) {
+    CC_CHECK(!is_safetensors_path(path), "init_optimizer of a safetensors file (resolve_init_from refuses it)");
+    const bool sigmoid = weights_model_config(path).sigmoid_loss;
+    CC_REQUIRE(sigmoid == model.config().sigmoid_loss, "train.init_optimizer: ", path, " was trained with the ",
+               sigmoid ? "sigmoid (SigLIP)" : "softmax (CLIP)", " loss and this run uses the other one, so its "
+               "AdamW moments do not match this model's parameters; leave train.init_optimizer off");
+    const CheckpointState st = load_checkpoint(path, model.params(), /*with_optimizer=*/true);
+    return st.step + st.adam_step_offset;
+}
+
 std::string resolve_init_from(const TrainOptions& opt) {
     if (!opt.resume.empty() || opt.init_from.empty()) return "";
     std::string path = opt.init_from;
     CC_REQUIRE(fs::exists(path), "train.init_from: ", path, " does not exist");
     if (fs::is_directory(path)) path = resolve_checkpoint(path, "latest");
+    // Before any set-up, not at the load.
+    CC_REQUIRE(!opt.init_optimizer || !is_safetensors_path(path), "train.init_optimizer: ", path,
+               " is a weights file without optimizer state; leave train.init_optimizer off to start from its "
+               "parameters with a fresh AdamW");
     return path;
 }
 

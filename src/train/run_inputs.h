@@ -63,6 +63,11 @@ void require_init_architecture(const std::string& path, const ModelConfig& cfg);
 // other contrastive loss is copied over by name (logit_bias initialised or dropped).
 // Returns what was done beyond a plain load ("" for a plain load).
 std::string load_initial_parameters(const std::string& path, ClipModel& model);
+// train.init_optimizer: loads init_from's parameters and AdamW moments into `model`
+// and returns the moments' step count (the checkpoint's step plus its own offset),
+// for AdamW::set_moment_step_offset. Error, naming the file, for a safetensors
+// weights file (no optimizer state) or a checkpoint of the other contrastive loss.
+int64_t load_initial_optimizer(const std::string& path, ClipModel& model);
 
 // data.eval opened with the checks evaluation makes (rows, labels within
 // /classnames), so that a missing or wrong evaluation set stops the run before step

@@ -51,7 +51,7 @@ int run_training(const TrainOptions& opt, const ModelConfig& model_cfg, const Co
         clear_finished(opt.out_dir);  // training again (overwrite, more steps): not finished until the end
     }
     Checkpointer checkpoints(opt, model_cfg, *t.model, loader, in.tok.id_hex(), in.train_fingerprint, comm,
-                             start.resume_path);
+                             start.resume_path, t.adamw->moment_step_offset());
     StepLog log(root, t.jest_step != nullptr, opt.global_batch, opt.steps,
                 (std::filesystem::path(opt.out_dir) / "metrics.jsonl").string());
     SkipGuard skips(opt.max_skipped_steps, root);

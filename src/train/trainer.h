@@ -63,6 +63,11 @@ struct TrainOptions {
     // logit_bias at the SigLIP recipe's -10 (weight_init.cpp), sigmoid -> softmax
     // drops it; both are printed.
     std::string init_from;
+    // With init_from: also take its AdamW moments and continue their bias correction
+    // from its step count (AdamW::moment_step_offset): the optimizer of a resumed run,
+    // on this run's data and learning-rate schedule (as the released MoDE code's
+    // experts resume the seed run). Needs a curaclip checkpoint of the same loss.
+    bool init_optimizer = false;
     double step_timeout = 0;      // seconds without a finished step before the job is ended (0 = auto)
     // MoDE expert (docs/mode.md §Training an expert): train only on expert mode_expert's rows of the
     // cluster side file mode_assign plus round(mode_ood_share * |cluster|)

@@ -11,7 +11,7 @@ namespace curaclip {
 
 TrainingSetup::TrainingSetup(const TrainOptions& opt, const ModelConfig& model_cfg, RunInputs& in,
                              const Communicator& comm)
-    : loader_(in.loader.get()) {
+    : loader_(in.loader.get()), init_optimizer_(opt.init_optimizer) {
     const int P = comm.size();
     // The backend's own device binding where it registered one (cuda/: one GPU per
     // node-local rank), before the backend exists (mpi/collectives.h).
@@ -36,7 +36,13 @@ TrainingSetup::TrainingSetup(const TrainOptions& opt, const ModelConfig& model_c
 }
 
 int64_t TrainingSetup::restore(const RunStart& start, const RunInputs& in, bool root) {
-    if (!in.init_path.empty()) {
+    if (!in.init_path.empty() && init_optimizer_) {
+        adamw->set_moment_step_offset(load_initial_optimizer(in.init_path, *model));
+        if (root)
+            std::printf("initialized from %s (parameters and AdamW moments, whose bias correction continues from "
+                        "their step %lld; this run's schedule from step 0)\n",
+                        in.init_path.c_str(), (long long)adamw->moment_step_offset());
+    } else if (!in.init_path.empty()) {
         const std::string note = load_initial_parameters(in.init_path, *model);
         if (root) {
             std::printf("initialized from %s (parameters only; fresh optimizer, step 0)\n", in.init_path.c_str());
@@ -46,6 +52,7 @@ int64_t TrainingSetup::restore(const RunStart& start, const RunInputs& in, bool 
     if (start.resume_path.empty()) return 0;
     const CheckpointState st = load_checkpoint(start.resume_path, model->params(), /*with_optimizer=*/true);
     adamw->set_steps_done(st.step);
+    adamw->set_moment_step_offset(st.adam_step_offset);
     loader_->seek({st.loader_epoch, st.loader_step});
     if (root) std::printf("resumed from %s at step %lld\n", start.resume_path.c_str(), (long long)st.step);
     return st.step;

@@ -30,8 +30,9 @@ struct TrainingSetup {
     // Collective (NCCL/MPI set-up). The model has fresh weights (train.seed).
     TrainingSetup(const TrainOptions& opt, const ModelConfig& model_cfg, RunInputs& in, const Communicator& comm);
 
-    // train.init_from, then a resume: parameters, moments, optimizer step and loader
-    // position. Returns the first step to run (0 unless resuming); prints on root.
+    // train.init_from (its parameters; with train.init_optimizer its moments and their
+    // step count too), then a resume: parameters, moments, optimizer step, moment step
+    // offset and loader position. Returns the first step to run (0 unless resuming); prints on root.
     int64_t restore(const RunStart& start, const RunInputs& in, bool root);
     // Root's summary before step 1: the model and its memory, ranks and batches, the
     // rows trained on (a MoDE expert's share), JEST's configuration.
@@ -51,6 +52,7 @@ struct TrainingSetup {
 
 private:
     io::Loader* loader_;
+    bool init_optimizer_;
 };
 
 }  // namespace curaclip

@@ -220,6 +220,12 @@ expect_error "export: an existing --out is not replaced unasked" "refusing to ov
 expect_error "train: --train.resume of open_clip weights says to use init_from" \
   "--train\.resume: .*m\.safetensors holds open_clip weights only .*--train\.init_from" \
   "$BIN" "${TRAIN[@]}" --train.resume "$W/oc/m.safetensors" --train.out "$W/oc_run"
+expect_error "train: --train.init_optimizer of open_clip weights is refused: they hold no moments" \
+  "train\.init_optimizer: .*m\.safetensors is a weights file without optimizer state" \
+  "$BIN" "${TRAIN[@]}" --train.init_from "$W/oc/m.safetensors" --train.init_optimizer true --train.out "$W/oc_run2"
+expect_error "train: --train.init_optimizer needs --train.init_from" "train\.init_optimizer = true needs train\.init_from" \
+  "$BIN" "${TRAIN[@]}" --train.init_optimizer true --train.out "$W/oc_run3"
+check "init_optimizer refusals made no run folder" test ! -e "$W/oc_run2" -a ! -e "$W/oc_run3"
 expect_error "convert: a recipe whose heads and activation differ from the file's description is refused, listing them" \
   "model\.activation: the file's description has quick_gelu, the recipe gelu.*model\.vision_heads: the file's description has 2, the recipe 1" \
   bash -c '"$1" convert --from open_clip "$2/m.safetensors" --model "$2/recipe.ini" --out "$2/x.h5" 2>&1 | tr "\n" " "; exit ${PIPESTATUS[0]}' _ "$BIN" "$W/oc"

@@ -296,6 +296,70 @@ TEST(TrainRobustness, SiglipStartsFromAClipCheckpointWithTheRecipesLogitBias) {
     world.barrier();
 }
 
+// train.init_optimizer: the run starts on init_from's AdamW moments, writes their step
+// count into its checkpoints, and a stop and resume gives the uninterrupted run.
+TEST(TrainRobustness, InitOptimizerCarriesTheMomentsAndTheirStepCountThroughAResume) {
+    const Communicator world = Communicator::world();
+    omp_set_num_threads(1);
+    const Fixture f = testing::make_train_fixture(world, "robust_init_opt");
+    {
+        Quiet q;
+        EXPECT_EQ(run_training(options(f, f.dir + "/seed", 3), f.cfg, world), 0);
+    }
+    auto continuation = [&](const std::string& out, bool carry) {
+        TrainOptions o = options(f, f.dir + "/" + out, 4);
+        o.init_from = f.dir + "/seed";
+        o.init_optimizer = carry;
+        return o;
+    };
+    auto train = [&](const TrainOptions& o) {
+        Quiet q;
+        EXPECT_EQ(run_training(o, f.cfg, world), 0);
+    };
+    train(continuation("whole", true));
+    TrainOptions first = continuation("split", true);
+    first.stop_at = 2;
+    train(first);
+    TrainOptions rest = continuation("split", true);
+    rest.resume = "latest";
+    train(rest);
+    // One step at lr 0 (parameters unchanged, the same batch, the same gradient) with
+    // and without the moments: m differs by exactly beta1 * the seed's m.
+    for (const bool carry : {true, false}) {
+        TrainOptions o = continuation(carry ? "lr0_carried" : "lr0_fresh", carry);
+        o.steps = 1;
+        o.optim.lr = 0.0;
+        o.optim.min_lr = 0.0;
+        o.optim.warmup_steps = 0;
+        train(o);
+    }
+    world.barrier();
+    if (world.rank() == 0) {
+        const H5File whole(f.dir + "/whole/" + checkpoint_name(4), H5File::Mode::read);
+        const H5File split(f.dir + "/split/" + checkpoint_name(4), H5File::Mode::read);
+        EXPECT_EQ(whole.attr_i64("/", "adam_step_offset"), 3);
+        EXPECT_EQ(split.attr_i64("/", "adam_step_offset"), 3);
+        for (const char* name : {"params/visual.conv1.weight", "params/logit_scale", "optimizer/adam_m/text_projection",
+                                 "optimizer/adam_v/token_embedding.weight"})
+            EXPECT_EQ(whole.read_f32(name), split.read_f32(name)) << name;
+        const H5File seed(f.dir + "/seed/" + checkpoint_name(3), H5File::Mode::read);
+        const H5File carried(f.dir + "/lr0_carried/" + checkpoint_name(1), H5File::Mode::read);
+        const H5File fresh(f.dir + "/lr0_fresh/" + checkpoint_name(1), H5File::Mode::read);
+        EXPECT_FALSE(fresh.has_attr("/", "adam_step_offset"));  // 0: not written
+        const float b1 = float(options(f, "", 1).optim.beta1);
+        for (const char* name : {"optimizer/adam_m/text_projection", "optimizer/adam_m/visual.conv1.weight"}) {
+            const std::vector<float> m0 = seed.read_f32(name), mc = carried.read_f32(name), mf = fresh.read_f32(name);
+            ASSERT_EQ(m0.size(), mc.size());
+            float scale = 0;
+            for (float x : m0) scale = std::max(scale, std::abs(x));
+            ASSERT_GT(scale, 0.0f) << name;
+            for (size_t i = 0; i < m0.size(); ++i) ASSERT_NEAR(mc[i] - mf[i], b1 * m0[i], 1e-5f * scale) << name << " " << i;
+        }
+        fs::remove_all(f.dir);
+    }
+    world.barrier();
+}
+
 TEST(TrainRobustness, ACheckpointWithLogitScale100TrainsWithoutSkippedSteps) {
     const Communicator world = Communicator::world();
     omp_set_num_threads(1);

@@ -251,6 +251,44 @@ TEST(AdamW, ResumeFromStepCountContinuesIdentically) {
     EXPECT_THROW(resumed.set_steps_done(-1), Error);
 }
 
+// train.init_optimizer: a new run (steps_done 0, its own schedule) on the moments of
+// another, whose bias correction continues from their step count. With a constant
+// learning rate it is the uninterrupted run, bit for bit; without the offset it is not.
+TEST(AdamW, MomentStepOffsetContinuesTheBiasCorrection) {
+    OptimizerConfig cfg = test_config();
+    cfg.warmup_steps = 0;
+    cfg.min_lr = cfg.lr;  // constant: the schedules of the two runs agree
+    Model a, b, c;
+    for (Model* m : {&a, &b, &c}) m->set_values(initial_values());
+    AdamW opt_a(a.ps, cfg);
+    for (int s = 0; s < 5; ++s) {
+        a.set_grads(grads_of_step(s));
+        opt_a.step();
+    }
+    for (Model* m : {&b, &c}) {
+        AdamW first(m->ps, cfg);
+        for (int s = 0; s < 3; ++s) {
+            m->set_grads(grads_of_step(s));
+            first.step();
+        }
+    }
+    AdamW carried(b.ps, cfg), restarted(c.ps, cfg);
+    carried.set_moment_step_offset(3);
+    EXPECT_EQ(carried.moment_step_offset(), 3);
+    for (int s = 3; s < 5; ++s) {
+        b.set_grads(grads_of_step(s));
+        carried.step();
+        c.set_grads(grads_of_step(s));
+        restarted.step();  // bias correction from step 1 on moments of 3 steps: a larger update
+    }
+    EXPECT_EQ(carried.steps_done(), 2);
+    for (size_t k = 0; k < a.ps.size(); ++k) {
+        EXPECT_EQ(a.ps.values_to_host(k), b.ps.values_to_host(k)) << a.ps[k].name;
+        EXPECT_NE(a.ps.values_to_host(k), c.ps.values_to_host(k)) << a.ps[k].name;
+    }
+    EXPECT_THROW(carried.set_moment_step_offset(-1), Error);
+}
+
 TEST(CosineSchedule, MatchesOpenClipCosineLr) {
     const double base = 1e-3;
     const CosineSchedule s(base, 10, 110);
