@@ -67,6 +67,11 @@ int cmd_eval(int argc, char** argv, const Communicator& world) {
     std::string ckpt = p.vm["checkpoint"].as<std::string>();
     const std::string experts = p.vm["experts"].as<std::string>();
     CC_REQUIRE(ckpt.empty() != experts.empty(), "give either --checkpoint (one model) or --experts (a MoDE ensemble)");
+    // The ensemble's options would silently do nothing to one model.
+    if (experts.empty())
+        for (const char* o : {"assign", "routing", "routing-lambda", "routing-temperature", "routing-scope",
+                              "routing-checkpoint", "routing-encoder", "ensemble-space"})
+            CC_REQUIRE(p.vm[o].defaulted(), "--", o, " applies to a MoDE ensemble (--experts), not to --checkpoint");
     const std::string data = p.vm["data"].as<std::string>();
     std::string tok_path = p.vm["tokenizer"].as<std::string>();
     if (tok_path.empty()) tok_path = (fs::path(data).parent_path() / "tokenizer.bpe").string();

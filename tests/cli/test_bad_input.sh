@@ -418,6 +418,9 @@ PYEOF
   expect_error "eval --experts: expert out of range refused naming the file" \
     "map_assign.h5: /centers/fine_to_expert maps fine center 3 to expert 7, not one of the 2 experts" \
     "$BIN" eval --experts "$W/run,$W/run" --assign "$E/map_assign.h5" --data "$W/d/test.h5"
+  expect_error "eval --checkpoint: an ensemble option is refused, not ignored" \
+    "--routing-temperature applies to a MoDE ensemble \(--experts\), not to --checkpoint" \
+    "$BIN" eval --checkpoint "$W/run" --data "$W/d/test.h5" --routing-temperature 8
   expect_error "eval --routing-scope: an unknown scope is refused" "--routing-scope: 'image' is not one of task, class" \
     "$BIN" eval --experts "$W/run,$W/run" --assign "$E/assign.h5" --data "$W/d/test.h5" --routing-scope image
   # Each class name routed on its own: two copies of one model give that model's accuracy
