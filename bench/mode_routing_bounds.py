@@ -34,6 +34,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bench_common import git_commit, load_average, machine, write_result  # noqa: E402
+from mode_encoder_clusters import consistency as cluster_consistency  # noqa: E402
+from mode_fashion_mnist import Runner  # noqa: E402  (the benchmark's mpirun line)
 
 
 def main():
@@ -54,15 +56,11 @@ def main():
     import h5py
     import numpy as np
     bin_ = os.path.join(args.build if os.path.isabs(args.build) else os.path.join(ROOT, args.build), "curaclip")
-    threads = max(1, (os.cpu_count() or 1) // args.ranks)
-
-    def mpirun(*cmd):
-        extra = ["--allow-run-as-root"] if os.geteuid() == 0 else []
-        return ["mpirun", "-n", str(args.ranks), *extra, "--bind-to", "none", "-x", f"OMP_NUM_THREADS={threads}", *cmd]
+    runner = Runner(argparse.Namespace(ranks=args.ranks, nice=0))
 
     def evaluate(out, *what, data):
         if not os.path.exists(out):
-            r = subprocess.run(mpirun(bin_, "eval", "--data", data, "--json", out, *what), capture_output=True, text=True)
+            r = subprocess.run(runner.mpirun(bin_, "eval", "--data", data, "--json", out, *what), capture_output=True, text=True)
             if r.returncode != 0:
                 sys.exit(f"eval {' '.join(what)} failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
         with open(out) as f:
@@ -82,11 +80,7 @@ def main():
             with h5py.File(f"{data}/fit.h5", "r") as f:
                 labels = f["labels"][()]
                 K = len(f["classnames"][()])
-            with h5py.File(f"{WS}/assign{args.n}{sfx}.h5", "r") as f:
-                expert_of_row = f["assign/expert"][()]
-            counts = np.zeros((K, args.n), dtype=np.int64)
-            np.add.at(counts, (labels, expert_of_row), 1)
-            home = counts.argmax(1)
+            home = np.array(cluster_consistency(f"{WS}/assign{args.n}{sfx}.h5", labels, K)["main_expert_per_class"])
             # The routing temperature the benchmark chose on the held-out rows (its test eval's).
             with open(f"{WS}/eval_{arm}.json") as f:
                 tau = json.load(f)["routing"]["temperature"]

@@ -190,8 +190,10 @@ EnsembleReport evaluate_ensemble(const std::vector<std::string>& expert_checkpoi
         const int64_t K = int64_t(names.size());
         rep.classnames = names;
         rep.class_routes = route_texts(cls, K, centers);
-        rep.weights_zeroshot = routing_weights(cls, K, centers, opt.routing);
-        if (opt.scope != RoutingScope::per_class) return;
+        if (opt.scope == RoutingScope::task) {
+            rep.weights_zeroshot = routing_weights(cls, K, centers, opt.routing);
+            return;
+        }
         rep.weights_per_class = routing_weights_per_query(cls, K, centers, opt.routing);
         rep.weights_zeroshot.assign(size_t(n), 0.0);
         for (int64_t k = 0; k < K; ++k)
